@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* One adoption record: the child, its previous and new parent, and its lineage. */
+
+/* What user space needs to name the reaper: namespace reaper, subreaper, or neither. */
+static __always_inline __u32 reaper_flags_of(struct task_struct *child,
+					     struct task_struct *new_parent, __u32 *ns_level)
+{
+	struct pid *pid = BPF_CORE_READ(child, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct pid_namespace *ns;
+	__u32 flags = 0;
+
+	/* numbers[] has one entry per namespace level; the child's own is the deepest. */
+	ns = BPF_CORE_READ(pid, numbers[level & 31].ns);
+	*ns_level = level;
+	if (BPF_CORE_READ(ns, child_reaper, tgid) == BPF_CORE_READ(new_parent, tgid))
+		flags |= REAPER_IS_NS_CHILD_REAPER;
+
+	struct signal_struct *sig = BPF_CORE_READ(new_parent, signal);
+	if (BPF_CORE_READ_BITFIELD_PROBED(sig, is_child_subreaper))
+		flags |= REAPER_IS_CHILD_SUBREAPER;
+	return flags;
+}
+
+static __always_inline void emit_adoption(struct task_struct *child,
+					  struct task_struct *old_parent, __u32 hook)
+{
+	struct task_struct *new_parent = BPF_CORE_READ(child, real_parent);
+	struct lineage *lin = lineage_of(child);
+
+	if (!lin && !watch_all)
+		return;
+	count(COUNTER_ADOPTIONS);
+
+	struct adopt_record *rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
+	if (!rec) {
+		count(COUNTER_LOST_ADOPT);
+		return;
+	}
+	fill_header(&rec->hdr, RECORD_ADOPT);
+	rec->hook = hook;
+	rec->reaper_flags = reaper_flags_of(child, new_parent, &rec->ns_level);
+	rec->exit_state = BPF_CORE_READ(child, exit_state);
+	fill_ident(&rec->child, child);
+	fill_ident(&rec->prev_parent, old_parent);
+	fill_ident(&rec->new_parent, new_parent);
+	if (lin) {
+		rec->lineage_len = lin->len;
+		rec->lineage_flags = lin->flags;
+		__builtin_memcpy(rec->lineage, lin->gen, sizeof(rec->lineage));
+	} else {
+		/* Started before adoptwatch: user space fills in the lineage. */
+		rec->lineage_len = 0;
+		rec->lineage_flags = LINEAGE_PREEXISTING;
+		__builtin_memset(rec->lineage, 0, sizeof(rec->lineage));
+	}
+	/* Adoptions are rare and wanted at once: wake the reader even if it lags. */
+	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+}

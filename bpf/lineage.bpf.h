@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Lineage: at fork the child copies its parent's ancestry and appends the
+ * parent as it is now (pid, start, comm, session). So when a daemon is adopted
+ * its whole chain is at hand, although the intermediates have long exited, and
+ * no record per fork had to reach user space.
+ */
+
+static __always_inline void append_ancestor(struct lineage *lin, struct task_struct *parent,
+					    __u32 parent_flags)
+{
+	__u32 n = lin->len;
+
+	if (n >= LINEAGE_MAX) {
+		/* Full: drop the oldest generation. */
+		for (int i = 0; i < LINEAGE_MAX - 1; i++)
+			lin->gen[i] = lin->gen[i + 1];
+		n = LINEAGE_MAX - 1;
+		lin->flags |= LINEAGE_TRUNCATED;
+	}
+	struct ancestor *a = &lin->gen[n & (LINEAGE_MAX - 1)];
+
+	a->pid = BPF_CORE_READ(parent, tgid);
+	a->sid = session_of(parent);
+	a->pgid = pgrp_of(parent);
+	a->flags = parent_flags & LINEAGE_EXECED;
+	a->start_ns = process_start(parent);
+	BPF_CORE_READ_STR_INTO(&a->comm, parent, comm);
+	lin->len = n + 1;
+}
+
+/* Returns the new child's lineage entry, or NULL when the child is not watched. */
+static __always_inline struct lineage *inherit_lineage(struct task_struct *parent,
+							struct task_struct *child)
+{
+	struct proc_key parent_key, child_key;
+	__u32 zero = 0;
+
+	proc_key_of(parent, &parent_key);
+	struct lineage *parent_lin = bpf_map_lookup_elem(&lineages, &parent_key);
+	if (!parent_lin && !watch_all)
+		return NULL; /* unwatched tree: nothing to do */
+
+	struct lineage *lin = bpf_map_lookup_elem(&lineage_scratch, &zero);
+	if (!lin)
+		return NULL;
+	if (parent_lin) {
+		*lin = *parent_lin;
+	} else {
+		/* The parent predates adoptwatch: user space knows its ancestors. */
+		__builtin_memset(lin, 0, sizeof(*lin));
+		lin->flags = LINEAGE_PREEXISTING;
+	}
+	append_ancestor(lin, parent, parent_lin ? parent_lin->self_flags : 0);
+	lin->self_flags = 0;
+
+	child_key.pid = BPF_CORE_READ(child, tgid);
+	child_key.pad = 0;
+	child_key.start_ns = BPF_CORE_READ(child, start_boottime);
+	if (bpf_map_update_elem(&lineages, &child_key, lin, BPF_ANY)) {
+		count(COUNTER_LINEAGE_FULL);
+		return NULL;
+	}
+	return lin;
+}
+
+static __always_inline struct lineage *lineage_of(struct task_struct *task)
+{
+	struct proc_key key;
+
+	proc_key_of(task, &key);
+	return bpf_map_lookup_elem(&lineages, &key);
+}
+
+/* A watched process: it has a lineage entry, or everything is watched. */
+static __always_inline bool watched(struct task_struct *task)
+{
+	return watch_all || lineage_of(task);
+}
+
+static __always_inline void record_fork(struct task_struct *parent, struct task_struct *child);
+static __always_inline void record_exec(struct task_struct *task);
+static __always_inline void record_exit(struct task_struct *task);
+static __always_inline void snapshot_children(struct task_struct *task);
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	/* A new thread is not a new process: it shares its process's lineage. */
+	if (BPF_CORE_READ(child, tgid) == BPF_CORE_READ(parent, tgid))
+		return 0;
+	if (!inherit_lineage(parent, child))
+		return 0;
+	if (emit_task_records)
+		record_fork(parent, child);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task)
+{
+	struct lineage *lin = lineage_of(task);
+
+	if (lin)
+		lin->self_flags |= LINEAGE_EXECED;
+	else if (!watch_all)
+		return 0;
+	if (emit_task_records)
+		record_exec(task);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task)
+{
+	if (exit_walk)
+		snapshot_children(task);
+	if (emit_task_records && watched(task))
+		record_exit(task);
+	return 0;
+}
+
+/* The task struct is freed: its process can no longer be adopted or be an ancestor
+ * that user space must find, so its lineage entry goes. */
+SEC("raw_tp/sched_process_free")
+int BPF_PROG(on_free, struct task_struct *task)
+{
+	struct proc_key key;
+
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+		return 0; /* a thread: the process's entry belongs to its leader */
+	key.pid = BPF_CORE_READ(task, tgid);
+	key.pad = 0;
+	key.start_ns = BPF_CORE_READ(task, start_boottime);
+	bpf_map_delete_elem(&lineages, &key);
+	return 0;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Maps shared by all programs. Sizes here are defaults; the loader may resize. */
+
+/* Most children of one exiting thread that the fallback hook follows. */
+#define MAX_CHILDREN 64
+
+/* Process identity: a pid is only unique together with its start time. */
+struct proc_key {
+	__u32 pid;
+	__u32 pad;
+	__u64 start_ns;
+};
+
+/* A watched process's ancestry, oldest first; it does not include the process. */
+struct lineage {
+	__u32 len;
+	__u32 flags;      /* enum lineage_flag */
+	__u32 self_flags; /* LINEAGE_EXECED once the process itself has exec'd */
+	__u32 pad;
+	struct ancestor gen[LINEAGE_MAX];
+};
+
+struct child_ref {
+	__u64 task; /* struct task_struct *, only ever read with probe reads */
+	__u32 pid;  /* to tell whether the pointer still names the same task */
+	__u32 pad;
+};
+
+/* The children an exiting thread had just before exit_notify() re-parented them. */
+struct children_snapshot {
+	__u32 count;
+	__u32 pad;
+	struct child_ref kids[MAX_CHILDREN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} records SEC(".maps");
+
+/* Presence in this map is the per-process "watched" flag. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct proc_key);
+	__type(value, struct lineage);
+} lineages SEC(".maps");
+
+/* Keyed by thread id, between sched_process_exit and the thread's final switch. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct children_snapshot);
+} exiting_children SEC(".maps");
+
+/* Values too large for the 512-byte BPF stack are built here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lineage);
+} lineage_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct children_snapshot);
+} snapshot_scratch SEC(".maps");
+
+/* enum counter: everything the kernel side had to drop, summed by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Task records sent on this CPU, to batch wakeups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} task_records_sent SEC(".maps");
+
+static __always_inline void count(__u32 counter)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
+
+	if (value)
+		*value += 1;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The records the BPF programs send to user space through the ring buffer.
+ * This header is the only definition of their layout: bpf2go generates the
+ * Go types from it (see gen.go), so never describe these structs by hand in Go.
+ */
+#ifndef ADOPTWATCH_RECORDS_H
+#define ADOPTWATCH_RECORDS_H
+
+#define COMM_LEN 16
+/* Generations of ancestry each watched process carries (oldest dropped first). */
+#define LINEAGE_MAX 8
+
+/* record_header.kind */
+enum record_kind {
+	RECORD_ADOPT = 1,
+	RECORD_FORK = 2,
+	RECORD_EXEC = 3,
+	RECORD_EXIT = 4,
+};
+
+/* adopt_record.hook: which kernel path saw the adoption. */
+enum adopt_hook {
+	HOOK_EXACT = 1,     /* fentry/kprobe on kill_orphaned_pgrp(child, old_parent) */
+	HOOK_EXIT_WALK = 2, /* sched_process_exit snapshot + final sched_switch */
+};
+
+/* adopt_record.reaper_flags: facts user space needs to name the reaper kind. */
+enum reaper_flag {
+	REAPER_IS_NS_CHILD_REAPER = 1 << 0, /* new parent is its pid namespace's reaper */
+	REAPER_IS_CHILD_SUBREAPER = 1 << 1, /* new parent set PR_SET_CHILD_SUBREAPER */
+};
+
+/* ancestor.flags and lineage.flags */
+enum lineage_flag {
+	LINEAGE_EXECED = 1 << 0,      /* ancestor: this generation called execve at least once */
+	LINEAGE_TRUNCATED = 1 << 1,   /* lineage: older generations were dropped (LINEAGE_MAX) */
+	LINEAGE_PREEXISTING = 1 << 2, /* lineage: the oldest generation was already running
+	                                 when adoptwatch started: user space knows the rest */
+};
+
+/* exit_record.flags */
+enum exit_flag {
+	EXIT_GROUP_DEAD = 1 << 0, /* the last thread of the process: the process is gone */
+};
+
+/* Who a task is. Process identity is (pid, start_ns), never pid alone. */
+struct task_ident {
+	__u32 pid;      /* thread group id, as user space calls a pid */
+	__u32 tid;      /* the thread involved */
+	__u32 ppid;     /* real parent's pid */
+	__u32 sid;      /* session id */
+	__u32 pgid;     /* process group id */
+	__u32 uid;      /* real uid */
+	__u64 start_ns; /* group leader start, CLOCK_BOOTTIME ns (as /proc/PID/stat) */
+	char comm[COMM_LEN];
+};
+
+/* One generation of a process's ancestry, as it was when it forked its child. */
+struct ancestor {
+	__u32 pid;
+	__u32 sid;
+	__u32 pgid;
+	__u32 flags; /* LINEAGE_EXECED */
+	__u64 start_ns;
+	char comm[COMM_LEN];
+};
+
+struct record_header {
+	__u64 ts_ns; /* CLOCK_BOOTTIME */
+	__u32 kind;  /* enum record_kind */
+	__u32 cpu;
+};
+
+/* RECORD_ADOPT: child was re-parented from prev_parent to new_parent. */
+struct adopt_record {
+	struct record_header hdr;
+	__u32 hook;         /* enum adopt_hook */
+	__u32 reaper_flags; /* enum reaper_flag */
+	__u32 ns_level;     /* depth of the child's pid namespace (0: the initial one) */
+	__u32 exit_state;   /* child's exit_state: non-zero for an adopted zombie */
+	struct task_ident child;
+	struct task_ident prev_parent;
+	struct task_ident new_parent;
+	__u32 lineage_len;   /* valid entries in lineage[] */
+	__u32 lineage_flags; /* enum lineage_flag */
+	struct ancestor lineage[LINEAGE_MAX]; /* oldest first; the child itself is not in it */
+};
+
+/* RECORD_FORK, RECORD_EXEC, RECORD_EXIT (only with --all). */
+struct task_record {
+	struct record_header hdr;
+	struct task_ident task;  /* fork: the parent; exec: the new image; exit: the thread */
+	struct task_ident other; /* fork: the child; exec: zeroes except comm = old comm */
+	__u32 exit_code;         /* exit: wait(2) status of the thread (or the group) */
+	__u32 flags;             /* enum exit_flag */
+};
+
+/* Indexes of the counters map: what the kernel side could not do, never silent. */
+enum counter {
+	COUNTER_LOST_ADOPT = 0,      /* adoption records that found the ring buffer full */
+	COUNTER_LOST_TASK,           /* fork/exec/exit records that found it full */
+	COUNTER_LINEAGE_FULL,        /* forks whose lineage did not fit the lineage map */
+	COUNTER_SNAPSHOT_FULL,       /* exiting threads whose children did not fit the map */
+	COUNTER_CHILDREN_TRUNCATED,  /* children beyond MAX_CHILDREN of one exiting thread */
+	COUNTER_STALE_CHILD,         /* snapshotted children gone before the final switch */
+	COUNTER_ADOPTIONS,           /* adoptions seen in the kernel (sent or lost) */
+	COUNTER_MAX,
+};
+
+#endif

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * fork/exec/exit records, sent only with --all. They are frequent, so the reader
+ * is woken once every wakeup_every records per CPU (it also polls on a timer):
+ * a wakeup costs far more than the record.
+ */
+
+static __always_inline struct task_record *reserve_task_record(__u32 kind)
+{
+	struct task_record *rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
+
+	if (!rec) {
+		count(COUNTER_LOST_TASK);
+		return NULL;
+	}
+	__builtin_memset(rec, 0, sizeof(*rec));
+	fill_header(&rec->hdr, kind);
+	return rec;
+}
+
+static __always_inline void submit_task_record(struct task_record *rec)
+{
+	__u32 zero = 0;
+	__u64 *sent = bpf_map_lookup_elem(&task_records_sent, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (sent) {
+		*sent += 1;
+		if (wakeup_every <= 1 || *sent % wakeup_every == 0)
+			flags = BPF_RB_FORCE_WAKEUP;
+	}
+	bpf_ringbuf_submit(rec, flags);
+}
+
+static __always_inline void record_fork(struct task_struct *parent, struct task_struct *child)
+{
+	struct task_record *rec = reserve_task_record(RECORD_FORK);
+
+	if (!rec)
+		return;
+	fill_ident(&rec->task, parent);
+	fill_ident(&rec->other, child);
+	submit_task_record(rec);
+}
+
+static __always_inline void record_exec(struct task_struct *task)
+{
+	struct task_record *rec = reserve_task_record(RECORD_EXEC);
+
+	if (!rec)
+		return;
+	fill_ident(&rec->task, task);
+	submit_task_record(rec);
+}
+
+static __always_inline void record_exit(struct task_struct *task)
+{
+	struct task_record *rec = reserve_task_record(RECORD_EXIT);
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+
+	if (!rec)
+		return;
+	fill_ident(&rec->task, task);
+	/* signal->live was decremented before this tracepoint: 0 means the last thread. */
+	if (BPF_CORE_READ(sig, live.counter) == 0) {
+		rec->flags |= EXIT_GROUP_DEAD;
+		/* What wait(2) will report for the process (see wait_task_zombie). */
+		if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+			rec->exit_code = BPF_CORE_READ(sig, group_exit_code);
+		else
+			rec->exit_code = BPF_CORE_READ(task, group_leader, exit_code);
+	} else {
+		rec->exit_code = BPF_CORE_READ(task, exit_code);
+	}
+	submit_task_record(rec);
+}

@@ -1,0 +1,148 @@
+package events
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/adoptwatch/adoptwatch/bpf"
+)
+
+// Sizes of the records as the kernel writes them (bpf/records.h).
+var (
+	headerSize = binary.Size(bpf.AdoptwatchRecordHeader{})
+	adoptSize  = binary.Size(bpf.AdoptwatchAdoptRecord{})
+	taskSize   = binary.Size(bpf.AdoptwatchTaskRecord{})
+)
+
+// Decoder turns raw ring-buffer samples into Records. It needs the boot clock's
+// offset to print wall-clock times.
+type Decoder struct {
+	Clock Clock
+}
+
+// Decode parses one sample. It rejects samples whose size does not match their
+// kind, so a layout mismatch between the object and this binary is caught.
+func (d Decoder) Decode(sample []byte) (Record, error) {
+	if len(sample) < headerSize {
+		return Record{}, fmt.Errorf("record of %d bytes is shorter than its header (%d)", len(sample), headerSize)
+	}
+	var hdr bpf.AdoptwatchRecordHeader
+	if _, err := binary.Decode(sample, binary.NativeEndian, &hdr); err != nil {
+		return Record{}, fmt.Errorf("decode header: %w", err)
+	}
+	switch bpf.AdoptwatchRecordKind(hdr.Kind) {
+	case bpf.AdoptwatchRecordKindRECORD_ADOPT:
+		var raw bpf.AdoptwatchAdoptRecord
+		if err := decodeExact(sample, adoptSize, &raw); err != nil {
+			return Record{}, err
+		}
+		a, err := d.adoption(&raw)
+		return Record{Adoption: a}, err
+	case bpf.AdoptwatchRecordKindRECORD_FORK, bpf.AdoptwatchRecordKindRECORD_EXEC, bpf.AdoptwatchRecordKindRECORD_EXIT:
+		var raw bpf.AdoptwatchTaskRecord
+		if err := decodeExact(sample, taskSize, &raw); err != nil {
+			return Record{}, err
+		}
+		return Record{Task: d.task(&raw)}, nil
+	default:
+		return Record{}, fmt.Errorf("unknown record kind %d", hdr.Kind)
+	}
+}
+
+func decodeExact(sample []byte, size int, out any) error {
+	if len(sample) != size {
+		return fmt.Errorf("record of %d bytes, want %d for its kind", len(sample), size)
+	}
+	_, err := binary.Decode(sample, binary.NativeEndian, out)
+	return err
+}
+
+func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
+	if raw.LineageLen > uint32(len(raw.Lineage)) {
+		return nil, fmt.Errorf("lineage length %d exceeds %d", raw.LineageLen, len(raw.Lineage))
+	}
+	var hook Hook
+	switch bpf.AdoptwatchAdoptHook(raw.Hook) {
+	case bpf.AdoptwatchAdoptHookHOOK_EXACT:
+		hook = HookExact
+	case bpf.AdoptwatchAdoptHookHOOK_EXIT_WALK:
+		hook = HookExitWalk
+	default:
+		return nil, fmt.Errorf("unknown hook %d", raw.Hook)
+	}
+	a := &Adoption{
+		Time:       d.Clock.Wall(raw.Hdr.TsNs),
+		Hook:       hook,
+		Child:      process(raw.Child),
+		PrevParent: process(raw.PrevParent),
+		NewParent:  process(raw.NewParent),
+		Reaper:     ReaperKind(raw.ReaperFlags, raw.NsLevel),
+		NSLevel:    raw.NsLevel,
+		Zombie:     raw.ExitState != 0,
+	}
+	for _, g := range raw.Lineage[:raw.LineageLen] {
+		a.Lineage = append(a.Lineage, Step{
+			PID:    g.Pid,
+			Start:  time.Duration(g.StartNs),
+			Comm:   comm(g.Comm),
+			SID:    g.Sid,
+			PGID:   g.Pgid,
+			Exec:   g.Flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_EXECED) != 0,
+			Source: "kernel",
+		})
+	}
+	a.Lineage = append(a.Lineage, Step{
+		PID: a.Child.PID, Start: a.Child.Start, Comm: a.Child.Comm,
+		SID: a.Child.SID, PGID: a.Child.PGID, Source: "kernel",
+	})
+	flags := raw.LineageFlags
+	a.LineageComplete = flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_TRUNCATED|bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING) == 0
+	if flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_TRUNCATED) != 0 {
+		// Dropped generations cannot be recovered; PREEXISTING no longer applies.
+		flags &^= uint32(bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING)
+	}
+	a.lineagePreexisting = flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING) != 0
+	markSetsid(a.Lineage)
+	return a, nil
+}
+
+func (d Decoder) task(raw *bpf.AdoptwatchTaskRecord) *Task {
+	t := &Task{
+		Time:    d.Clock.Wall(raw.Hdr.TsNs),
+		Process: process(raw.Task),
+	}
+	switch bpf.AdoptwatchRecordKind(raw.Hdr.Kind) {
+	case bpf.AdoptwatchRecordKindRECORD_FORK:
+		t.Kind = KindFork
+		child := process(raw.Other)
+		t.Child = &child
+	case bpf.AdoptwatchRecordKindRECORD_EXEC:
+		t.Kind = KindExec
+	case bpf.AdoptwatchRecordKindRECORD_EXIT:
+		t.Kind = KindExit
+		t.ExitStatus = raw.ExitCode
+		t.ProcessExit = raw.Flags&uint32(bpf.AdoptwatchExitFlagEXIT_GROUP_DEAD) != 0
+	}
+	return t
+}
+
+func process(id bpf.AdoptwatchTaskIdent) Process {
+	return Process{
+		PID: id.Pid, TID: id.Tid, PPID: id.Ppid, SID: id.Sid, PGID: id.Pgid, UID: id.Uid,
+		Start: time.Duration(id.StartNs), Comm: comm(id.Comm),
+	}
+}
+
+// comm converts the kernel's NUL-padded command name.
+func comm(c [16]int8) string {
+	b := make([]byte, 0, len(c))
+	for _, ch := range c {
+		b = append(b, byte(ch))
+	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}

@@ -1,0 +1,94 @@
+// Package events turns the kernel's raw records into adoptwatch's events: it
+// decodes ring-buffer samples, keeps a bounded table of known processes (seeded
+// from /proc) and resolves each adopted process's lineage: who launched it,
+// through which fork, exec and setsid steps.
+package events
+
+import "time"
+
+// Kind names an event, as the "event" field of the JSON output does.
+type Kind string
+
+const (
+	KindAdopt Kind = "adopt"
+	KindFork  Kind = "fork"
+	KindExec  Kind = "exec"
+	KindExit  Kind = "exit"
+)
+
+// Hook names the kernel path that saw an adoption.
+type Hook string
+
+const (
+	HookExact    Hook = "exact"     // kill_orphaned_pgrp(child, old_parent), via fentry or kprobe
+	HookExitWalk Hook = "exit-walk" // exit snapshot + final sched_switch
+)
+
+// Reaper is the kind of process that adopted an orphan.
+type Reaper string
+
+const (
+	ReaperInit      Reaper = "init"      // the initial pid namespace's init
+	ReaperSubreaper Reaper = "subreaper" // an ancestor that set PR_SET_CHILD_SUBREAPER
+	ReaperNS        Reaper = "ns-reaper" // the init of a child pid namespace
+	ReaperOther     Reaper = "other"     // none of those (should not happen; kept visible)
+)
+
+// Process is a task as a record saw it. Identity is (PID, Start), never PID alone.
+type Process struct {
+	PID   uint32        // thread group id
+	TID   uint32        // the thread involved
+	PPID  uint32        // real parent's pid at the time of the record
+	SID   uint32        // session id
+	PGID  uint32        // process group id
+	UID   uint32        // real uid
+	Start time.Duration // process start, CLOCK_BOOTTIME (as /proc/PID/stat)
+	Comm  string
+}
+
+// Step is one generation in a lineage, oldest first, ending with the adopted process.
+type Step struct {
+	PID    uint32
+	Start  time.Duration
+	Comm   string        // the command name when it forked the next generation
+	SID    uint32
+	PGID   uint32
+	Exec   bool          // it had called execve by then
+	Setsid bool          // it started a new session: its sid differs from its parent's
+	Source string        // "kernel" (recorded at fork) or "proc" (read at start-up)
+}
+
+// Adoption is one orphan re-parented to a reaper.
+type Adoption struct {
+	Time       time.Time
+	Hook       Hook
+	Child      Process
+	PrevParent Process
+	NewParent  Process
+	Reaper     Reaper
+	NSLevel    uint32 // pid namespace depth of the child (0: the initial namespace)
+	Zombie     bool   // the child had already exited when it was adopted
+	Lineage    []Step // oldest first; the last step is Child
+	// LineageComplete is false when older generations could not be known
+	// (dropped in the kernel, or gone before adoptwatch started).
+	LineageComplete bool
+	// lineagePreexisting: the oldest kernel generation predates adoptwatch, so
+	// the process table may know its ancestors (see Table.Resolve).
+	lineagePreexisting bool
+}
+
+// Task is a fork, exec or exit (only sent with --all).
+type Task struct {
+	Time        time.Time
+	Kind        Kind
+	Process     Process  // fork: the parent; exec: the new image; exit: the thread
+	Child       *Process // fork only
+	ExitStatus  uint32   // exit: wait(2) status
+	ProcessExit bool     // exit: the last thread, so the process is gone
+}
+
+// Record is what one ring-buffer sample decodes to: exactly one field is set.
+type Record struct {
+	Adoption *Adoption
+	Task     *Task
+}
