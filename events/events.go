@@ -50,12 +50,12 @@ type Process struct {
 type Step struct {
 	PID    uint32
 	Start  time.Duration
-	Comm   string        // the command name when it forked the next generation
+	Comm   string // the command name when it forked the next generation
 	SID    uint32
 	PGID   uint32
-	Exec   bool          // it had called execve by then
-	Setsid bool          // it started a new session: its sid differs from its parent's
-	Source string        // "kernel" (recorded at fork) or "proc" (read at start-up)
+	Exec   bool   // it had called execve by then
+	Setsid bool   // it started a new session: its sid differs from its parent's
+	Source string // "kernel" (recorded at fork) or "proc" (read at start-up)
 }
 
 // Adoption is one orphan re-parented to a reaper.

@@ -223,4 +223,3 @@ func ParseProcStat(data []byte) (Known, error) {
 		Start: time.Duration(start) * clockTick, Comm: string(data[open+1 : end]),
 	}, nil
 }
-
