@@ -109,13 +109,13 @@ func TestImageAndBinaryPackages(t *testing.T) {
 
 func TestIsVmlinuz(t *testing.T) {
 	for name, want := range map[string]bool{
-		"./boot/vmlinuz-6.1.0-50-cloud-amd64":                  true,
-		"./usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz":    true,
-		"lib/modules/6.12.117+deb13-cloud-amd64/vmlinuz":        true,
-		"./boot/System.map-6.1.0-50-cloud-amd64":               false,
-		"./boot/vmlinuz-6.1/extra":                             false,
+		"./boot/vmlinuz-6.1.0-50-cloud-amd64":                    true,
+		"./usr/lib/modules/7.2.13+deb14-cloud-amd64/vmlinuz":     true,
+		"lib/modules/6.12.117+deb13-cloud-amd64/vmlinuz":         true,
+		"./boot/System.map-6.1.0-50-cloud-amd64":                 false,
+		"./boot/vmlinuz-6.1/extra":                               false,
 		"./usr/lib/modules/7.2.13+deb14-cloud-amd64/kernel/x.ko": false,
-		"./usr/share/doc/vmlinuz":                              false,
+		"./usr/share/doc/vmlinuz":                                false,
 	} {
 		if got := IsVmlinuz(name); got != want {
 			t.Errorf("IsVmlinuz(%q) = %v, want %v", name, got, want)
