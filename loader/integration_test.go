@@ -1,0 +1,419 @@
+package loader_test
+
+// Integration tests: they load the real programs into the running kernel (as
+// root) and watch real process trees that the fixture package starts beneath a
+// child subreaper of their own. PID 1 of the machine is never involved, except
+// in the test VMs, where it is vmtests' own init.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/loader"
+)
+
+func TestMain(m *testing.M) {
+	fixture.Dispatch()
+	os.Exit(m.Run())
+}
+
+// collector keeps every record an Observer delivers.
+type collector struct {
+	mu        sync.Mutex
+	cond      *sync.Cond
+	adoptions []*events.Adoption
+	tasks     []*events.Task
+	errs      []error
+}
+
+func collect(obs *loader.Observer) *collector {
+	c := &collector{}
+	c.cond = sync.NewCond(&c.mu)
+	go func() {
+		for {
+			rec, err := obs.Read()
+			if errors.Is(err, loader.ErrClosed) {
+				return
+			}
+			c.mu.Lock()
+			switch {
+			case err != nil:
+				c.errs = append(c.errs, err)
+			case rec.Adoption != nil:
+				c.adoptions = append(c.adoptions, rec.Adoption)
+			case rec.Task != nil:
+				c.tasks = append(c.tasks, rec.Task)
+			}
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// waitFor waits until at least n adoptions match, and returns all that match.
+func (c *collector) waitFor(n int, timeout time.Duration, match func(*events.Adoption) bool) []*events.Adoption {
+	deadline := time.Now().Add(timeout)
+	wake := time.AfterFunc(timeout, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
+	defer wake.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		var out []*events.Adoption
+		for _, a := range c.adoptions {
+			if match(a) {
+				out = append(out, a)
+			}
+		}
+		if len(out) >= n || time.Now().After(deadline) {
+			return out
+		}
+		c.cond.Wait()
+	}
+}
+
+func (c *collector) decodeErrors() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.errs)
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if err := loader.CheckPrerequisites(); err != nil {
+		t.Skipf("cannot load BPF programs here: %v", err)
+	}
+}
+
+// eachHook runs the test once per adoption hook, as subtests named hook=NAME
+// (vmtests counts them). A hook this kernel cannot attach is skipped, saying why.
+func eachHook(t *testing.T, opts loader.Options, test func(t *testing.T, obs *loader.Observer, c *collector)) {
+	requireRoot(t)
+	for _, hook := range []loader.Hook{loader.HookExact, loader.HookExitWalk} {
+		t.Run("hook="+string(hook), func(t *testing.T) {
+			o := opts
+			o.Hook = hook
+			obs, err := loader.Open(o)
+			if errors.Is(err, loader.ErrHookUnsupported) {
+				t.Skipf("this kernel cannot attach the %s hook: %v", hook, err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("hook %s via %s", obs.Mechanism.Hook, obs.Mechanism.Name)
+			c := collect(obs)
+			t.Cleanup(func() {
+				obs.Close()
+				if errs := c.decodeErrors(); len(errs) > 0 {
+					t.Errorf("undecodable records: %v", errs)
+				}
+			})
+			test(t, obs, c)
+		})
+	}
+}
+
+func startTree(t *testing.T, scenario string) *fixture.Tree {
+	t.Helper()
+	tree, err := fixture.Start(scenario)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := tree.Stop(); err != nil {
+			t.Logf("stopping fixture: %v", err)
+		}
+	})
+	return tree
+}
+
+func next(t *testing.T, tree *fixture.Tree, key string) fixture.Report {
+	t.Helper()
+	rep, err := tree.Next(key, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// killLater ends a daemon the test started, by its pid, when the test ends.
+func killLater(t *testing.T, pid int) {
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+}
+
+func adoptionOf(pid int) func(*events.Adoption) bool {
+	return func(a *events.Adoption) bool { return a.Child.PID == uint32(pid) }
+}
+
+// one waits for exactly one adoption of pid (and a little longer, to catch a duplicate).
+func one(t *testing.T, c *collector, pid int) *events.Adoption {
+	t.Helper()
+	got := c.waitFor(1, 10*time.Second, adoptionOf(pid))
+	if len(got) == 0 {
+		t.Fatalf("no adoption of pid %d reported", pid)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got = c.waitFor(2, 0, adoptionOf(pid)); len(got) != 1 {
+		t.Fatalf("adoption of pid %d reported %d times", pid, len(got))
+	}
+	return got[0]
+}
+
+func lineagePIDs(a *events.Adoption) []int {
+	var out []int
+	for _, s := range a.Lineage {
+		out = append(out, int(s.PID))
+	}
+	return out
+}
+
+func checkAdoption(t *testing.T, a *events.Adoption, prevParent, newParent int, reaper events.Reaper) {
+	t.Helper()
+	if int(a.PrevParent.PID) != prevParent || int(a.NewParent.PID) != newParent || a.Reaper != reaper {
+		t.Errorf("adoption of %d: from %d to %d (%s), want from %d to %d (%s)",
+			a.Child.PID, a.PrevParent.PID, a.NewParent.PID, a.Reaper, prevParent, newParent, reaper)
+	}
+	if a.Child.PPID != uint32(newParent) {
+		t.Errorf("adopted process's ppid = %d, want %d", a.Child.PPID, newParent)
+	}
+}
+
+// checkLineageTail checks that the lineage ends with these pids and comms.
+func checkLineageTail(t *testing.T, a *events.Adoption, pids []int, comms []string) {
+	t.Helper()
+	got := lineagePIDs(a)
+	if len(got) < len(pids) || !slices.Equal(got[len(got)-len(pids):], pids) {
+		t.Fatalf("lineage of %d = %v, want it to end with %v", a.Child.PID, describe(a.Lineage), pids)
+	}
+	tail := a.Lineage[len(a.Lineage)-len(pids):]
+	for i, s := range tail {
+		if comms[i] != "" && s.Comm != comms[i] {
+			t.Errorf("lineage step %d (pid %d) comm = %q, want %q", i, s.PID, s.Comm, comms[i])
+		}
+	}
+}
+
+func describe(steps []events.Step) []string {
+	var out []string
+	for _, s := range steps {
+		out = append(out, fmt.Sprintf("%s[%d sid=%d exec=%v setsid=%v]", s.Comm, s.PID, s.SID, s.Exec, s.Setsid))
+	}
+	return out
+}
+
+func TestDoubleForkWithExec(t *testing.T) {
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree := startTree(t, "doublefork")
+		launcher := next(t, tree, "launcher").Int(0)
+		middle := next(t, tree, "middle").Int(0)
+		daemon := next(t, tree, "daemon")
+		killLater(t, daemon.Int(0))
+		if daemon.Int(1) != middle {
+			t.Fatalf("fixture: daemon's session %d, want the middle's %d", daemon.Int(1), middle)
+		}
+
+		m := one(t, c, middle)
+		checkAdoption(t, m, launcher, tree.Reaper, events.ReaperSubreaper)
+		checkLineageTail(t, m, []int{tree.Reaper, launcher, middle}, []string{"aw-reaper", "aw-launcher", "aw-middle"})
+		if s := m.Lineage[len(m.Lineage)-1]; !s.Setsid || s.SID != uint32(middle) {
+			t.Errorf("middle's step should show its setsid: %+v", s)
+		}
+		if got := events.DaemonPattern(m.Lineage); got != events.PatternForkSetsid {
+			t.Errorf("middle's pattern = %s, want %s", got, events.PatternForkSetsid)
+		}
+
+		d := one(t, c, daemon.Int(0))
+		checkAdoption(t, d, middle, tree.Reaper, events.ReaperSubreaper)
+		checkLineageTail(t, d, []int{tree.Reaper, launcher, middle, daemon.Int(0)},
+			[]string{"aw-reaper", "aw-launcher", "aw-middle", "aw-daemon"})
+		steps := d.Lineage[len(d.Lineage)-4:]
+		if !steps[1].Exec || !steps[2].Exec {
+			t.Errorf("launcher and middle were exec'd: %v", describe(steps))
+		}
+		if steps[1].Setsid || !steps[2].Setsid || steps[3].Setsid {
+			t.Errorf("only the middle called setsid: %v", describe(steps))
+		}
+		if got := events.DaemonPattern(d.Lineage); got != events.PatternDoubleFork {
+			t.Errorf("daemon's pattern = %s, want %s", got, events.PatternDoubleFork)
+		}
+		if d.Hook != events.Hook(obs.Mechanism.Hook) {
+			t.Errorf("record says hook %s, observer uses %s", d.Hook, obs.Mechanism.Hook)
+		}
+		if d.Zombie {
+			t.Errorf("a live daemon reported as a zombie")
+		}
+	})
+}
+
+func TestClassicDoubleFork(t *testing.T) {
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree := startTree(t, "rawlinger:1")
+		middle := next(t, tree, "middle").Int(0)
+		got := c.waitFor(1, 10*time.Second, func(a *events.Adoption) bool { return a.PrevParent.PID == uint32(middle) })
+		if len(got) != 1 {
+			t.Fatalf("%d adoptions from middle %d, want 1", len(got), middle)
+		}
+		d := got[0]
+		killLater(t, int(d.Child.PID))
+		checkAdoption(t, d, middle, tree.Reaper, events.ReaperSubreaper)
+		// fork without exec: every generation below the reaper keeps its comm.
+		checkLineageTail(t, d, []int{tree.Reaper, middle, int(d.Child.PID)}, []string{"aw-reaper", "aw-reaper", "aw-reaper"})
+		if got := events.DaemonPattern(d.Lineage); got != events.PatternDoubleFork {
+			t.Errorf("pattern = %s, want %s (%v)", got, events.PatternDoubleFork, describe(d.Lineage))
+		}
+		if s := d.Lineage[len(d.Lineage)-2]; !s.Setsid || s.Exec {
+			t.Errorf("middle: setsid without exec expected: %v", describe(d.Lineage))
+		}
+	})
+}
+
+func TestZombieAdopted(t *testing.T) {
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree := startTree(t, "zombie")
+		zmiddle := next(t, tree, "zmiddle").Int(0)
+		zombie := next(t, tree, "zombie").Int(0)
+		a := one(t, c, zombie)
+		checkAdoption(t, a, zmiddle, tree.Reaper, events.ReaperSubreaper)
+		if !a.Zombie {
+			t.Errorf("adopted process had exited: want it reported as a zombie")
+		}
+		checkLineageTail(t, a, []int{tree.Reaper, zmiddle, zombie}, []string{"aw-reaper", "aw-zmiddle", "aw-quick"})
+	})
+}
+
+func TestThreadExitIsNotAdoption(t *testing.T) {
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree := startTree(t, "threadparent")
+		parent := next(t, tree, "parent").Int(0)
+		daemon := next(t, tree, "daemon").Int(0)
+		killLater(t, daemon)
+		exited := next(t, tree, "forker-exited")
+		if exited.Int(1) < 1 {
+			t.Fatalf("fixture: parent has no threads left: %v", exited)
+		}
+		// The forking thread is gone, the process lives: no adoption.
+		if got := c.waitFor(1, 300*time.Millisecond, adoptionOf(daemon)); len(got) != 0 {
+			t.Fatalf("thread exit reported as adoption: %+v", got[0])
+		}
+		unix.Kill(parent, unix.SIGUSR1) // the parent (which we started) exits
+		a := one(t, c, daemon)
+		checkAdoption(t, a, parent, tree.Reaper, events.ReaperSubreaper)
+	})
+}
+
+func TestGroupExitFromOtherThread(t *testing.T) {
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree := startTree(t, "groupexit")
+		parent := next(t, tree, "parent").Int(0)
+		daemon := next(t, tree, "daemon").Int(0)
+		killLater(t, daemon)
+		a := one(t, c, daemon)
+		checkAdoption(t, a, parent, tree.Reaper, events.ReaperSubreaper)
+		checkLineageTail(t, a, []int{tree.Reaper, parent, daemon}, []string{"aw-reaper", "aw-groupexit", "aw-daemon"})
+	})
+}
+
+// TestBurst: at least 1,000 daemonisations; every adoption is reported exactly
+// once, or its loss is counted in the kernel.
+func TestBurst(t *testing.T) {
+	const n = 1000
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		before, err := obs.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		tree := startTree(t, fmt.Sprintf("raw:%d", n))
+		middles := map[uint32]bool{}
+		for i := 0; i < n; i++ {
+			middles[uint32(next(t, tree, "middle").Int(0))] = true
+		}
+		fromMiddles := func(a *events.Adoption) bool {
+			return a.NewParent.PID == uint32(tree.Reaper) && middles[a.PrevParent.PID]
+		}
+		got := c.waitFor(n, 60*time.Second, fromMiddles)
+		elapsed := time.Since(start)
+		after, err := obs.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost := after.LostAdoptions - before.LostAdoptions
+		seen := map[uint32]int{}
+		for _, a := range got {
+			seen[a.PrevParent.PID]++
+		}
+		for pid, k := range seen {
+			if k != 1 {
+				t.Errorf("middle %d: %d adoptions reported, want 1", pid, k)
+			}
+		}
+		t.Logf("%d daemonisations in %v: %d adoptions reported, %d lost (counted in the kernel)",
+			n, elapsed.Round(time.Millisecond), len(got), lost)
+		if uint64(len(got))+lost != n {
+			t.Errorf("reported %d + lost %d != %d daemonisations", len(got), lost, n)
+		}
+	})
+}
+
+// TestTaskRecords: with --all, forks, execs and exits arrive too.
+func TestTaskRecords(t *testing.T) {
+	eachHook(t, loader.Options{TaskRecords: true}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree := startTree(t, "doublefork")
+		launcher := next(t, tree, "launcher").Int(0)
+		middle := next(t, tree, "middle").Int(0)
+		killLater(t, next(t, tree, "daemon").Int(0))
+		one(t, c, middle)
+		var fork, exec, exit bool
+		deadline := time.Now().Add(5 * time.Second)
+		for !(fork && exec && exit) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			c.mu.Lock()
+			for _, ev := range c.tasks {
+				switch {
+				case ev.Kind == events.KindFork && ev.Process.PID == uint32(launcher) && ev.Child.PID == uint32(middle):
+					fork = true
+				case ev.Kind == events.KindExec && ev.Process.PID == uint32(middle) && ev.Process.Comm == "aw-middle":
+					exec = true
+				case ev.Kind == events.KindExit && ev.Process.PID == uint32(launcher) && ev.ProcessExit:
+					exit = ev.ExitStatus == 0
+				}
+			}
+			c.mu.Unlock()
+		}
+		if !fork || !exec || !exit {
+			t.Errorf("fork launcher→middle %v, exec of middle %v, exit of launcher with status 0 %v", fork, exec, exit)
+		}
+	})
+}
+
+// TestAdoptedByInit runs where PID 1 is ours (the test VMs): no subreaper, so
+// init itself adopts.
+func TestAdoptedByInit(t *testing.T) {
+	if os.Getenv("ADOPTWATCH_IN_VM") == "" || os.Getppid() != 1 {
+		t.Skip("needs PID 1 to be our own init: runs in the test VMs (make vmtest)")
+	}
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree, err := fixture.StartUnreaped("launcher")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tree.Stop() })
+		launcher := next(t, tree, "launcher").Int(0)
+		middle := next(t, tree, "middle").Int(0)
+		daemon := next(t, tree, "daemon").Int(0)
+		killLater(t, daemon)
+		checkAdoption(t, one(t, c, middle), launcher, 1, events.ReaperInit)
+		d := one(t, c, daemon)
+		checkAdoption(t, d, middle, 1, events.ReaperInit)
+		checkLineageTail(t, d, []int{os.Getpid(), launcher, middle, daemon}, []string{"", "aw-launcher", "aw-middle", "aw-daemon"})
+	})
+}
