@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
 	"github.com/adoptwatch/adoptwatch/events"
@@ -103,6 +104,9 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load: %+v", verr)
+		}
+		if errors.Is(err, unix.EPERM) && m.Name == "fentry" {
+			return nil, fmt.Errorf("the kernel refused to load a fentry program (EPERM: lockdown or a BPF LSM policy): %w", err)
 		}
 		return nil, fmt.Errorf("load: %w", err)
 	}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"github.com/adoptwatch/adoptwatch/loader"
+)
+
+// featuresCommand prints, for each hook, whether this kernel supports it and
+// which one `adoptwatch` (auto) will use. Each is tried for real.
+func featuresCommand(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("adoptwatch features", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: adoptwatch features\n\nLoads and attaches each adoption hook briefly and says which this kernel supports\nand which `adoptwatch --hook=auto` will use.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == pflag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintf(stderr, "adoptwatch features: %v\n", err)
+		return 2
+	}
+	if err := loader.CheckPrerequisites(); err != nil {
+		return fail(stderr, "%v", err)
+	}
+	results := loader.Probe()
+	chosen := -1
+	for i, r := range results {
+		if r.Err == nil {
+			chosen = i
+			break
+		}
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "HOOK\tMECHANISM\tSUPPORTED\tUSED\tDETAIL")
+	for i, r := range results {
+		supported, detail := "yes", ""
+		if r.Err != nil {
+			supported, detail = "no", r.Err.Error()
+		}
+		used := ""
+		if i == chosen {
+			used = "yes"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Hook, r.Name, supported, used, detail)
+	}
+	w.Flush()
+	if chosen < 0 {
+		return fail(stderr, "no adoption hook works on this kernel")
+	}
+	return 0
+}

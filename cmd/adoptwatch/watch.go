@@ -1,0 +1,276 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/loader"
+)
+
+const watchUsage = `Usage: adoptwatch [flags]
+       adoptwatch features
+       adoptwatch run [flags] -- CMD [ARGS...]
+
+adoptwatch prints one line per process adopted by init, a child subreaper or a
+pid namespace's reaper, as it happens: the adopted process, its previous and new
+parent, the kind of reaper, and its lineage from the process that launched it,
+through every fork, exec and setsid, including the processes that have exited.
+
+  12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 init (init) double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
+
+Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF, Linux 5.8 or later.
+
+Subcommands:
+  features   show which adoption hooks this kernel supports and which is used
+  run        start a forking daemon and stay in the foreground while it lives
+
+Flags:
+`
+
+// watchOptions are the parsed flags of the default command.
+type watchOptions struct {
+	json      bool
+	all       bool
+	pid       int
+	hook      loader.Hook
+	readyFile string
+	sinks     func() ([]sink, error)
+}
+
+func watchCommand(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("adoptwatch", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	var opts watchOptions
+	var hook string
+	fs.BoolVar(&opts.json, "json", false, "print one JSON object per line instead of text")
+	fs.BoolVar(&opts.all, "all", false, "also print every fork, exec and exit")
+	fs.IntVar(&opts.pid, "pid", 0, "only adoptions in the subtree or lineage of process `PID`")
+	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
+	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
+	opts.sinks = addNotifyFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, watchUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "adoptwatch: %v\nRun 'adoptwatch --help' for usage.\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "adoptwatch: unexpected argument %q\nRun 'adoptwatch --help' for usage.\n", fs.Arg(0))
+		return 2
+	}
+	var err error
+	if opts.hook, err = loader.ParseHook(hook); err != nil {
+		fmt.Fprintf(stderr, "adoptwatch: %v\n", err)
+		return 2
+	}
+	if opts.pid < 0 {
+		fmt.Fprintf(stderr, "adoptwatch: --pid must be a process id\n")
+		return 2
+	}
+	return watch(opts, stdout, stderr)
+}
+
+// printer serialises output lines from the record loop and the counter poller.
+type printer struct {
+	mu     sync.Mutex
+	out    io.Writer
+	errOut io.Writer
+	json   bool
+}
+
+func (p *printer) line(text string, jsonLine []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.out.Write(jsonLine)
+	} else {
+		io.WriteString(p.out, text+"\n")
+	}
+}
+
+// warn goes to stderr in text mode (it is not data) and to the stream in JSON
+// mode, so consumers of the JSON see it in order.
+func (p *printer) warn(jsonLine []byte, format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.out.Write(jsonLine)
+	} else {
+		fmt.Fprintf(p.errOut, "adoptwatch: warning: "+format+"\n", args...)
+	}
+}
+
+func watch(opts watchOptions, stdout, stderr io.Writer) int {
+	if err := loader.CheckPrerequisites(); err != nil {
+		return fail(stderr, "%v", err)
+	}
+	table := events.NewTable(1 << 17)
+	if err := table.SeedFromProc("/proc"); err != nil {
+		return fail(stderr, "read /proc: %v", err)
+	}
+	var filter *events.PIDFilter
+	if opts.pid != 0 {
+		k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", opts.pid))
+		if err != nil {
+			return fail(stderr, "--pid %d: no such process", opts.pid)
+		}
+		filter = &events.PIDFilter{PID: k.PID, Start: k.Start}
+	}
+	sinks, err := opts.sinks()
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	defer func() {
+		for _, s := range sinks {
+			s.Close()
+		}
+	}()
+
+	obs, err := loader.Open(loader.Options{Hook: opts.hook, TaskRecords: opts.all})
+	if err != nil {
+		return fail(stderr, "cannot attach: %v", oneLine(err))
+	}
+	defer obs.Close()
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, unix.SIGINT, unix.SIGTERM)
+	go func() {
+		<-stop
+		obs.Close() // unblocks Read
+	}()
+
+	p := &printer{out: stdout, errOut: stderr, json: opts.json}
+	fmt.Fprintf(stderr, "adoptwatch: ready: watching adoptions with the %s hook (%s)\n", obs.Mechanism.Hook, obs.Mechanism.Name)
+	if opts.readyFile != "" {
+		if err := os.WriteFile(opts.readyFile, []byte("ready\n"), 0o644); err != nil {
+			return fail(stderr, "--ready-file: %v", err)
+		}
+	}
+
+	losses := newLossReporter(obs, p)
+	done := make(chan struct{})
+	go losses.every(time.Second, done)
+	defer func() {
+		close(done)
+		losses.check() // the last word on what was lost
+	}()
+
+	for {
+		rec, err := obs.Read()
+		if errors.Is(err, loader.ErrClosed) {
+			return 0
+		}
+		if err != nil {
+			p.warn(output.WarningLine(time.Now(), err.Error()), "%v", err)
+			continue
+		}
+		switch {
+		case rec.Adoption != nil:
+			a := rec.Adoption
+			table.Resolve(a)
+			if filter != nil && !filter.Match(a, table) {
+				continue
+			}
+			line := output.AdoptionLine(a)
+			p.line(output.AdoptionText(a), line)
+			for _, s := range sinks {
+				s.Adoption(a, line)
+			}
+		case rec.Task != nil:
+			ev := rec.Task
+			table.ObserveTask(ev)
+			if filter != nil && !taskInTree(ev, filter, table) {
+				continue
+			}
+			p.line(output.TaskText(ev), output.TaskLine(ev))
+		}
+	}
+}
+
+// taskInTree reports whether a fork/exec/exit concerns the filtered subtree.
+func taskInTree(ev *events.Task, f *events.PIDFilter, table *events.Table) bool {
+	if ev.Process.PID == f.PID {
+		return true
+	}
+	up, _ := table.Ancestors(ev.Process.PID, ev.Process.Start)
+	for _, s := range up {
+		if s.PID == f.PID {
+			return true
+		}
+	}
+	return false
+}
+
+// lossReporter turns the kernel's counters into warnings, never silently.
+type lossReporter struct {
+	mu   sync.Mutex
+	obs  *loader.Observer
+	p    *printer
+	last loader.Counters
+}
+
+func newLossReporter(obs *loader.Observer, p *printer) *lossReporter {
+	r := &lossReporter{obs: obs, p: p}
+	r.last, _ = obs.Counters()
+	return r
+}
+
+func (r *lossReporter) every(interval time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			r.check()
+		}
+	}
+}
+
+func (r *lossReporter) check() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now, err := r.obs.Counters()
+	if err != nil {
+		return // closed
+	}
+	last := r.last
+	r.last = now
+	if n := now.LostAdoptions - last.LostAdoptions; n > 0 {
+		r.p.warn(output.LostLine(time.Now(), "adopt", n), "%d adoption records lost: the ring buffer was full", n)
+	}
+	if n := now.LostTaskRecords - last.LostTaskRecords; n > 0 {
+		r.p.warn(output.LostLine(time.Now(), "task", n), "%d fork/exec/exit records lost: the ring buffer was full", n)
+	}
+	if n := now.LineageFull - last.LineageFull; n > 0 {
+		msg := fmt.Sprintf("%d new processes have no lineage: the kernel's lineage map is full", n)
+		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
+	}
+	if n := (now.SnapshotFull + now.ChildrenTruncated) - (last.SnapshotFull + last.ChildrenTruncated); n > 0 {
+		msg := fmt.Sprintf("%d exiting threads had more children than the exit-walk hook follows: their adoptions may be missing", n)
+		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
+	}
+}
+
+// oneLine flattens a joined error for a one-line message.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}

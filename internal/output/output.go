@@ -1,0 +1,192 @@
+// Package output renders adoptwatch's events for people (one line each) and
+// for programs (JSON lines, a stable schema other tools parse).
+package output
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/adoptwatch/adoptwatch/events"
+)
+
+// Party is a process named in a record.
+type Party struct {
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm"`
+}
+
+// StepJSON is one generation of a lineage.
+type StepJSON struct {
+	PID    uint32 `json:"pid"`
+	Comm   string `json:"comm"`
+	SID    uint32 `json:"sid"`
+	PGID   uint32 `json:"pgid"`
+	Exec   bool   `json:"exec"`
+	Setsid bool   `json:"setsid"`
+	Source string `json:"source"`
+}
+
+// AdoptionJSON is the schema of an "adopt" line. Field names are an interface:
+// change them only compatibly.
+type AdoptionJSON struct {
+	Event           string     `json:"event"`
+	Time            string     `json:"time"`
+	PID             uint32     `json:"pid"`
+	TID             uint32     `json:"tid"`
+	Comm            string     `json:"comm"`
+	SID             uint32     `json:"sid"`
+	PGID            uint32     `json:"pgid"`
+	UID             uint32     `json:"uid"`
+	Zombie          bool       `json:"zombie"`
+	PrevParent      Party      `json:"prev_parent"`
+	NewParent       Party      `json:"new_parent"`
+	Reaper          string     `json:"reaper"`
+	NSLevel         uint32     `json:"ns_level"`
+	Pattern         string     `json:"pattern"`
+	Lineage         []StepJSON `json:"lineage"`
+	LineageComplete bool       `json:"lineage_complete"`
+	Hook            string     `json:"hook"`
+}
+
+// TimeFormat is RFC 3339 with nanoseconds.
+const TimeFormat = time.RFC3339Nano
+
+// Adoption returns the JSON object for an adoption.
+func Adoption(a *events.Adoption) AdoptionJSON {
+	out := AdoptionJSON{
+		Event: string(events.KindAdopt), Time: a.Time.Format(TimeFormat),
+		PID: a.Child.PID, TID: a.Child.TID, Comm: a.Child.Comm, SID: a.Child.SID, PGID: a.Child.PGID,
+		UID: a.Child.UID, Zombie: a.Zombie,
+		PrevParent: Party{a.PrevParent.PID, a.PrevParent.Comm},
+		NewParent:  Party{a.NewParent.PID, a.NewParent.Comm},
+		Reaper:     string(a.Reaper), NSLevel: a.NSLevel,
+		Pattern:         string(events.DaemonPattern(a.Lineage)),
+		Lineage:         []StepJSON{},
+		LineageComplete: a.LineageComplete,
+		Hook:            string(a.Hook),
+	}
+	for _, s := range a.Lineage {
+		out.Lineage = append(out.Lineage, StepJSON{s.PID, s.Comm, s.SID, s.PGID, s.Exec, s.Setsid, s.Source})
+	}
+	return out
+}
+
+// AdoptionLine is the JSON line (with its newline) for an adoption.
+func AdoptionLine(a *events.Adoption) []byte {
+	b, _ := json.Marshal(Adoption(a)) // plain data: cannot fail
+	return append(b, '\n')
+}
+
+// TaskJSON is the schema of "fork", "exec" and "exit" lines.
+type TaskJSON struct {
+	Event       string  `json:"event"`
+	Time        string  `json:"time"`
+	PID         uint32  `json:"pid"`
+	TID         uint32  `json:"tid"`
+	PPID        uint32  `json:"ppid"`
+	Comm        string  `json:"comm"`
+	SID         uint32  `json:"sid"`
+	Child       *Party  `json:"child,omitempty"`
+	Status      *uint32 `json:"status,omitempty"`
+	ProcessExit *bool   `json:"process_exit,omitempty"`
+}
+
+// TaskLine is the JSON line for a fork, exec or exit.
+func TaskLine(ev *events.Task) []byte {
+	p := ev.Process
+	out := TaskJSON{Event: string(ev.Kind), Time: ev.Time.Format(TimeFormat),
+		PID: p.PID, TID: p.TID, PPID: p.PPID, Comm: p.Comm, SID: p.SID}
+	if ev.Child != nil {
+		out.Child = &Party{ev.Child.PID, ev.Child.Comm}
+	}
+	if ev.Kind == events.KindExit {
+		status, whole := ev.ExitStatus, ev.ProcessExit
+		out.Status, out.ProcessExit = &status, &whole
+	}
+	b, _ := json.Marshal(out)
+	return append(b, '\n')
+}
+
+// LostLine reports records the kernel could not deliver.
+func LostLine(now time.Time, what string, count uint64) []byte {
+	b, _ := json.Marshal(struct {
+		Event   string `json:"event"`
+		Time    string `json:"time"`
+		Records string `json:"records"`
+		Count   uint64 `json:"count"`
+	}{"lost", now.Format(TimeFormat), what, count})
+	return append(b, '\n')
+}
+
+// WarningLine reports a condition that degrades what adoptwatch can say.
+func WarningLine(now time.Time, message string) []byte {
+	b, _ := json.Marshal(struct {
+		Event   string `json:"event"`
+		Time    string `json:"time"`
+		Message string `json:"message"`
+	}{"warning", now.Format(TimeFormat), message})
+	return append(b, '\n')
+}
+
+// clock is the time column of text lines.
+func clock(t time.Time) string { return t.Format("15:04:05.000000") }
+
+// AdoptionText is the one-line, human form of an adoption:
+//
+//	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
+func AdoptionText(a *events.Adoption) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s adopt %d %s", clock(a.Time), a.Child.PID, a.Child.Comm)
+	if a.Zombie {
+		b.WriteString(" (zombie)")
+	}
+	fmt.Fprintf(&b, " from %d %s to %d %s (%s) %s: ", a.PrevParent.PID, a.PrevParent.Comm,
+		a.NewParent.PID, a.NewParent.Comm, a.Reaper, events.DaemonPattern(a.Lineage))
+	b.WriteString(LineageText(a.Lineage, a.LineageComplete))
+	return b.String()
+}
+
+// LineageText renders a lineage oldest first: comm[pid marks] > ...
+func LineageText(steps []events.Step, complete bool) string {
+	parts := make([]string, 0, len(steps)+1)
+	if !complete {
+		parts = append(parts, "…")
+	}
+	for _, s := range steps {
+		marks := ""
+		if s.Exec {
+			marks += " exec"
+		}
+		if s.Setsid {
+			marks += " setsid"
+		}
+		parts = append(parts, fmt.Sprintf("%s[%d%s]", s.Comm, s.PID, marks))
+	}
+	return strings.Join(parts, " > ")
+}
+
+// TaskText is the one-line form of a fork, exec or exit.
+func TaskText(ev *events.Task) string {
+	p := ev.Process
+	switch ev.Kind {
+	case events.KindFork:
+		return fmt.Sprintf("%s fork  %d %s > %d", clock(ev.Time), p.PID, p.Comm, ev.Child.PID)
+	case events.KindExec:
+		return fmt.Sprintf("%s exec  %d %s", clock(ev.Time), p.PID, p.Comm)
+	default:
+		if !ev.ProcessExit {
+			return fmt.Sprintf("%s exit  %d %s thread %d", clock(ev.Time), p.PID, p.Comm, p.TID)
+		}
+		return fmt.Sprintf("%s exit  %d %s %s", clock(ev.Time), p.PID, p.Comm, StatusText(ev.ExitStatus))
+	}
+}
+
+// StatusText describes a wait(2) status: "status 0", "killed by signal 9".
+func StatusText(status uint32) string {
+	if sig := status & 0x7f; sig != 0 {
+		return fmt.Sprintf("killed by signal %d", sig)
+	}
+	return fmt.Sprintf("status %d", (status>>8)&0xff)
+}
