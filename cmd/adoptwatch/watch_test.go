@@ -205,7 +205,9 @@ func TestWatchAll(t *testing.T) {
 		event string
 		match func(output.TaskJSON) bool
 	}{
-		{"fork", func(e output.TaskJSON) bool { return e.PID == uint32(launcher) && e.Child != nil && e.Child.PID == uint32(middle) }},
+		{"fork", func(e output.TaskJSON) bool {
+			return e.PID == uint32(launcher) && e.Child != nil && e.Child.PID == uint32(middle)
+		}},
 		{"exec", func(e output.TaskJSON) bool { return e.PID == uint32(daemon) && e.Comm == "aw-daemon" }},
 		{"exit", func(e output.TaskJSON) bool {
 			return e.PID == uint32(launcher) && e.ProcessExit != nil && *e.ProcessExit && e.Status != nil && *e.Status == 0
