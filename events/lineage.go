@@ -48,9 +48,11 @@ func DaemonPattern(lineage []Step) Pattern {
 	if child.SID == child.PID {
 		return PatternForkSetsid
 	}
+	// The middle must have started its session itself: a shell that merely leads
+	// its login session and exits leaves plain orphans behind.
 	if n >= 2 {
 		middle := lineage[n-2]
-		if middle.SID == middle.PID && child.SID == middle.SID {
+		if middle.Setsid && child.SID == middle.SID {
 			return PatternDoubleFork
 		}
 	}

@@ -1,0 +1,167 @@
+package events
+
+import (
+	"testing"
+	"time"
+
+	"github.com/adoptwatch/adoptwatch/bpf"
+)
+
+func TestReaperKind(t *testing.T) {
+	ns := uint32(bpf.AdoptwatchReaperFlagREAPER_IS_NS_CHILD_REAPER)
+	sub := uint32(bpf.AdoptwatchReaperFlagREAPER_IS_CHILD_SUBREAPER)
+	for _, tc := range []struct {
+		flags, level uint32
+		want         Reaper
+	}{
+		{ns, 0, ReaperInit},
+		{ns | sub, 0, ReaperInit}, // systemd sets the subreaper bit too
+		{ns, 2, ReaperNS},
+		{sub, 0, ReaperSubreaper},
+		{sub, 1, ReaperSubreaper},
+		{0, 0, ReaperOther},
+	} {
+		if got := ReaperKind(tc.flags, tc.level); got != tc.want {
+			t.Errorf("ReaperKind(%b, %d) = %s, want %s", tc.flags, tc.level, got, tc.want)
+		}
+	}
+}
+
+func steps(spec ...[2]uint32) []Step {
+	var out []Step
+	for _, s := range spec {
+		out = append(out, Step{PID: s[0], SID: s[1]})
+	}
+	markSetsid(out)
+	return out
+}
+
+func TestDaemonPattern(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		lineage []Step
+		want    Pattern
+	}{
+		{"double fork", steps([2]uint32{10, 10}, [2]uint32{11, 10}, [2]uint32{12, 12}, [2]uint32{13, 12}), PatternDoubleFork},
+		{"fork then setsid", steps([2]uint32{10, 10}, [2]uint32{11, 11}), PatternForkSetsid},
+		{"plain orphan", steps([2]uint32{10, 10}, [2]uint32{11, 10}), PatternOrphan},
+		{"empty", nil, PatternOrphan},
+	} {
+		if got := DaemonPattern(tc.lineage); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	l := steps([2]uint32{10, 10}, [2]uint32{11, 10}, [2]uint32{12, 12}, [2]uint32{13, 12})
+	for i, want := range []bool{false, false, true, false} {
+		if l[i].Setsid != want {
+			t.Errorf("step %d setsid = %v, want %v", i, l[i].Setsid, want)
+		}
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	k, err := ParseProcStat([]byte("4242 (my (odd) daemon) S 1 4242 4242 0 -1 4194624 0 0 0 0 0 0 0 0 20 0 1 0 1234 0 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.PID != 4242 || k.Comm != "my (odd) daemon" || k.PPID != 1 || k.PGID != 4242 || k.SID != 4242 || k.Start != 1234*clockTick {
+		t.Errorf("parsed %+v", k)
+	}
+	for _, bad := range []string{"", "12 no name", "12 (x) S 1 2", "x (y) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 0 0 0 0 5 0"} {
+		if _, err := ParseProcStat([]byte(bad)); err == nil {
+			t.Errorf("%q parsed without error", bad)
+		}
+	}
+}
+
+func TestTableIdentityAndAncestors(t *testing.T) {
+	tab := NewTable(100)
+	tab.Put(Known{PID: 1, PPID: 0, Start: 0, Comm: "init"})
+	tab.Put(Known{PID: 100, PPID: 1, SID: 100, Start: 5 * time.Second, Comm: "sshd"})
+	tab.Put(Known{PID: 200, PPID: 100, SID: 200, Start: 6 * time.Second, Comm: "bash"})
+
+	// The kernel's start time has nanoseconds, /proc's only ticks: they match.
+	if _, ok := tab.Lookup(200, 6*time.Second+3*time.Millisecond); !ok {
+		t.Errorf("same process at a finer precision should match")
+	}
+	// A reused pid (another start time) never matches.
+	if _, ok := tab.Lookup(200, 9*time.Second); ok {
+		t.Errorf("reused pid matched")
+	}
+	up, complete := tab.Ancestors(200, 6*time.Second)
+	if len(up) != 2 || up[0].PID != 1 || up[1].PID != 100 || !complete {
+		t.Errorf("ancestors %+v complete=%v", up, complete)
+	}
+	// A parent pid now held by a younger process is not the parent.
+	tab.Put(Known{PID: 100, PPID: 1, Start: 60 * time.Second, Comm: "imposter"})
+	if up, complete := tab.Ancestors(200, 6*time.Second); len(up) != 0 || complete {
+		t.Errorf("walked into a reused pid: %+v", up)
+	}
+}
+
+func TestTableBounded(t *testing.T) {
+	tab := NewTable(3)
+	for pid := uint32(1); pid <= 10; pid++ {
+		tab.Put(Known{PID: pid})
+	}
+	if tab.Len() != 3 || tab.Evicted != 7 {
+		t.Errorf("len %d evicted %d, want 3 and 7", tab.Len(), tab.Evicted)
+	}
+	if _, ok := tab.Get(10); !ok {
+		t.Errorf("newest entry evicted")
+	}
+	if _, ok := tab.Get(1); ok {
+		t.Errorf("oldest entry kept")
+	}
+}
+
+func TestResolveExtendsPreexisting(t *testing.T) {
+	tab := NewTable(100)
+	tab.Put(Known{PID: 1, Start: 0, Comm: "init"})
+	tab.Put(Known{PID: 50, PPID: 1, SID: 50, Start: time.Second, Comm: "supervisor"})
+	tab.Put(Known{PID: 100, PPID: 50, SID: 100, Start: 2 * time.Second, Comm: "bash"})
+	rec, err := Decoder{}.Decode(encode(t, doubleForkRecord()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rec.Adoption
+	tab.Resolve(a)
+	var pids []uint32
+	for _, s := range a.Lineage {
+		pids = append(pids, s.PID)
+	}
+	if len(pids) != 6 || pids[0] != 1 || pids[1] != 50 || pids[2] != 100 {
+		t.Fatalf("lineage %v, want [1 50 100 101 102 103]", pids)
+	}
+	if !a.LineageComplete || a.Lineage[0].Source != "proc" || a.Lineage[2].Source != "kernel" {
+		t.Errorf("resolved lineage %+v complete=%v", a.Lineage, a.LineageComplete)
+	}
+	if !a.Lineage[1].Setsid || a.Lineage[2].Setsid != true {
+		// supervisor (sid 50 != init's 0) and bash (sid 100 != 50) each started a session
+		t.Errorf("setsid marks after resolution: %+v", a.Lineage)
+	}
+	if k, ok := tab.Lookup(103, 4*time.Second); !ok || k.PPID != 50 {
+		t.Errorf("the adopted process should be remembered with its new parent: %+v", k)
+	}
+}
+
+func TestPIDFilter(t *testing.T) {
+	tab := NewTable(100)
+	rec, _ := Decoder{}.Decode(encode(t, doubleForkRecord()))
+	a := rec.Adoption
+	if !(PIDFilter{PID: 101, Start: 3 * time.Second}).Match(a, tab) {
+		t.Errorf("an adoption below the filtered process should match")
+	}
+	if (PIDFilter{PID: 101, Start: 8 * time.Second}).Match(a, tab) {
+		t.Errorf("a reused pid should not match")
+	}
+	// The filtered process descends from the adopted one.
+	tab.Put(Known{PID: 103, PPID: 50, Start: 4 * time.Second})
+	tab.Put(Known{PID: 300, PPID: 103, Start: 9 * time.Second})
+	if !(PIDFilter{PID: 300, Start: 9 * time.Second}).Match(a, tab) {
+		t.Errorf("an adoption of the filtered process's ancestor should match")
+	}
+	if (PIDFilter{PID: 999}).Match(a, tab) {
+		t.Errorf("an unrelated process should not match")
+	}
+}

@@ -1,0 +1,75 @@
+package output
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adoptwatch/adoptwatch/events"
+)
+
+func sample() *events.Adoption {
+	return &events.Adoption{
+		Time:       time.Date(2026, 11, 29, 12, 0, 1, 1000, time.UTC),
+		Hook:       events.HookExact,
+		Child:      events.Process{PID: 4242, TID: 4242, SID: 4241, PGID: 4241, Comm: "mydaemon"},
+		PrevParent: events.Process{PID: 4241, Comm: "mydaemon"},
+		NewParent:  events.Process{PID: 1, Comm: "init"},
+		Reaper:     events.ReaperInit,
+		Lineage: []events.Step{
+			{PID: 900, SID: 900, Comm: "bash"},
+			{PID: 4240, SID: 900, Comm: "mydaemon", Exec: true},
+			{PID: 4241, SID: 4241, Comm: "mydaemon", Setsid: true},
+			{PID: 4242, SID: 4241, Comm: "mydaemon"},
+		},
+		LineageComplete: true,
+	}
+}
+
+func TestAdoptionText(t *testing.T) {
+	want := "12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 init (init) double-fork: " +
+		"bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]"
+	if got := AdoptionText(sample()); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	a := sample()
+	a.Zombie, a.LineageComplete = true, false
+	if got := AdoptionText(a); !strings.Contains(got, "mydaemon (zombie) from") || !strings.Contains(got, ": … > bash[900]") {
+		t.Errorf("zombie and incomplete lineage not shown: %q", got)
+	}
+}
+
+// TestAdoptionJSONSchema pins the field names other tools parse.
+func TestAdoptionJSONSchema(t *testing.T) {
+	var m map[string]any
+	if err := json.Unmarshal(AdoptionLine(sample()), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"event", "time", "pid", "comm", "prev_parent", "new_parent", "reaper", "lineage", "hook"} {
+		if _, ok := m[key]; !ok {
+			t.Errorf("missing field %q in %v", key, m)
+		}
+	}
+	if m["event"] != "adopt" || m["reaper"] != "init" || m["hook"] != "exact" || m["time"] != "2026-11-29T12:00:01.000001Z" {
+		t.Errorf("values: %v", m)
+	}
+	lineage := m["lineage"].([]any)
+	first := lineage[0].(map[string]any)
+	for _, key := range []string{"pid", "comm", "sid"} {
+		if _, ok := first[key]; !ok {
+			t.Errorf("lineage step lacks %q: %v", key, first)
+		}
+	}
+	if prev := m["prev_parent"].(map[string]any); prev["pid"] != float64(4241) || prev["comm"] != "mydaemon" {
+		t.Errorf("prev_parent %v", prev)
+	}
+}
+
+func TestStatusText(t *testing.T) {
+	for status, want := range map[uint32]string{0: "status 0", 3 << 8: "status 3", 9: "killed by signal 9", 0x80 | 11: "killed by signal 11"} {
+		if got := StatusText(status); got != want {
+			t.Errorf("StatusText(%#x) = %q, want %q", status, got, want)
+		}
+	}
+}
