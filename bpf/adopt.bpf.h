@@ -27,10 +27,13 @@ static __always_inline void emit_adoption(struct task_struct *child,
 {
 	struct task_struct *new_parent = BPF_CORE_READ(child, real_parent);
 	struct lineage *lin = lineage_of(child);
+	bool off;
 
-	if (!lin && !watch_all)
-		return;
 	count(COUNTER_ADOPTIONS);
+	if (!is_watched(child, lin, child, &off)) {
+		count(COUNTER_UNWATCHED_ADOPTIONS);
+		return;
+	}
 
 	struct adopt_record *rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
 	if (!rec) {
@@ -44,7 +47,7 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	fill_ident(&rec->child, child);
 	fill_ident(&rec->prev_parent, old_parent);
 	fill_ident(&rec->new_parent, new_parent);
-	if (lin) {
+	if (lin && lin->len) {
 		rec->lineage_len = lin->len;
 		rec->lineage_flags = lin->flags;
 		__builtin_memcpy(rec->lineage, lin->gen, sizeof(rec->lineage));

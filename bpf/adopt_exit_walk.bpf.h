@@ -29,13 +29,21 @@ static __always_inline void snapshot_children(struct task_struct *task)
 		/* list_entry(pos, struct task_struct, sibling) */
 		struct task_struct *child =
 			(void *)pos - bpf_core_field_offset(struct task_struct, sibling);
-		snap->kids[i].task = (__u64)child;
-		snap->kids[i].pid = BPF_CORE_READ(child, pid);
-		snap->count = i + 1;
 		pos = BPF_CORE_READ(child, sibling.next);
+		/* Scoped: follow only watched children, and skip the map when none is. */
+		if (!watch_all && !watched(child))
+			continue;
+		__u32 n = snap->count;
+		if (n >= MAX_CHILDREN)
+			break;
+		snap->kids[n].task = (__u64)child;
+		snap->kids[n].pid = BPF_CORE_READ(child, pid);
+		snap->count = n + 1;
 	}
 	if (pos != head)
 		count(COUNTER_CHILDREN_TRUNCATED);
+	if (!snap->count)
+		return;
 
 	tid = BPF_CORE_READ(task, pid);
 	if (bpf_map_update_elem(&exiting_children, &tid, snap, BPF_ANY))

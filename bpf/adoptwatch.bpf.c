@@ -3,6 +3,7 @@
 /*
  * adoptwatch's kernel side: one compilation unit, one concern per header.
  *
+ *   watch.bpf.h           the per-process watch flag: entry, seed, cgroup, or watch_all
  *   lineage.bpf.h         each watched process carries its ancestry (fork, exec, free)
  *   adopt.bpf.h           build and send one adoption record
  *   adopt_exact.bpf.h     the exact hook: kill_orphaned_pgrp(child, old_parent)
@@ -20,13 +21,15 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the loader before load (RewriteConstants). */
-const volatile bool watch_all = true;          /* unwatched parents still get watched children */
+const volatile bool watch_all = true;          /* entry-less processes are watched (else: scoped) */
 const volatile bool emit_task_records = false; /* --all: fork/exec/exit records */
 const volatile bool exit_walk = false;         /* snapshot children at exit (fallback hook) */
 const volatile __u32 wakeup_every = 64;        /* task records per forced wakeup, per CPU */
+const volatile __u64 watch_cgroup_id = 0;      /* also watch this cgroup v2 subtree (0: none) */
 
 #include "maps.bpf.h"
 #include "task_info.bpf.h"
+#include "watch.bpf.h"
 #include "lineage.bpf.h"
 #include "adopt.bpf.h"
 #include "adopt_exact.bpf.h"
@@ -41,4 +44,6 @@ const enum record_kind *unused_record_kind __attribute__((unused));
 const enum adopt_hook *unused_adopt_hook __attribute__((unused));
 const enum reaper_flag *unused_reaper_flag __attribute__((unused));
 const enum lineage_flag *unused_lineage_flag __attribute__((unused));
+const enum watch_flag *unused_watch_flag __attribute__((unused));
+const enum seed_state *unused_seed_state __attribute__((unused));
 const enum exit_flag *unused_exit_flag __attribute__((unused));

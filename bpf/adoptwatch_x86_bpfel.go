@@ -60,14 +60,16 @@ type AdoptwatchChildrenSnapshot struct {
 type AdoptwatchCounter uint32
 
 const (
-	AdoptwatchCounterCOUNTER_LOST_ADOPT         AdoptwatchCounter = 0
-	AdoptwatchCounterCOUNTER_LOST_TASK          AdoptwatchCounter = 1
-	AdoptwatchCounterCOUNTER_LINEAGE_FULL       AdoptwatchCounter = 2
-	AdoptwatchCounterCOUNTER_SNAPSHOT_FULL      AdoptwatchCounter = 3
-	AdoptwatchCounterCOUNTER_CHILDREN_TRUNCATED AdoptwatchCounter = 4
-	AdoptwatchCounterCOUNTER_STALE_CHILD        AdoptwatchCounter = 5
-	AdoptwatchCounterCOUNTER_ADOPTIONS          AdoptwatchCounter = 6
-	AdoptwatchCounterCOUNTER_MAX                AdoptwatchCounter = 7
+	AdoptwatchCounterCOUNTER_LOST_ADOPT          AdoptwatchCounter = 0
+	AdoptwatchCounterCOUNTER_LOST_TASK           AdoptwatchCounter = 1
+	AdoptwatchCounterCOUNTER_LINEAGE_FULL        AdoptwatchCounter = 2
+	AdoptwatchCounterCOUNTER_SNAPSHOT_FULL       AdoptwatchCounter = 3
+	AdoptwatchCounterCOUNTER_CHILDREN_TRUNCATED  AdoptwatchCounter = 4
+	AdoptwatchCounterCOUNTER_STALE_CHILD         AdoptwatchCounter = 5
+	AdoptwatchCounterCOUNTER_ADOPTIONS           AdoptwatchCounter = 6
+	AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS AdoptwatchCounter = 7
+	AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL  AdoptwatchCounter = 8
+	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 9
 )
 
 type AdoptwatchExitFlag uint32
@@ -81,7 +83,7 @@ type AdoptwatchLineage struct {
 	Len       uint32
 	Flags     uint32
 	SelfFlags uint32
-	Pad       uint32
+	Watch     uint32
 	Gen       [8]AdoptwatchAncestor
 }
 
@@ -123,6 +125,26 @@ const (
 	AdoptwatchRecordKindRECORD_EXIT  AdoptwatchRecordKind = 4
 )
 
+type AdoptwatchSeed struct {
+	_          structs.HostLayout
+	StartTicks uint64
+	State      uint32
+	Pad        uint32
+}
+
+type AdoptwatchSeedState uint32
+
+const (
+	AdoptwatchSeedStateSEED_WATCH   AdoptwatchSeedState = 1
+	AdoptwatchSeedStateSEED_UNWATCH AdoptwatchSeedState = 2
+)
+
+type AdoptwatchSettings struct {
+	_              structs.HostLayout
+	SeedsInUse     uint32
+	DefaultWatched uint32
+}
+
 type AdoptwatchTaskIdent struct {
 	_       structs.HostLayout
 	Pid     uint32
@@ -144,6 +166,12 @@ type AdoptwatchTaskRecord struct {
 	Flags    uint32
 }
 
+type AdoptwatchWatchFlag uint32
+
+const (
+	AdoptwatchWatchFlagWATCH_OFF AdoptwatchWatchFlag = 1
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -153,8 +181,10 @@ const (
 	AdoptwatchMapLineageScratch    = "lineage_scratch"
 	AdoptwatchMapLineages          = "lineages"
 	AdoptwatchMapRecords           = "records"
+	AdoptwatchMapSeeds             = "seeds"
 	AdoptwatchMapSnapshotScratch   = "snapshot_scratch"
 	AdoptwatchMapTaskRecordsSent   = "task_records_sent"
+	AdoptwatchMapWatchSettings     = "watch_settings"
 	AdoptwatchProgAdoptFentry      = "adopt_fentry"
 	AdoptwatchProgAdoptKprobe      = "adopt_kprobe"
 	AdoptwatchProgOnExec           = "on_exec"
@@ -171,9 +201,12 @@ const (
 	AdoptwatchVarUnusedLineageFlag = "unused_lineage_flag"
 	AdoptwatchVarUnusedReaperFlag  = "unused_reaper_flag"
 	AdoptwatchVarUnusedRecordKind  = "unused_record_kind"
+	AdoptwatchVarUnusedSeedState   = "unused_seed_state"
 	AdoptwatchVarUnusedTaskRecord  = "unused_task_record"
+	AdoptwatchVarUnusedWatchFlag   = "unused_watch_flag"
 	AdoptwatchVarWakeupEvery       = "wakeup_every"
 	AdoptwatchVarWatchAll          = "watch_all"
+	AdoptwatchVarWatchCgroupId     = "watch_cgroup_id"
 )
 
 // LoadAdoptwatch returns the embedded CollectionSpec for Adoptwatch.
@@ -236,8 +269,10 @@ type AdoptwatchMapSpecs struct {
 	LineageScratch  *ebpf.MapSpec `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.MapSpec `ebpf:"lineages"`
 	Records         *ebpf.MapSpec `ebpf:"records"`
+	Seeds           *ebpf.MapSpec `ebpf:"seeds"`
 	SnapshotScratch *ebpf.MapSpec `ebpf:"snapshot_scratch"`
 	TaskRecordsSent *ebpf.MapSpec `ebpf:"task_records_sent"`
+	WatchSettings   *ebpf.MapSpec `ebpf:"watch_settings"`
 }
 
 // AdoptwatchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -253,9 +288,12 @@ type AdoptwatchVariableSpecs struct {
 	UnusedLineageFlag *ebpf.VariableSpec `ebpf:"unused_lineage_flag"`
 	UnusedReaperFlag  *ebpf.VariableSpec `ebpf:"unused_reaper_flag"`
 	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedSeedState   *ebpf.VariableSpec `ebpf:"unused_seed_state"`
 	UnusedTaskRecord  *ebpf.VariableSpec `ebpf:"unused_task_record"`
+	UnusedWatchFlag   *ebpf.VariableSpec `ebpf:"unused_watch_flag"`
 	WakeupEvery       *ebpf.VariableSpec `ebpf:"wakeup_every"`
 	WatchAll          *ebpf.VariableSpec `ebpf:"watch_all"`
+	WatchCgroupId     *ebpf.VariableSpec `ebpf:"watch_cgroup_id"`
 }
 
 // AdoptwatchObjects contains all objects after they have been loaded into the kernel.
@@ -283,8 +321,10 @@ type AdoptwatchMaps struct {
 	LineageScratch  *ebpf.Map `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.Map `ebpf:"lineages"`
 	Records         *ebpf.Map `ebpf:"records"`
+	Seeds           *ebpf.Map `ebpf:"seeds"`
 	SnapshotScratch *ebpf.Map `ebpf:"snapshot_scratch"`
 	TaskRecordsSent *ebpf.Map `ebpf:"task_records_sent"`
+	WatchSettings   *ebpf.Map `ebpf:"watch_settings"`
 }
 
 func (m *AdoptwatchMaps) Close() error {
@@ -294,8 +334,10 @@ func (m *AdoptwatchMaps) Close() error {
 		m.LineageScratch,
 		m.Lineages,
 		m.Records,
+		m.Seeds,
 		m.SnapshotScratch,
 		m.TaskRecordsSent,
+		m.WatchSettings,
 	)
 }
 
@@ -312,9 +354,12 @@ type AdoptwatchVariables struct {
 	UnusedLineageFlag *ebpf.Variable `ebpf:"unused_lineage_flag"`
 	UnusedReaperFlag  *ebpf.Variable `ebpf:"unused_reaper_flag"`
 	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedSeedState   *ebpf.Variable `ebpf:"unused_seed_state"`
 	UnusedTaskRecord  *ebpf.Variable `ebpf:"unused_task_record"`
+	UnusedWatchFlag   *ebpf.Variable `ebpf:"unused_watch_flag"`
 	WakeupEvery       *ebpf.Variable `ebpf:"wakeup_every"`
 	WatchAll          *ebpf.Variable `ebpf:"watch_all"`
+	WatchCgroupId     *ebpf.Variable `ebpf:"watch_cgroup_id"`
 }
 
 // AdoptwatchPrograms contains all programs after they have been loaded into the kernel.

@@ -60,6 +60,23 @@ struct cred {
 	kuid_t uid;
 };
 
+struct kernfs_node {
+	__u64 id; /* a u64 since 5.5: the cgroup id, the directory's inode number */
+};
+
+struct cgroup_subsys_state {
+	struct cgroup_subsys_state *parent;
+};
+
+struct cgroup {
+	struct cgroup_subsys_state self; /* parent->self links the hierarchy */
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp; /* the task's cgroup v2 */
+};
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -74,6 +91,7 @@ struct task_struct {
 	struct signal_struct *signal;
 	const struct cred *real_cred;
 	struct pid *thread_pid;
+	struct css_set *cgroups;
 };
 
 struct pid_namespace {

@@ -29,17 +29,49 @@ static __always_inline void append_ancestor(struct lineage *lin, struct task_str
 	lin->len = n + 1;
 }
 
+/* The child of an explicitly unwatched parent stays unwatched even where
+ * entry-less processes count as watched (watch_all, a cgroup): it gets an entry
+ * that says so. */
+static __always_inline void mark_unwatched(struct proc_key *child_key, struct lineage *parent_lin)
+{
+	__u32 zero = 0;
+	struct lineage *lin = parent_lin;
+
+	if (!watch_all && !watch_cgroup_id)
+		return; /* entry-less children are unwatched anyway */
+	if (!lin) {
+		lin = bpf_map_lookup_elem(&lineage_scratch, &zero);
+		if (!lin)
+			return;
+		__builtin_memset(lin, 0, sizeof(*lin));
+		lin->watch = WATCH_OFF;
+	}
+	/* The parent's entry already says WATCH_OFF: store it as the child's. */
+	if (bpf_map_update_elem(&lineages, child_key, lin, BPF_ANY))
+		count(COUNTER_UNWATCH_MARKS_FULL);
+}
+
 /* Returns the new child's lineage entry, or NULL when the child is not watched. */
 static __always_inline struct lineage *inherit_lineage(struct task_struct *parent,
 							struct task_struct *child)
 {
 	struct proc_key parent_key, child_key;
 	__u32 zero = 0;
+	bool off;
 
 	proc_key_of(parent, &parent_key);
 	struct lineage *parent_lin = bpf_map_lookup_elem(&lineages, &parent_key);
-	if (!parent_lin && !watch_all)
-		return NULL; /* unwatched tree: nothing to do */
+	if (!parent_lin && !watch_all && !watch_cgroup_id && !seeds_in_use())
+		return NULL; /* unwatched tree, nothing seeded: the cheapest way out */
+
+	child_key.pid = BPF_CORE_READ(child, tgid);
+	child_key.pad = 0;
+	child_key.start_ns = BPF_CORE_READ(child, start_boottime);
+	if (!is_watched(parent, parent_lin, child, &off)) {
+		if (off)
+			mark_unwatched(&child_key, parent_lin);
+		return NULL;
+	}
 
 	struct lineage *lin = bpf_map_lookup_elem(&lineage_scratch, &zero);
 	if (!lin)
@@ -53,29 +85,13 @@ static __always_inline struct lineage *inherit_lineage(struct task_struct *paren
 	}
 	append_ancestor(lin, parent, parent_lin ? parent_lin->self_flags : 0);
 	lin->self_flags = 0;
+	lin->watch = 0;
 
-	child_key.pid = BPF_CORE_READ(child, tgid);
-	child_key.pad = 0;
-	child_key.start_ns = BPF_CORE_READ(child, start_boottime);
 	if (bpf_map_update_elem(&lineages, &child_key, lin, BPF_ANY)) {
 		count(COUNTER_LINEAGE_FULL);
 		return NULL;
 	}
 	return lin;
-}
-
-static __always_inline struct lineage *lineage_of(struct task_struct *task)
-{
-	struct proc_key key;
-
-	proc_key_of(task, &key);
-	return bpf_map_lookup_elem(&lineages, &key);
-}
-
-/* A watched process: it has a lineage entry, or everything is watched. */
-static __always_inline bool watched(struct task_struct *task)
-{
-	return watch_all || lineage_of(task);
 }
 
 static __always_inline void record_fork(struct task_struct *parent, struct task_struct *child);
@@ -100,12 +116,11 @@ SEC("raw_tp/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task)
 {
 	struct lineage *lin = lineage_of(task);
+	bool off;
 
 	if (lin)
 		lin->self_flags |= LINEAGE_EXECED;
-	else if (!watch_all)
-		return 0;
-	if (emit_task_records)
+	if (emit_task_records && is_watched(task, lin, task, &off))
 		record_exec(task);
 	return 0;
 }
@@ -133,5 +148,7 @@ int BPF_PROG(on_free, struct task_struct *task)
 	key.pad = 0;
 	key.start_ns = BPF_CORE_READ(task, start_boottime);
 	bpf_map_delete_elem(&lineages, &key);
+	if (seeds_in_use() && seed_of(task))
+		bpf_map_delete_elem(&seeds, &key.pid);
 	return 0;
 }

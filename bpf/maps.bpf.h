@@ -11,13 +11,41 @@ struct proc_key {
 	__u64 start_ns;
 };
 
-/* A watched process's ancestry, oldest first; it does not include the process. */
+/* lineage.watch */
+enum watch_flag {
+	WATCH_OFF = 1 << 0, /* unwatched (Unwatch): no records, children inherit it */
+};
+
+/* A process's ancestry, oldest first; it does not include the process. An entry
+ * is the process's watch flag: present and without WATCH_OFF means watched. */
 struct lineage {
 	__u32 len;
 	__u32 flags;      /* enum lineage_flag */
 	__u32 self_flags; /* LINEAGE_EXECED once the process itself has exec'd */
-	__u32 pad;
+	__u32 watch;      /* enum watch_flag */
 	struct ancestor gen[LINEAGE_MAX];
+};
+
+/* seed.state */
+enum seed_state {
+	SEED_WATCH = 1,   /* a process running before adoptwatch, in a watched tree */
+	SEED_UNWATCH = 2, /* a process running before adoptwatch, switched off */
+};
+
+/* Watch decisions user space made for processes that have no lineage entry
+ * (they predate adoptwatch). Keyed by pid; user space knows a process's start
+ * only to /proc's precision (USER_HZ ticks), so that is what is compared. */
+struct seed {
+	__u64 start_ticks; /* start_boottime / (NSEC_PER_SEC / USER_HZ) */
+	__u32 state;       /* enum seed_state */
+	__u32 pad;
+};
+
+/* Written by user space at run time (the loader, or `adoptwatch unwatch`). */
+struct settings {
+	__u32 seeds_in_use;    /* the seeds map may hold entries: consult it */
+	__u32 default_watched; /* for user space: entry-less processes are watched
+	                          (watch_all or a cgroup), so Unwatch must seed them */
 };
 
 struct child_ref {
@@ -45,6 +73,20 @@ struct {
 	__type(key, struct proc_key);
 	__type(value, struct lineage);
 } lineages SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct seed);
+} seeds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings);
+} watch_settings SEC(".maps");
 
 /* Keyed by thread id, between sched_process_exit and the thread's final switch. */
 struct {

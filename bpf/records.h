@@ -105,6 +105,9 @@ enum counter {
 	COUNTER_CHILDREN_TRUNCATED,  /* children beyond MAX_CHILDREN of one exiting thread */
 	COUNTER_STALE_CHILD,         /* snapshotted children gone before the final switch */
 	COUNTER_ADOPTIONS,           /* adoptions seen in the kernel (sent or lost) */
+	COUNTER_UNWATCHED_ADOPTIONS, /* adoptions of unwatched processes: not sent, by design */
+	COUNTER_UNWATCH_MARKS_FULL,  /* children of unwatched parents left without their
+	                                "unwatched" mark: the lineage map was full */
 	COUNTER_MAX,
 };
 

@@ -25,8 +25,28 @@ type Options struct {
 	// RingBytes sizes the ring buffer (a power of two; 0: the default, 4 MiB).
 	RingBytes uint32
 	// MaxProcesses bounds the kernel's lineage map (0: the default, 65536).
+	// Every process in a watched tree (and, with Unwatch, every process switched
+	// off beneath a watched default) holds one entry; forks beyond the bound are
+	// counted (Counters.LineageFull), never silent.
 	MaxProcesses uint32
+
+	// WatchPIDs scopes the watch to these processes' trees: each root, its
+	// running descendants (from /proc) and everything they fork from now on.
+	// Processes outside them cost one map lookup per fork and send nothing.
+	WatchPIDs []int
+	// WatchCgroup scopes the watch to a cgroup v2 subtree (a directory under the
+	// cgroup2 mount, or a path relative to /sys/fs/cgroup): processes in it or
+	// beneath it when they fork, exec or are adopted, and all they fork. It
+	// combines with WatchPIDs (either one suffices). Empty: no cgroup scoping.
+	WatchCgroup string
+	// PinDir, if set, pins the maps that hold the watch flags there (see
+	// DefaultPinDir), so that another process can switch trees off with
+	// UnwatchPinned. Close removes the pins.
+	PinDir string
 }
+
+// Scoped reports whether the options watch only some trees.
+func (o Options) Scoped() bool { return len(o.WatchPIDs) > 0 || o.WatchCgroup != "" }
 
 // Observer is attached to the kernel and delivers its records.
 type Observer struct {
@@ -36,6 +56,10 @@ type Observer struct {
 	reader    *ringbuf.Reader
 	decoder   events.Decoder
 	poll      time.Duration // > 0: also read on a timer (records sent without wakeup)
+	watch     watchMaps
+	pinDir    string
+	// Seeded is how many running processes WatchPIDs seeded as watched.
+	Seeded int
 }
 
 // Open checks nothing but loads and attaches: call CheckPrerequisites first for
@@ -50,10 +74,20 @@ func Open(opts Options) (*Observer, error) {
 		if err == nil {
 			return obs, nil
 		}
+		var cerr configError
+		if errors.As(err, &cerr) {
+			return nil, cerr.error // the options, not the hook: no other mechanism helps
+		}
 		errs = append(errs, fmt.Errorf("%s via %s: %w", m.Hook, m.Name, err))
 	}
 	return nil, fmt.Errorf("%w: %w", ErrHookUnsupported, errors.Join(errs...))
 }
+
+// configError is an error in the options (a pid, a cgroup, a pin directory),
+// which no other mechanism would avoid.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
 
 // lineagePrograms run whatever the hook: they keep each process's ancestry.
 var lineagePrograms = map[string]string{
@@ -69,9 +103,17 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	}
 	exitWalk := m.Hook == HookExitWalk
 	needExit := exitWalk || opts.TaskRecords
+	var cgroup uint64
+	if opts.WatchCgroup != "" {
+		if cgroup, err = cgroupID(opts.WatchCgroup); err != nil {
+			return nil, configError{err}
+		}
+	}
 	for name, v := range map[string]any{
 		bpf.AdoptwatchVarExitWalk:        exitWalk,
 		bpf.AdoptwatchVarEmitTaskRecords: opts.TaskRecords,
+		bpf.AdoptwatchVarWatchAll:        !opts.Scoped(),
+		bpf.AdoptwatchVarWatchCgroupId:   cgroup,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -111,12 +153,43 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	obs = &Observer{Mechanism: m, coll: coll, decoder: events.Decoder{Clock: events.NewClock()}}
+	obs.watch = watchMaps{
+		lineages: coll.Maps[bpf.AdoptwatchMapLineages],
+		seeds:    coll.Maps[bpf.AdoptwatchMapSeeds],
+		settings: coll.Maps[bpf.AdoptwatchMapWatchSettings],
+	}
 	defer func() {
 		if err != nil {
 			obs.Close()
 			obs = nil
 		}
 	}()
+	defaultWatched := uint32(0)
+	if !opts.Scoped() || cgroup != 0 {
+		defaultWatched = 1
+	}
+	if err := obs.watch.writeSettings(bpf.AdoptwatchSettings{DefaultWatched: defaultWatched}); err != nil {
+		return obs, fmt.Errorf("write watch settings: %w", err)
+	}
+	if len(opts.WatchPIDs) > 0 {
+		// The roots before attaching, so their first forks already inherit.
+		if err := obs.watch.useSeeds(); err != nil {
+			return obs, err
+		}
+		for _, pid := range opts.WatchPIDs {
+			procs, err := readProcs("/proc")
+			if err != nil {
+				return obs, err
+			}
+			p, ok := procs[pid]
+			if !ok {
+				return obs, configError{fmt.Errorf("watch pid %d: no such process", pid)}
+			}
+			if err := obs.watch.putSeed(p, bpf.AdoptwatchSeedStateSEED_WATCH); err != nil {
+				return obs, configError{err}
+			}
+		}
+	}
 
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
@@ -142,6 +215,19 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	}
 	if err != nil {
 		return obs, fmt.Errorf("attach %s: %w", m.Name, err)
+	}
+
+	if len(opts.WatchPIDs) > 0 {
+		// Now that forks inherit, seed the descendants already running.
+		if obs.Seeded, err = obs.watch.seedWatched(opts.WatchPIDs); err != nil {
+			return obs, configError{err}
+		}
+	}
+	if opts.PinDir != "" {
+		if err := obs.watch.pin(opts.PinDir); err != nil {
+			return obs, configError{err}
+		}
+		obs.pinDir = opts.PinDir
 	}
 
 	obs.reader, err = ringbuf.NewReader(coll.Maps[bpf.AdoptwatchMapRecords])
@@ -195,6 +281,11 @@ type Counters struct {
 	ChildrenTruncated uint64 // exiting threads with more children than followed
 	StaleChildren     uint64 // remembered children gone before the check
 	Adoptions         uint64 // adoptions seen in the kernel, sent or lost
+	// UnwatchedAdoptions are adoptions of unwatched processes: seen, not sent.
+	UnwatchedAdoptions uint64
+	// UnwatchMarksFull: children of unwatched parents that could not be marked
+	// unwatched (lineage map full); they count as watched again.
+	UnwatchMarksFull uint64
 }
 
 // Counters sums the per-CPU counters.
@@ -224,6 +315,8 @@ func (o *Observer) Counters() (Counters, error) {
 		{&c.ChildrenTruncated, bpf.AdoptwatchCounterCOUNTER_CHILDREN_TRUNCATED},
 		{&c.StaleChildren, bpf.AdoptwatchCounterCOUNTER_STALE_CHILD},
 		{&c.Adoptions, bpf.AdoptwatchCounterCOUNTER_ADOPTIONS},
+		{&c.UnwatchedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS},
+		{&c.UnwatchMarksFull, bpf.AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL},
 	} {
 		if *f.dst, err = sum(f.idx); err != nil {
 			return c, err
@@ -242,6 +335,10 @@ func (o *Observer) Close() error {
 		errs = append(errs, l.Close())
 	}
 	o.links = nil
+	if o.pinDir != "" {
+		o.watch.unpin(o.pinDir)
+		o.pinDir = ""
+	}
 	if o.coll != nil {
 		o.coll.Close()
 	}

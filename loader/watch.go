@@ -1,0 +1,379 @@
+package loader
+
+// Scoping: which processes the kernel side watches. The flag lives in the
+// kernel (bpf/watch.bpf.h): a process's lineage entry, inherited at fork, or for
+// processes that predate adoptwatch a "seed" user space leaves keyed by pid.
+// Unwatched processes make no ring-buffer traffic at all.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/bpf"
+	"github.com/adoptwatch/adoptwatch/events"
+)
+
+// nsPerTick is /proc/PID/stat's unit of start time (USER_HZ = 100).
+const nsPerTick = 10_000_000
+
+// seedPasses bounds how often the /proc walk is repeated to catch processes
+// forked while it ran.
+const seedPasses = 5
+
+// Names of the pinned maps under Options.PinDir.
+const (
+	pinLineages = "lineages"
+	pinSeeds    = "seeds"
+	pinSettings = "watch_settings"
+)
+
+// DefaultPinDir is where `adoptwatch --pin` pins the maps `adoptwatch unwatch` needs.
+const DefaultPinDir = "/sys/fs/bpf/adoptwatch"
+
+// watchMaps are the maps that hold the watch flags: enough to switch a tree off,
+// from the Observer or from another process through the pinned maps.
+type watchMaps struct {
+	lineages, seeds, settings *ebpf.Map
+}
+
+// proc is what the /proc walk needs of a process.
+type proc struct {
+	pid, ppid  int
+	startTicks uint64
+}
+
+// readProcs lists the running processes from procRoot (normally /proc).
+func readProcs(procRoot string) (map[int]proc, error) {
+	dirs, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]proc, len(dirs))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		k, err := events.ReadProcStat(filepath.Join(procRoot, d.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		out[pid] = proc{pid: pid, ppid: int(k.PPID), startTicks: uint64(k.Start / nsPerTick)}
+	}
+	return out, nil
+}
+
+// subtree returns the roots that are running and all their descendants (by
+// parent pid, as /proc shows them now).
+func subtree(procs map[int]proc, roots []int) map[int]proc {
+	children := map[int][]int{}
+	for _, p := range procs {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	out := map[int]proc{}
+	queue := []int{}
+	for _, r := range roots {
+		if p, ok := procs[r]; ok {
+			out[r] = p
+			queue = append(queue, r)
+		}
+	}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		for _, c := range children[pid] {
+			if _, seen := out[c]; !seen {
+				out[c] = procs[c]
+				queue = append(queue, c)
+			}
+		}
+	}
+	return out
+}
+
+func (w watchMaps) readSettings() (bpf.AdoptwatchSettings, error) {
+	var s bpf.AdoptwatchSettings
+	err := w.settings.Lookup(uint32(0), &s)
+	return s, err
+}
+
+func (w watchMaps) writeSettings(s bpf.AdoptwatchSettings) error {
+	return w.settings.Update(uint32(0), &s, ebpf.UpdateAny)
+}
+
+// useSeeds tells the kernel side to consult the seeds map from now on.
+func (w watchMaps) useSeeds() error {
+	s, err := w.readSettings()
+	if err != nil {
+		return fmt.Errorf("read watch settings: %w", err)
+	}
+	if s.SeedsInUse != 0 {
+		return nil
+	}
+	s.SeedsInUse = 1
+	return w.writeSettings(s)
+}
+
+func (w watchMaps) putSeed(p proc, state bpf.AdoptwatchSeedState) error {
+	s := bpf.AdoptwatchSeed{StartTicks: p.startTicks, State: uint32(state)}
+	if err := w.seeds.Update(uint32(p.pid), &s, ebpf.UpdateAny); err != nil {
+		if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.ENOMEM) {
+			return fmt.Errorf("seed pid %d: the seeds map is full (%d processes): %w", p.pid, w.seeds.MaxEntries(), err)
+		}
+		return fmt.Errorf("seed pid %d: %w", p.pid, err)
+	}
+	return nil
+}
+
+// seedWatched marks the roots and their running descendants watched. It repeats
+// the /proc walk until a pass finds nothing new, so that processes forked
+// during the walk by a parent not yet seeded are not missed (those forked after
+// their parent was seeded inherit the flag in the kernel).
+func (w watchMaps) seedWatched(roots []int) (int, error) {
+	if err := w.useSeeds(); err != nil {
+		return 0, err
+	}
+	seeded := map[int]uint64{}
+	for pass := 0; pass < seedPasses; pass++ {
+		procs, err := readProcs("/proc")
+		if err != nil {
+			return 0, err
+		}
+		if pass == 0 {
+			for _, r := range roots {
+				if _, ok := procs[r]; !ok {
+					return 0, fmt.Errorf("watch pid %d: no such process", r)
+				}
+			}
+		}
+		added := 0
+		for pid, p := range subtree(procs, roots) {
+			if t, ok := seeded[pid]; ok && t == p.startTicks {
+				continue
+			}
+			if err := w.putSeed(p, bpf.AdoptwatchSeedStateSEED_WATCH); err != nil {
+				return 0, err
+			}
+			seeded[pid] = p.startTicks
+			added++
+		}
+		if added == 0 {
+			break
+		}
+	}
+	return len(seeded), nil
+}
+
+// unwatch switches pid's tree off: the process, its descendants as /proc shows
+// them, and every process whose kernel lineage has it as an ancestor (daemons
+// already adopted away). Their children inherit the flag in the kernel.
+func (w watchMaps) unwatch(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("unwatch: invalid pid %d", pid)
+	}
+	settings, err := w.readSettings()
+	if err != nil {
+		return fmt.Errorf("read watch settings: %w", err)
+	}
+	// Two sweeps: a process forked while the first ran may have copied its
+	// parent's entry before the parent was marked.
+	for sweep := 0; sweep < 2; sweep++ {
+		procs, err := readProcs("/proc")
+		if err != nil {
+			return err
+		}
+		target, ok := procs[pid]
+		if !ok {
+			return fmt.Errorf("unwatch: no process %d", pid)
+		}
+		sub := subtree(procs, []int{pid})
+		marked, err := w.markLineages(sub, target)
+		if err != nil {
+			return err
+		}
+		// Processes without an entry predate adoptwatch: switch them off with a
+		// seed, if they would otherwise count as watched.
+		for p, info := range sub {
+			if marked[p] {
+				continue
+			}
+			var s bpf.AdoptwatchSeed
+			seeded := w.seeds.Lookup(uint32(p), &s) == nil && s.StartTicks == info.startTicks
+			if !seeded && settings.DefaultWatched == 0 {
+				continue
+			}
+			if err := w.putSeed(info, bpf.AdoptwatchSeedStateSEED_UNWATCH); err != nil {
+				return err
+			}
+			if err := w.useSeeds(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// markLineages sets WATCH_OFF in the entries of the subtree's processes and of
+// every process descended from target according to its own lineage.
+func (w watchMaps) markLineages(sub map[int]proc, target proc) (map[int]bool, error) {
+	var (
+		key   bpf.AdoptwatchProcKey
+		value bpf.AdoptwatchLineage
+		keys  []bpf.AdoptwatchProcKey
+		vals  []bpf.AdoptwatchLineage
+	)
+	it := w.lineages.Iterate()
+	for it.Next(&key, &value) {
+		hit := false
+		if p, ok := sub[int(key.Pid)]; ok && key.StartNs/nsPerTick == p.startTicks {
+			hit = true
+		}
+		for i := uint32(0); !hit && i < value.Len && i < uint32(len(value.Gen)); i++ {
+			g := value.Gen[i]
+			hit = int(g.Pid) == target.pid && g.StartNs/nsPerTick == target.startTicks
+		}
+		if hit && value.Watch&uint32(bpf.AdoptwatchWatchFlagWATCH_OFF) == 0 {
+			value.Watch |= uint32(bpf.AdoptwatchWatchFlagWATCH_OFF)
+			keys = append(keys, key)
+			vals = append(vals, value)
+		} else if hit {
+			keys = append(keys, key)
+			vals = append(vals, value) // already off: count it as marked
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate lineages: %w", err)
+	}
+	marked := map[int]bool{}
+	for i := range keys {
+		err := w.lineages.Update(&keys[i], &vals[i], ebpf.UpdateExist)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, fmt.Errorf("mark pid %d unwatched: %w", keys[i].Pid, err)
+		}
+		if err == nil {
+			marked[int(keys[i].Pid)] = true
+		}
+	}
+	return marked, nil
+}
+
+// Unwatch switches the tree of a running process off: it and its descendants
+// (present and future) are no longer watched and send nothing. Already-adopted
+// descendants that carry it in their kernel lineage are switched off too.
+func (o *Observer) Unwatch(pid int) error {
+	return o.watch.unwatch(pid)
+}
+
+// UnwatchPinned does what Observer.Unwatch does, from another process, through
+// the maps a running adoptwatch pinned under pinDir (Options.PinDir).
+func UnwatchPinned(pinDir string, pid int) error {
+	var w watchMaps
+	for _, m := range []struct {
+		dst  **ebpf.Map
+		name string
+	}{{&w.lineages, pinLineages}, {&w.seeds, pinSeeds}, {&w.settings, pinSettings}} {
+		path := filepath.Join(pinDir, m.name)
+		mp, err := ebpf.LoadPinnedMap(path, nil)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("no running adoptwatch has pinned its maps at %s (start it with --pin): %w", pinDir, err)
+			}
+			return fmt.Errorf("open pinned map %s: %w", path, err)
+		}
+		defer mp.Close()
+		*m.dst = mp
+	}
+	return w.unwatch(pid)
+}
+
+// pin pins the watch maps under dir, replacing pins a previous run left. dir's
+// parent must be on a BPF file system (mount -t bpf bpf /sys/fs/bpf).
+func (w watchMaps) pin(dir string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(dir), &fs); err != nil || fs.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("pin maps under %s: %s is not on a BPF file system (mount it: mount -t bpf bpf %s)",
+			dir, filepath.Dir(dir), filepath.Dir(dir))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin directory: %w", err)
+	}
+	for name, m := range map[string]*ebpf.Map{pinLineages: w.lineages, pinSeeds: w.seeds, pinSettings: w.settings} {
+		path := filepath.Join(dir, name)
+		os.Remove(path) // a stale pin of a run that did not close
+		if err := m.Pin(path); err != nil {
+			return fmt.Errorf("pin %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func (w watchMaps) unpin(dir string) {
+	for _, m := range []*ebpf.Map{w.lineages, w.seeds, w.settings} {
+		if m != nil {
+			m.Unpin()
+		}
+	}
+	os.Remove(dir) // only if empty
+}
+
+// cgroup2Mounts lists where cgroup v2 is mounted (/sys/fs/cgroup, or
+// /sys/fs/cgroup/unified on hybrid systems).
+func cgroup2Mounts() []string {
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return []string{"/sys/fs/cgroup"}
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == "cgroup2" {
+			out = append(out, f[1])
+		}
+	}
+	return out
+}
+
+// CgroupV2Mounts lists where cgroup v2 is mounted (for callers building paths).
+func CgroupV2Mounts() []string { return cgroup2Mounts() }
+
+// cgroupID resolves a cgroup v2 path (a directory under the cgroup2 mount, or a
+// path relative to it such as /system.slice/x.service) to its id:
+// the directory's inode number, as the kernel's kernfs node id.
+func cgroupID(path string) (uint64, error) {
+	candidates := []string{path}
+	for _, mnt := range cgroup2Mounts() {
+		if !strings.HasPrefix(path, mnt+"/") && path != mnt {
+			candidates = append(candidates, filepath.Join(mnt, path))
+		}
+	}
+	var lastErr error
+	for _, p := range candidates {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(p, &fs); err != nil {
+			lastErr = err
+			continue
+		}
+		if fs.Type != unix.CGROUP2_SUPER_MAGIC {
+			lastErr = fmt.Errorf("%s is not on a cgroup v2 file system", p)
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			lastErr = err
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			lastErr = fmt.Errorf("%s is not a cgroup directory", p)
+			continue
+		}
+		return st.Ino, nil
+	}
+	return 0, fmt.Errorf("cgroup %q: %w", path, lastErr)
+}
