@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/spf13/pflag"
+
+	"github.com/adoptwatch/adoptwatch/loader"
+)
+
+const unwatchUsage = `Usage: adoptwatch unwatch [--pin-dir DIR] PID...
+
+Switch the trees of running processes off in a running adoptwatch: each PID,
+its descendants and everything they fork from now on are no longer watched
+(no adoption records, no fork/exec/exit records). The running adoptwatch must
+have been started with --pin, which pins its watch maps under DIR
+(default ` + loader.DefaultPinDir + `, on the BPF file system).
+
+Flags:
+`
+
+// unwatchCommand is `adoptwatch unwatch PID...`: it reaches the running
+// watcher's kernel maps through their pins; no socket, no daemon protocol.
+func unwatchCommand(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("adoptwatch unwatch", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pinDir := fs.String("pin-dir", loader.DefaultPinDir, "where the running adoptwatch pinned its maps")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, unwatchUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	var pids []int
+	for _, a := range fs.Args() {
+		pid, err := strconv.Atoi(a)
+		if err != nil || pid <= 0 {
+			fmt.Fprintf(stderr, "adoptwatch unwatch: %q is not a pid\n", a)
+			return 2
+		}
+		pids = append(pids, pid)
+	}
+	status := 0
+	for _, pid := range pids {
+		if err := loader.UnwatchPinned(*pinDir, pid); err != nil {
+			fmt.Fprintf(stderr, "adoptwatch unwatch: %v\n", err)
+			status = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "unwatched %d and its descendants\n", pid)
+	}
+	return status
+}
