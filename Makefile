@@ -1,0 +1,44 @@
+# adoptwatch: see README.md.
+#   make              build ./adoptwatch (no clang needed: the BPF objects are committed)
+#   sudo make check   everything CI runs: generated code current, host tests, VM matrix
+#   sudo make test    host tests (BPF tests load the real programs: need root)
+#   make vmtest       the integration suite in VMs on Linux 5.10, 6.1, 6.12, 7.x
+#   make vmtest KERNEL=/path/to/vmlinuz   ... on a kernel image of your own
+#   sudo make bench   cost and scale benchmark
+#   make generate     rebuild the BPF objects and Go bindings (needs clang, libbpf-dev)
+#   sudo make deps    install what generate, vmtest and bench need (Debian/Ubuntu)
+
+GO ?= go
+KERNEL ?=
+
+.PHONY: all build generate check-generated test vmtest bench check deps clean
+
+all: build
+
+build:
+	$(GO) build -o adoptwatch ./cmd/adoptwatch
+
+generate:
+	$(GO) generate ./bpf
+
+# CI: the committed BPF objects and bindings must be what the C sources produce.
+check-generated: generate
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed output is stale: run 'make generate' and commit"; exit 1; }
+
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+vmtest:
+	$(GO) run ./vmtests/cmd/vmtest $(if $(KERNEL),--kernel $(KERNEL))
+
+bench:
+	$(GO) run ./cmd/adoptbench
+
+check: check-generated test vmtest
+
+deps:
+	./.ci/install-deps
+
+clean:
+	rm -f adoptwatch
