@@ -417,3 +417,36 @@ func TestAdoptedByInit(t *testing.T) {
 		checkLineageTail(t, d, []int{os.Getpid(), launcher, middle, daemon}, []string{"", "aw-launcher", "aw-middle", "aw-daemon"})
 	})
 }
+
+// TestDeepLineage: a lineage deeper than the kernel keeps shows its newest
+// generations and says that it is incomplete.
+func TestDeepLineage(t *testing.T) {
+	const depth = 12
+	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
+		tree := startTree(t, fmt.Sprintf("chain:%d", depth))
+		first := next(t, tree, "first").Int(0)
+		got := c.waitFor(1, 10*time.Second, func(a *events.Adoption) bool {
+			return a.NewParent.PID == uint32(tree.Reaper) && a.PrevParent.PID != uint32(first)
+		})
+		if len(got) != 1 {
+			t.Fatalf("want one adoption of the chain's last generation, got %d", len(got))
+		}
+		a := got[0]
+		if a.LineageComplete {
+			t.Errorf("a %d-generation chain cannot fit: lineage should be incomplete", depth)
+		}
+		if n := len(a.Lineage); n != 9 {
+			t.Errorf("lineage has %d steps, want the 8 kept generations and the process: %v", n, describe(a.Lineage))
+		}
+		// Newest generations are kept: the previous parent is the last ancestor,
+		// and each generation is the parent of the next.
+		if prev := a.Lineage[len(a.Lineage)-2]; prev.PID != a.PrevParent.PID {
+			t.Errorf("last ancestor %d is not the previous parent %d", prev.PID, a.PrevParent.PID)
+		}
+		for _, s := range a.Lineage {
+			if s.PID == uint32(tree.Reaper) || s.PID == uint32(first) {
+				t.Errorf("oldest generations should have been dropped: %v", describe(a.Lineage))
+			}
+		}
+	})
+}
