@@ -450,3 +450,46 @@ func TestDeepLineage(t *testing.T) {
 		}
 	})
 }
+
+// TestLossIsCounted: with a tiny ring buffer and nobody reading, most records
+// are lost; every adoption is then either delivered or counted, exactly.
+func TestLossIsCounted(t *testing.T) {
+	const n = 200
+	requireRoot(t)
+	obs, err := loader.Open(loader.Options{RingBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	before, err := obs.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := startTree(t, fmt.Sprintf("raw:%d", n))
+	middles := map[uint32]bool{}
+	for i := 0; i < n; i++ {
+		middles[uint32(next(t, tree, "middle").Int(0))] = true
+	}
+	// Each daemon exits once adopted: when the reaper has reaped all 2n
+	// processes, every adoption has happened.
+	for i := 0; i < 2*n; i++ {
+		next(t, tree, "reaped")
+	}
+	after, err := obs.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := after.LostAdoptions - before.LostAdoptions
+	// Only now read what the ring buffer kept.
+	c := collect(obs)
+	got := c.waitFor(n-int(lost), 5*time.Second, func(a *events.Adoption) bool { return middles[a.PrevParent.PID] })
+	time.Sleep(100 * time.Millisecond)
+	got = c.waitFor(n+1, 0, func(a *events.Adoption) bool { return middles[a.PrevParent.PID] })
+	t.Logf("ring of 4 KiB, reader stalled: %d adoptions delivered, %d counted as lost", len(got), lost)
+	if lost == 0 {
+		t.Errorf("a 4 KiB ring cannot hold %d adoption records: losses should be counted", n)
+	}
+	if uint64(len(got))+lost != n {
+		t.Errorf("delivered %d + lost %d != %d adoptions", len(got), lost, n)
+	}
+}

@@ -45,6 +45,7 @@ type watchOptions struct {
 	pid       int
 	hook      loader.Hook
 	readyFile string
+	ringSize  uint32
 	sinks     func() ([]sink, error)
 }
 
@@ -59,6 +60,7 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opts.pid, "pid", 0, "only adoptions in the subtree or lineage of process `PID`")
 	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
+	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two, at least 4096; larger rides out longer stalls")
 	opts.sinks = addNotifyFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
@@ -78,6 +80,10 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 	var err error
 	if opts.hook, err = loader.ParseHook(hook); err != nil {
 		fmt.Fprintf(stderr, "adoptwatch: %v\n", err)
+		return 2
+	}
+	if size := opts.ringSize; size < 4096 || size&(size-1) != 0 {
+		fmt.Fprintf(stderr, "adoptwatch: --ring-size %d: want a power of two of at least 4096\n", size)
 		return 2
 	}
 	if opts.pid < 0 {
@@ -143,7 +149,7 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	obs, err := loader.Open(loader.Options{Hook: opts.hook, TaskRecords: opts.all})
+	obs, err := loader.Open(loader.Options{Hook: opts.hook, TaskRecords: opts.all, RingBytes: opts.ringSize})
 	if err != nil {
 		return fail(stderr, "cannot attach: %v", oneLine(err))
 	}
@@ -226,10 +232,10 @@ type lossReporter struct {
 	last loader.Counters
 }
 
+// newLossReporter starts from zero: the maps are new, so everything counted
+// since the programs were attached gets reported.
 func newLossReporter(obs *loader.Observer, p *printer) *lossReporter {
-	r := &lossReporter{obs: obs, p: p}
-	r.last, _ = obs.Counters()
-	return r
+	return &lossReporter{obs: obs, p: p}
 }
 
 func (r *lossReporter) every(interval time.Duration, done <-chan struct{}) {

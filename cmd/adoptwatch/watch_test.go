@@ -124,6 +124,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"--pid=-3"}, 2, "--pid must be a process id"},
 		{[]string{"--help"}, 0, "Usage: adoptwatch"},
+		{[]string{"--ring-size=5000"}, 2, "want a power of two"},
 		{[]string{"features", "--nope"}, 2, "unknown flag: --nope"},
 	} {
 		c := startCLI(t, tc.args...)
@@ -222,4 +223,47 @@ func TestWatchAll(t *testing.T) {
 		}
 	}
 	jsonAdoptionOf(t, c, daemon)
+}
+
+// TestWatchReportsLoss: adoptwatch stopped (SIGSTOP) while daemons are adopted
+// says how many adoption records the full ring buffer lost, in JSON.
+func TestWatchReportsLoss(t *testing.T) {
+	const n = 100
+	requireBPF(t)
+	c := startCLI(t, "--json", "--ring-size=4096")
+	c.waitReady(t)
+	c.cmd.Process.Signal(syscall.SIGSTOP)
+	tree := startTree(t, fmt.Sprintf("raw:%d", n))
+	for i := 0; i < 2*n; i++ { // every middle and daemon reaped: all adopted
+		mustNext(t, tree, "reaped")
+	}
+	c.cmd.Process.Signal(syscall.SIGCONT)
+	var lost int
+	line, ok := c.stdout.waitFor(10*time.Second, func(s string) bool {
+		var l struct {
+			Event, Records string
+			Count          int
+		}
+		if json.Unmarshal([]byte(s), &l) != nil || l.Event != "lost" || l.Records != "adopt" {
+			return false
+		}
+		lost = l.Count
+		return true
+	})
+	if !ok {
+		t.Fatalf("no lost line; stdout:\n%s", c.stdout.text())
+	}
+	// Let every delivered line arrive, then count this tree's adoptions.
+	time.Sleep(300 * time.Millisecond)
+	delivered := 0
+	for _, s := range strings.Split(c.stdout.text(), "\n") {
+		var a output.AdoptionJSON
+		if json.Unmarshal([]byte(s), &a) == nil && a.Event == "adopt" && a.NewParent.PID == uint32(tree.Reaper) {
+			delivered++
+		}
+	}
+	t.Logf("%s; %d delivered", line, delivered)
+	if delivered+lost < n || lost == 0 {
+		t.Errorf("%d delivered + %d lost: want %d adoptions accounted for, some lost", delivered, lost, n)
+	}
 }
