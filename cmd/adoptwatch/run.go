@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/adoptwatch/adoptwatch/internal/supervise"
+	"github.com/adoptwatch/adoptwatch/loader"
+)
+
+const runUsage = `Usage: adoptwatch run [flags] -- CMD [ARGS...]
+
+Starts CMD (for example "apachectl start"), follows its process tree through
+forks and setsid, identifies the daemon it leaves behind, and stays in the
+foreground as long as that daemon lives: a forking daemon becomes supervisable
+by anything that expects a foreground process (an init, a container runtime).
+
+The daemon is the adopted process that is still alive once CMD has exited and
+its process tree has been quiet (no process adopted, none exited) for --settle;
+if several are, the first adopted. With --pidfile, the pid file must name it.
+Processes the daemon forks are its workers, not new daemons. If the daemon exits
+with code 0 without having been asked to stop, and a process it forked was
+adopted and is still alive --settle later (it re-daemonised), run follows that
+one and says so; a daemon that re-executes itself keeps its pid and is followed.
+
+By default run is a child subreaper: the daemon and every other orphan of the
+tree are adopted by run, which reaps them (no zombies remain). When run exits,
+it sends SIGTERM to the processes still adopted by it (SIGKILL after
+--stop-timeout). With --no-subreaper, the daemon is adopted by init (or a
+subreaper above run) and run follows it through a pidfd, learning its exit
+status from the kernel's exit record.
+
+SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT go to the daemon. Before
+it is identified, SIGTERM, SIGINT and SIGQUIT go to CMD and the processes
+adopted so far; the others wait for the daemon.
+
+run prints on stderr one line when it has identified the daemon (pid, comm,
+lineage) and one when the daemon ends.
+
+Exit status: the daemon's (128+N if killed by signal N); CMD's, if it failed
+and left no daemon; 127 if CMD is not found, 126 if it cannot be executed;
+1 if no daemon was identified within --timeout, if CMD succeeded but left no
+daemon, or if adoptwatch itself cannot run (needs root and a BTF kernel).
+
+Flags:
+`
+
+// runCommand is `adoptwatch run [flags] -- CMD [ARGS...]`: supervise a forking
+// daemon in the foreground (internal/supervise).
+func runCommand(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("adoptwatch run", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	// Flags stop at CMD: its own flags are not run's.
+	fs.SetInterspersed(false)
+	cfg := supervise.Config{}
+	var hook string
+	fs.DurationVar(&cfg.Settle, "settle", supervise.DefaultSettle, "quiet time after CMD exits before the daemon is chosen")
+	fs.DurationVar(&cfg.Timeout, "timeout", supervise.DefaultTimeout, "give up if no daemon is identified within this time")
+	fs.StringVar(&cfg.PIDFile, "pidfile", "", "the daemon's pid `FILE`: the daemon is the adopted process it names")
+	fs.BoolVar(&cfg.NoSubreaper, "no-subreaper", false, "let init adopt the daemon; follow it through a pidfd (for pairing with an existing init)")
+	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", supervise.DefaultStopTimeout, "when run exits, SIGKILL leftover processes that ignore SIGTERM this long")
+	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact or exit-walk")
+	fs.BoolVarP(&cfg.Verbose, "verbose", "v", false, "also print every adoption, reaped process and forwarded signal")
+	fs.Usage = func() {
+		fmt.Fprint(stdout, runUsage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(stderr)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "adoptwatch run: %v\nRun 'adoptwatch run --help' for usage.\n", err)
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintf(stderr, "adoptwatch run: no command given\nRun 'adoptwatch run --help' for usage.\n")
+		return 2
+	}
+	var err error
+	if cfg.Hook, err = loader.ParseHook(hook); err != nil {
+		fmt.Fprintf(stderr, "adoptwatch run: %v\n", err)
+		return 2
+	}
+	if cfg.Settle < 0 || cfg.Timeout <= 0 || cfg.StopTimeout < 0 {
+		fmt.Fprintf(stderr, "adoptwatch run: --settle and --stop-timeout must not be negative, --timeout must be positive\n")
+		return 2
+	}
+	cfg.Command = fs.Args()
+	cfg.Stdin, cfg.Stdout, cfg.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cfg.Log = stderr
+	return supervise.Run(cfg)
+}

@@ -1,0 +1,629 @@
+// Package supervise keeps a forking daemon supervisable in the foreground
+// (`adoptwatch run -- CMD`): it starts CMD, follows its process tree through
+// forks and setsid with the kernel's adoption records, identifies the daemon
+// CMD leaves behind, forwards signals to it, stays as long as it lives and
+// exits with its status.
+//
+// By default run is a child subreaper, so every orphan of the tree is adopted
+// by run, which reaps it. With NoSubreaper the daemon is adopted by init (or
+// another subreaper above run), run follows it through a pidfd and learns its
+// exit status from the kernel's exit record.
+package supervise
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/loader"
+)
+
+// Exit codes of run's own failures (otherwise it exits with the daemon's status).
+const (
+	ExitFailure       = 1   // prerequisites, attach, timeout, no daemon left by a successful CMD
+	ExitNotExecutable = 126 // CMD exists but cannot be executed
+	ExitNotFound      = 127 // CMD not found
+)
+
+// Defaults, documented in `adoptwatch run --help`.
+const (
+	DefaultSettle      = 500 * time.Millisecond
+	DefaultTimeout     = 90 * time.Second // as systemd's default start timeout
+	DefaultStopTimeout = 10 * time.Second
+)
+
+// statusWait bounds how long run waits, after a followed daemon's pidfd says it
+// ended, for the exit record that carries its status (records are read on a
+// 50 ms timer).
+const statusWait = 2 * time.Second
+
+// Forwarded are the signals run passes on to the daemon.
+var Forwarded = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGQUIT}
+
+// isStop: a signal that asks the daemon to end, so run looks for no successor.
+func isStop(sig unix.Signal) bool {
+	return sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGQUIT
+}
+
+// Config is one `adoptwatch run`.
+type Config struct {
+	Command     []string      // CMD and its arguments
+	Settle      time.Duration // quiet time after the launcher exits before choosing
+	Timeout     time.Duration // for the daemon to be identified
+	StopTimeout time.Duration // grace between SIGTERM and SIGKILL for leftovers
+	PIDFile     string        // the daemon's pid file: it must name the daemon
+	NoSubreaper bool          // leave adoption to init; follow the daemon by pidfd
+	Hook        loader.Hook
+	Verbose     bool
+	// CMD's standard streams (run's own, normally).
+	Stdin, Stdout, Stderr *os.File
+	// Log receives run's messages, one line each.
+	Log io.Writer
+}
+
+type state int
+
+const (
+	launching  state = iota // waiting for the daemon to be identified
+	following               // the daemon runs
+	succeeding              // the daemon exited cleanly: looking for a successor
+)
+
+type reaped struct {
+	pid    int
+	status unix.WaitStatus
+}
+
+type recordOrErr struct {
+	rec events.Record
+	err error
+}
+
+type supervisor struct {
+	cfg  Config
+	self uint32
+
+	records chan recordOrErr
+	reaps   chan reaped
+	gone    chan Ident // pidfd readable (NoSubreaper)
+	sigs    chan os.Signal
+	sigchld chan os.Signal
+	done    chan struct{}
+
+	tracker   *Tracker
+	state     state
+	cmd       Ident
+	cmdComm   string
+	cmdStatus *unix.WaitStatus
+	pidfds    map[Ident]int // live members, for signals (and liveness with NoSubreaper)
+	statuses  map[Ident]uint32
+
+	daemon         *Candidate
+	daemonComm     string
+	daemonEnded    bool
+	daemonStatus   *unix.WaitStatus
+	statusDeadline time.Time
+	lastCode       int // exit code of the last daemon that ended
+	deadline       time.Time
+	stopSignal     unix.Signal   // a stop signal was received (0: none)
+	pending        []unix.Signal // non-stop signals received before the daemon was known
+}
+
+// Run supervises cfg.Command and returns run's exit code.
+func Run(cfg Config) int {
+	if cfg.Log == nil {
+		cfg.Log = os.Stderr
+	}
+	s := &supervisor{
+		cfg:      cfg,
+		self:     uint32(os.Getpid()),
+		records:  make(chan recordOrErr, 1024),
+		reaps:    make(chan reaped, 256),
+		gone:     make(chan Ident, 64),
+		sigs:     make(chan os.Signal, 16),
+		sigchld:  make(chan os.Signal, 1),
+		done:     make(chan struct{}),
+		pidfds:   map[Ident]int{},
+		statuses: map[Ident]uint32{},
+	}
+	defer close(s.done)
+	return s.run()
+}
+
+func (s *supervisor) logf(format string, args ...any) {
+	fmt.Fprintf(s.cfg.Log, "adoptwatch run: "+format+"\n", args...)
+}
+
+func (s *supervisor) debugf(format string, args ...any) {
+	if s.cfg.Verbose {
+		s.logf(format, args...)
+	}
+}
+
+func (s *supervisor) run() int {
+	if err := loader.CheckPrerequisites(); err != nil {
+		s.logf("%v", err)
+		return ExitFailure
+	}
+	path, code, err := resolveCommand(s.cfg.Command[0])
+	if err != nil {
+		s.logf("%v", err)
+		return code
+	}
+	if !s.cfg.NoSubreaper {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			s.logf("cannot become a child subreaper: %v", err)
+			return ExitFailure
+		}
+	}
+	// Signals are caught before anything starts, so none is lost or kills run.
+	signal.Notify(s.sigs, Forwarded...)
+	signal.Notify(s.sigchld, unix.SIGCHLD)
+	defer signal.Stop(s.sigs)
+	defer signal.Stop(s.sigchld)
+
+	// Scoped to run's own tree: CMD and all it forks (and task records only for them).
+	obs, err := loader.Open(loader.Options{Hook: s.cfg.Hook, TaskRecords: true, WatchPIDs: []int{os.Getpid()}})
+	if err != nil {
+		s.logf("cannot attach the BPF programs: %v", err)
+		return ExitFailure
+	}
+	defer obs.Close()
+	go s.readRecords(obs)
+
+	pid, err := syscall.ForkExec(path, s.cfg.Command, &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{s.cfg.Stdin.Fd(), s.cfg.Stdout.Fd(), s.cfg.Stderr.Fd()},
+	})
+	if err != nil {
+		s.logf("cannot start %s: %v", s.cfg.Command[0], err)
+		if errors.Is(err, unix.ENOENT) {
+			return ExitNotFound
+		}
+		return ExitNotExecutable
+	}
+	// Read CMD's identity before anything can reap it.
+	k, err := procStat(pid)
+	if err != nil {
+		s.logf("cannot read /proc/%d/stat of %s: %v", pid, s.cfg.Command[0], err)
+		unix.Kill(pid, unix.SIGKILL)
+		return ExitFailure
+	}
+	s.cmd, s.cmdComm = Ident{uint32(pid), k.Start}, k.Comm
+	if fd, ok := openIfSame(s.cmd); ok {
+		s.pidfds[s.cmd] = fd
+	}
+	go s.reap()
+
+	now := time.Now()
+	s.deadline = now.Add(s.cfg.Timeout)
+	s.tracker = NewTracker(s.cmd, now, s.cfg.Settle, s.self, !s.cfg.NoSubreaper)
+	s.debugf("started %s pid=%d (hook %s via %s)", s.cfg.Command[0], pid, obs.Mechanism.Hook, obs.Mechanism.Name)
+	return s.finish(s.loop())
+}
+
+// loop handles events until run should exit, and returns its exit code.
+func (s *supervisor) loop() int {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-s.records:
+			s.onRecord(r)
+		case r := <-s.reaps:
+			s.onReap(r)
+		case id := <-s.gone:
+			s.onGone(id)
+		case sig := <-s.sigs:
+			s.onSignal(sig.(unix.Signal))
+		case <-tick.C:
+		}
+		if code, done := s.step(time.Now()); done {
+			return code
+		}
+	}
+}
+
+// step advances the state machine; done says run should exit with code.
+func (s *supervisor) step(now time.Time) (code int, done bool) {
+	switch s.state {
+	case launching:
+		d := s.tracker.Decide(now, s.pidfilePID(), s.cfg.PIDFile != "")
+		switch {
+		case d.Wait && now.After(s.deadline):
+			s.logf("no daemon identified within %v: %s", s.cfg.Timeout, d.Reason)
+			return ExitFailure, true
+		case d.Wait:
+			return 0, false
+		case d.Daemon == nil:
+			return s.noDaemon(), true
+		}
+		s.follow(d, false)
+	case following:
+		if !s.daemonEnded {
+			return 0, false
+		}
+		if s.daemonStatus == nil && now.Before(s.statusDeadline) {
+			return 0, false // the exit record may still be on its way
+		}
+		return s.ended(now)
+	case succeeding:
+		d := s.tracker.Decide(now, s.pidfilePID(), false)
+		switch {
+		case s.stopSignal != 0 || d.Daemon == nil && !d.Wait:
+			return s.lastCode, true
+		case d.Wait && now.After(s.deadline):
+			s.logf("no successor identified within %v: %s", s.cfg.Timeout, d.Reason)
+			return s.lastCode, true
+		case d.Wait:
+			return 0, false
+		}
+		s.follow(d, true)
+	}
+	return 0, false
+}
+
+// noDaemon ends a launch that left nothing running.
+func (s *supervisor) noDaemon() int {
+	cmd := s.cfg.Command[0]
+	switch {
+	case s.cmdStatus != nil && *s.cmdStatus != 0:
+		s.logf("%s %s and left no daemon", cmd, describeStatus(*s.cmdStatus))
+		return exitCode(*s.cmdStatus)
+	case s.stopSignal != 0:
+		s.logf("stopped by %s before a daemon was identified", unix.SignalName(s.stopSignal))
+		return 128 + int(s.stopSignal)
+	}
+	s.logf("%s exited with code 0 but left no daemon running (a program that stays in the foreground needs no adoptwatch run)", cmd)
+	return ExitFailure
+}
+
+// follow makes d.Daemon the daemon and says so.
+func (s *supervisor) follow(d Decision, successor bool) {
+	c := d.Daemon
+	lineage := output.LineageText(c.Adoption.Lineage, c.Adoption.LineageComplete)
+	pattern := events.DaemonPattern(c.Adoption.Lineage)
+	if successor {
+		s.logf("daemon pid=%d comm=%s follows pid=%d comm=%s (%s; %s, %s): %s",
+			c.PID, c.Comm, s.daemon.PID, s.daemonComm, "the previous daemon exited cleanly", pattern, d.Reason, lineage)
+	} else {
+		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, c.Comm, pattern, d.Reason, lineage)
+	}
+	if len(d.Others) > 0 {
+		var others []string
+		for _, o := range d.Others {
+			others = append(others, fmt.Sprintf("%d (%s)", o.PID, o.Comm))
+		}
+		s.logf("also adopted and still running, not followed: %s", strings.Join(others, ", "))
+	}
+	s.daemon, s.daemonComm = c, c.Comm
+	s.daemonEnded, s.daemonStatus = false, nil
+	s.state = following
+	s.tracker.Follow(c)
+	if s.stopSignal != 0 {
+		s.signal(c.Ident, s.stopSignal)
+	}
+	for _, sig := range s.pending {
+		s.signal(c.Ident, sig)
+	}
+	s.pending = nil
+}
+
+// ended reports the daemon's end and decides between exiting and a successor.
+func (s *supervisor) ended(now time.Time) (int, bool) {
+	d := s.daemon
+	if s.daemonStatus == nil {
+		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, s.daemonComm)
+		return ExitFailure, true
+	}
+	ws := *s.daemonStatus
+	s.lastCode = exitCode(ws)
+	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, s.daemonComm, s.lastCode, describeStatus(ws))
+	if ws != 0 || s.stopSignal != 0 {
+		return s.lastCode, true
+	}
+	// A clean exit may be a re-daemonisation: look for a successor among its
+	// adopted descendants (a Decide with none alive ends at once).
+	s.state = succeeding
+	s.deadline = now.Add(s.cfg.Timeout)
+	return 0, false
+}
+
+func (s *supervisor) pidfilePID() uint32 {
+	if s.cfg.PIDFile == "" {
+		return 0
+	}
+	return readPidfile(s.cfg.PIDFile)
+}
+
+func (s *supervisor) onRecord(r recordOrErr) {
+	if r.err != nil {
+		s.debugf("undecodable record: %v", r.err)
+		return
+	}
+	now := time.Now()
+	if a := r.rec.Adoption; a != nil {
+		id := Ident{a.Child.PID, a.Child.Start}
+		fd, alive := -1, false
+		if !a.Zombie {
+			fd, alive = openIfSame(id)
+		}
+		c := s.tracker.Adopted(a, alive, now)
+		if c == nil {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			return
+		}
+		s.debugf("adopted pid=%d comm=%s by %d (%s), alive=%v: %s", c.PID, c.Comm, a.NewParent.PID, a.Reaper, c.Alive,
+			output.LineageText(a.Lineage, a.LineageComplete))
+		if !c.Alive {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			return
+		}
+		s.pidfds[c.Ident] = fd
+		if s.cfg.NoSubreaper {
+			go s.watchPidfd(c.Ident, fd)
+		}
+		return
+	}
+	t := r.rec.Task
+	if t == nil {
+		return
+	}
+	id := Ident{t.Process.PID, t.Process.Start}
+	switch {
+	case t.Kind == events.KindExit && t.ProcessExit && s.tracker.member(id) != nil:
+		s.statuses[id] = t.ExitStatus
+		if s.daemon != nil && s.daemon.Ident.Same(id) && s.daemonEnded && s.daemonStatus == nil {
+			ws := unix.WaitStatus(t.ExitStatus)
+			s.daemonStatus = &ws
+		}
+	case t.Kind == events.KindExec && s.daemon != nil && !s.daemonEnded && s.daemon.Ident.Same(id):
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", id.PID))
+		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID, s.daemonComm, t.Process.Comm, exe)
+		s.daemonComm = t.Process.Comm
+	case t.Kind == events.KindExec && id.Same(s.cmd):
+		s.cmdComm = t.Process.Comm
+	}
+}
+
+// onReap handles a child run reaped: CMD, or (subreaper mode) an adopted one.
+func (s *supervisor) onReap(r reaped) {
+	now := time.Now()
+	if uint32(r.pid) == s.cmd.PID && s.cmdStatus == nil {
+		ws := r.status
+		s.cmdStatus = &ws
+		s.closePidfd(s.cmd)
+		s.debugf("%s pid=%d %s", s.cfg.Command[0], r.pid, describeStatus(ws))
+		if s.state == launching {
+			s.tracker.RootExited(now)
+		}
+		return
+	}
+	if s.cfg.NoSubreaper {
+		return
+	}
+	c := s.tracker.Exited(uint32(r.pid), now)
+	s.debugf("reaped pid=%d: %s", r.pid, describeStatus(r.status))
+	if c == nil {
+		return
+	}
+	s.closePidfd(c.Ident)
+	if s.daemon == c {
+		ws := r.status
+		s.daemonEnded, s.daemonStatus = true, &ws
+		s.tracker.RootExited(now)
+	}
+}
+
+// onGone: a member's pidfd became readable (NoSubreaper): it has exited.
+func (s *supervisor) onGone(id Ident) {
+	now := time.Now()
+	c := s.tracker.Exited(id.PID, now)
+	s.closePidfd(id)
+	if c == nil || s.daemon != c {
+		return
+	}
+	s.daemonEnded = true
+	s.statusDeadline = now.Add(statusWait)
+	if st, ok := s.statuses[c.Ident]; ok {
+		ws := unix.WaitStatus(st)
+		s.daemonStatus = &ws
+	}
+	s.tracker.RootExited(now)
+}
+
+// onSignal forwards a signal run received.
+func (s *supervisor) onSignal(sig unix.Signal) {
+	stop := isStop(sig)
+	if stop {
+		s.stopSignal = sig
+	}
+	switch {
+	case s.state == following && !s.daemonEnded:
+		s.signal(s.daemon.Ident, sig)
+	case stop:
+		// Nothing to follow yet (or a successor is looked for): whatever runs
+		// of the launch is asked to stop.
+		if s.cmdStatus == nil {
+			s.signal(s.cmd, sig)
+		}
+		for _, c := range s.tracker.Live() {
+			s.signal(c.Ident, sig)
+		}
+	default:
+		s.pending = append(s.pending, sig) // for the daemon, once known
+	}
+}
+
+// signal sends sig through the process's pidfd: never to a reused pid, never to PID 1.
+func (s *supervisor) signal(id Ident, sig unix.Signal) {
+	fd, ok := s.pidfds[id]
+	if !ok || id.PID <= 1 {
+		return
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+		s.debugf("signal %s to pid %d: %v", unix.SignalName(sig), id.PID, err)
+		return
+	}
+	s.debugf("sent %s to pid %d", unix.SignalName(sig), id.PID)
+}
+
+func (s *supervisor) closePidfd(id Ident) {
+	if fd, ok := s.pidfds[id]; ok {
+		unix.Close(fd)
+		delete(s.pidfds, id)
+	}
+}
+
+// finish stops what is left of the tree run is responsible for, then returns
+// code. In subreaper mode that is every child of run (workers a killed daemon
+// left, helpers still running); otherwise only CMD, if it still runs: adopted
+// processes then belong to their reaper.
+func (s *supervisor) finish(code int) int {
+	s.stopLeftovers(func() []int {
+		var pids []int
+		if s.cfg.NoSubreaper {
+			if s.cmdStatus == nil {
+				pids = append(pids, int(s.cmd.PID))
+			}
+			return pids
+		}
+		for _, k := range childrenOf(os.Getpid()) {
+			pids = append(pids, int(k.PID))
+		}
+		return pids
+	})
+	for id := range s.pidfds {
+		s.closePidfd(id)
+	}
+	return code
+}
+
+// stopLeftovers sends SIGTERM to the processes children() lists, SIGKILL after
+// StopTimeout, and reaps them. In subreaper mode these are all run's children.
+func (s *supervisor) stopLeftovers(children func() []int) {
+	termed := map[int]bool{}
+	var killAt time.Time
+	killed := false
+	for give := time.Now().Add(s.cfg.StopTimeout + 5*time.Second); time.Now().Before(give); {
+		left := children()
+		if len(left) == 0 {
+			return
+		}
+		for _, pid := range left {
+			if termed[pid] || pid <= 1 {
+				continue
+			}
+			if k, err := procStat(pid); err == nil && k.PPID == s.self {
+				s.logf("stopping leftover pid=%d comm=%s", pid, k.Comm)
+				s.kill(pid, unix.SIGTERM)
+			}
+			termed[pid] = true
+			if killAt.IsZero() {
+				killAt = time.Now().Add(s.cfg.StopTimeout)
+			}
+		}
+		if !killed && !killAt.IsZero() && time.Now().After(killAt) {
+			for _, pid := range left {
+				s.logf("leftover pid=%d ignored SIGTERM for %v: SIGKILL", pid, s.cfg.StopTimeout)
+				s.kill(pid, unix.SIGKILL)
+			}
+			killed = true
+		}
+		select {
+		case r := <-s.reaps:
+			s.debugf("reaped pid=%d: %s", r.pid, describeStatus(r.status))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// kill signals one of run's children: a pidfd opened while it is still our
+// child (it cannot have been reaped and reused: only run reaps its children).
+func (s *supervisor) kill(pid int, sig unix.Signal) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if k, err := procStat(pid); err != nil || k.PPID != s.self || pid <= 1 {
+		return
+	}
+	unix.PidfdSendSignal(fd, sig, nil, 0)
+}
+
+// reap waits for every child that ends: CMD, and in subreaper mode every
+// orphan adopted by run, so that no zombie remains.
+func (s *supervisor) reap() {
+	for {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil || pid <= 0 {
+				break
+			}
+			select {
+			case s.reaps <- reaped{pid, ws}:
+			case <-s.done:
+				return
+			}
+		}
+		select {
+		case <-s.sigchld:
+		case <-time.After(time.Second): // a coalesced SIGCHLD is never waited on for long
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (s *supervisor) readRecords(obs *loader.Observer) {
+	for {
+		rec, err := obs.Read()
+		if errors.Is(err, loader.ErrClosed) {
+			return
+		}
+		select {
+		case s.records <- recordOrErr{rec, err}:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// watchPidfd reports when a member exits (NoSubreaper mode). The loop owns the
+// pidfd and closes it only once this has returned (or run ends).
+func (s *supervisor) watchPidfd(id Ident, fd int) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 250)
+		if err == nil && n > 0 {
+			select {
+			case s.gone <- id:
+			case <-s.done:
+			}
+			return
+		}
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+	}
+}
