@@ -21,6 +21,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 			return featuresCommand(args[1:], stdout, stderr)
 		case "run":
 			return runCommand(args[1:], stdout, stderr)
+		case "unwatch":
+			return unwatchCommand(args[1:], stdout, stderr)
 		case "help":
 			return watchCommand([]string{"--help"}, stdout, stderr)
 		}
