@@ -33,7 +33,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 5, "rounds of all configurations (median and spread over rounds)")
 	flag.DurationVar(&cfg.measure, "measure", 600*time.Millisecond, "duration of one workload under one configuration")
 	flag.DurationVar(&cfg.storm, "storm", 10*time.Second, "fork storm duration (0: skip)")
-	flag.StringVar(&cfg.memory, "memory", "10000,100000", "watched live processes for the memory test (empty: skip)")
+	flag.StringVar(&cfg.memory, "memory", "10000", "watched live processes for the memory test, e.g. 10000,100000 (empty: skip)")
 	flag.IntVar(&cfg.cpu, "cpu", 1, "CPU to pin workloads to (-1: no pinning)")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated configurations to run (default: all available)")
 	flag.Parse()

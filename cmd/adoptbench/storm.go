@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"strings"
 	"time"
 
@@ -19,7 +22,35 @@ func sysctl(name, value string) (restore func(), err error) {
 	if err := os.WriteFile(path, []byte(value), 0); err != nil {
 		return func() {}, err
 	}
-	return func() { os.WriteFile(path, old, 0) }, nil
+	restore = func() { os.WriteFile(path, old, 0) }
+	restoreOnSignal(restore)
+	return restore, nil
+}
+
+var (
+	restoreMu sync.Mutex
+	restores  []func()
+	sigOnce   sync.Once
+)
+
+// restoreOnSignal makes SIGINT/SIGTERM put changed sysctls back before exiting
+// (deferred restores do not run then).
+func restoreOnSignal(f func()) {
+	restoreMu.Lock()
+	restores = append(restores, f)
+	restoreMu.Unlock()
+	sigOnce.Do(func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			<-ch
+			restoreMu.Lock()
+			for _, r := range restores {
+				r()
+			}
+			os.Exit(130)
+		}()
+	})
 }
 
 // runStorm: double forks as fast as possible under adoptwatch watching all.
