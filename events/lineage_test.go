@@ -144,24 +144,3 @@ func TestResolveExtendsPreexisting(t *testing.T) {
 		t.Errorf("the adopted process should be remembered with its new parent: %+v", k)
 	}
 }
-
-func TestPIDFilter(t *testing.T) {
-	tab := NewTable(100)
-	rec, _ := Decoder{}.Decode(encode(t, doubleForkRecord()))
-	a := rec.Adoption
-	if !(PIDFilter{PID: 101, Start: 3 * time.Second}).Match(a, tab) {
-		t.Errorf("an adoption below the filtered process should match")
-	}
-	if (PIDFilter{PID: 101, Start: 8 * time.Second}).Match(a, tab) {
-		t.Errorf("a reused pid should not match")
-	}
-	// The filtered process descends from the adopted one.
-	tab.Put(Known{PID: 103, PPID: 50, Start: 4 * time.Second})
-	tab.Put(Known{PID: 300, PPID: 103, Start: 9 * time.Second})
-	if !(PIDFilter{PID: 300, Start: 9 * time.Second}).Match(a, tab) {
-		t.Errorf("an adoption of the filtered process's ancestor should match")
-	}
-	if (PIDFilter{PID: 999}).Match(a, tab) {
-		t.Errorf("an unrelated process should not match")
-	}
-}

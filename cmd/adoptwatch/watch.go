@@ -42,7 +42,10 @@ Flags:
 type watchOptions struct {
 	json      bool
 	all       bool
-	pid       int
+	pids      []int
+	cgroup    string
+	pin       bool
+	pinDir    string
 	hook      loader.Hook
 	readyFile string
 	ringSize  uint32
@@ -57,7 +60,10 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 	var hook string
 	fs.BoolVar(&opts.json, "json", false, "print one JSON object per line instead of text")
 	fs.BoolVar(&opts.all, "all", false, "also print every fork, exec and exit")
-	fs.IntVar(&opts.pid, "pid", 0, "only adoptions in the subtree or lineage of process `PID`")
+	fs.IntSliceVar(&opts.pids, "pid", nil, "watch only the tree of process `PID` (repeatable): it, its descendants, and all they fork, even once re-parented")
+	fs.StringVar(&opts.cgroup, "cgroup", "", "watch only processes in cgroup v2 `PATH` (or below), and all they fork")
+	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so `adoptwatch unwatch PID` can switch trees off")
+	fs.StringVar(&opts.pinDir, "pin-dir", loader.DefaultPinDir, "where --pin pins the maps (on a BPF file system)")
 	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
 	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two, at least 4096; larger rides out longer stalls")
@@ -86,9 +92,11 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adoptwatch: --ring-size %d: want a power of two of at least 4096\n", size)
 		return 2
 	}
-	if opts.pid < 0 {
-		fmt.Fprintf(stderr, "adoptwatch: --pid must be a process id\n")
-		return 2
+	for _, pid := range opts.pids {
+		if pid <= 0 {
+			fmt.Fprintf(stderr, "adoptwatch: --pid must be a process id\n")
+			return 2
+		}
 	}
 	return watch(opts, stdout, stderr)
 }
@@ -131,13 +139,10 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	if err := table.SeedFromProc("/proc"); err != nil {
 		return fail(stderr, "read /proc: %v", err)
 	}
-	var filter *events.PIDFilter
-	if opts.pid != 0 {
-		k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", opts.pid))
-		if err != nil {
-			return fail(stderr, "--pid %d: no such process", opts.pid)
+	for _, pid := range opts.pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return fail(stderr, "--pid %d: no such process", pid)
 		}
-		filter = &events.PIDFilter{PID: k.PID, Start: k.Start}
 	}
 	sinks, err := opts.sinks()
 	if err != nil {
@@ -149,7 +154,12 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	obs, err := loader.Open(loader.Options{Hook: opts.hook, TaskRecords: opts.all, RingBytes: opts.ringSize})
+	lopts := loader.Options{Hook: opts.hook, TaskRecords: opts.all, RingBytes: opts.ringSize,
+		WatchPIDs: opts.pids, WatchCgroup: opts.cgroup}
+	if opts.pin {
+		lopts.PinDir = opts.pinDir
+	}
+	obs, err := loader.Open(lopts)
 	if err != nil {
 		return fail(stderr, "cannot attach: %v", oneLine(err))
 	}
@@ -163,7 +173,7 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	}()
 
 	p := &printer{out: stdout, errOut: stderr, json: opts.json}
-	fmt.Fprintf(stderr, "adoptwatch: ready: watching adoptions with the %s hook (%s)\n", obs.Mechanism.Hook, obs.Mechanism.Name)
+	fmt.Fprintf(stderr, "adoptwatch: ready: watching %s with the %s hook (%s)\n", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
 	if opts.readyFile != "" {
 		if err := os.WriteFile(opts.readyFile, []byte("ready\n"), 0o644); err != nil {
 			return fail(stderr, "--ready-file: %v", err)
@@ -191,9 +201,6 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		case rec.Adoption != nil:
 			a := rec.Adoption
 			table.Resolve(a)
-			if filter != nil && !filter.Match(a, table) {
-				continue
-			}
 			line := output.AdoptionLine(a)
 			p.line(output.AdoptionText(a), line)
 			for _, s := range sinks {
@@ -202,26 +209,9 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		case rec.Task != nil:
 			ev := rec.Task
 			table.ObserveTask(ev)
-			if filter != nil && !taskInTree(ev, filter, table) {
-				continue
-			}
 			p.line(output.TaskText(ev), output.TaskLine(ev))
 		}
 	}
-}
-
-// taskInTree reports whether a fork/exec/exit concerns the filtered subtree.
-func taskInTree(ev *events.Task, f *events.PIDFilter, table *events.Table) bool {
-	if ev.Process.PID == f.PID {
-		return true
-	}
-	up, _ := table.Ancestors(ev.Process.PID, ev.Process.Start)
-	for _, s := range up {
-		if s.PID == f.PID {
-			return true
-		}
-	}
-	return false
 }
 
 // lossReporter turns the kernel's counters into warnings, never silently.
@@ -274,6 +264,21 @@ func (r *lossReporter) check() {
 		msg := fmt.Sprintf("%d exiting threads had more children than the exit-walk hook follows: their adoptions may be missing", n)
 		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
 	}
+}
+
+// scope says what is watched, for the ready line.
+func scope(opts watchOptions, obs *loader.Observer) string {
+	var parts []string
+	if len(opts.pids) > 0 {
+		parts = append(parts, fmt.Sprintf("the trees of pid %s (%d running processes)", strings.Trim(fmt.Sprint(opts.pids), "[]"), obs.Seeded))
+	}
+	if opts.cgroup != "" {
+		parts = append(parts, "cgroup "+opts.cgroup)
+	}
+	if len(parts) == 0 {
+		return "all adoptions"
+	}
+	return "adoptions in " + strings.Join(parts, " and ")
 }
 
 // oneLine flattens a joined error for a one-line message.
