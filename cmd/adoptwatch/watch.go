@@ -49,7 +49,7 @@ type watchOptions struct {
 	hook      loader.Hook
 	readyFile string
 	ringSize  uint32
-	sinks     func() ([]sink, error)
+	sinks     func(*printer) ([]sink, error)
 }
 
 func watchCommand(args []string, stdout, stderr io.Writer) int {
@@ -144,7 +144,8 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 			return fail(stderr, "--pid %d: no such process", pid)
 		}
 	}
-	sinks, err := opts.sinks()
+	p := &printer{out: stdout, errOut: stderr, json: opts.json}
+	sinks, err := opts.sinks(p)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
@@ -172,7 +173,6 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		obs.Close() // unblocks Read
 	}()
 
-	p := &printer{out: stdout, errOut: stderr, json: opts.json}
 	fmt.Fprintf(stderr, "adoptwatch: ready: watching %s with the %s hook (%s)\n", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
 	if opts.readyFile != "" {
 		if err := os.WriteFile(opts.readyFile, []byte("ready\n"), 0o644); err != nil {
