@@ -1,0 +1,442 @@
+// Command vmtest runs the project's test suites inside VMs booted on real
+// Debian kernels (5.10, 6.1, 6.12, 7.x by default), so the BPF side is tested
+// on the kernels users run rather than only on the development machine's.
+//
+//	go run ./vmtests/cmd/vmtest [--kernel /path/to/vmlinuz ...] [--cache DIR] [--timeout 240s] [--json]
+//
+// Kernels come from Debian's archive through a private apt configuration in
+// the cache directory; test binaries and the guest's /init are built fresh
+// on each run. Full console logs are kept in <cache>/logs.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/vmtests/internal/debian"
+	"github.com/adoptwatch/adoptwatch/vmtests/internal/guestlog"
+	"github.com/adoptwatch/adoptwatch/vmtests/internal/qemu"
+)
+
+type options struct {
+	kernels  []string
+	cache    string
+	timeout  time.Duration
+	json     bool
+	parallel int
+	refresh  bool
+	run      string
+	short    bool
+	accel    string
+	verbose  bool
+}
+
+func main() {
+	var o options
+	flag.Func("kernel", "boot this vmlinuz instead of the Debian matrix (repeatable)", func(s string) error {
+		o.kernels = append(o.kernels, s)
+		return nil
+	})
+	flag.StringVar(&o.cache, "cache", defaultCache(), "where kernels, apt lists, builds and logs are kept")
+	flag.DurationVar(&o.timeout, "timeout", 240*time.Second, "deadline for each VM, boot to power-off")
+	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
+	flag.IntVar(&o.parallel, "parallel", 1, "VMs to run at once (TCG: more than the cores slows each)")
+	flag.BoolVar(&o.refresh, "refresh", false, "update the apt lists even if they are recent")
+	flag.StringVar(&o.run, "run", "", "pass -test.run=REGEX to every test binary in the guests")
+	flag.BoolVar(&o.short, "short", true, "pass -test.short to the test binaries (emulated CPUs are slow)")
+	flag.StringVar(&o.accel, "accel", qemu.DefaultAccel, "qemu -accel value")
+	flag.BoolVar(&o.verbose, "v", false, "copy every guest console to stderr as it runs")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "vmtest: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	if strings.ContainsAny(o.run, " \t\"") {
+		fmt.Fprintln(os.Stderr, "vmtest: --run cannot contain spaces or quotes (it travels on the kernel command line)")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmtest:", err)
+		os.Exit(1)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+func defaultCache() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "adoptwatch-vmtest")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".cache", "adoptwatch-vmtest")
+	}
+	return filepath.Join(os.TempDir(), "adoptwatch-vmtest")
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "vmtest: "+format+"\n", args...)
+}
+
+// kernelResult is one row of the report.
+type kernelResult struct {
+	Label    string   `json:"label"`
+	Source   string   `json:"source"`
+	Kernel   string   `json:"kernel,omitempty"` // uname -r in the guest
+	Status   string   `json:"status"`           // ok, failed, timeout, skipped
+	Hooks    string   `json:"hooks,omitempty"`
+	Pass     int      `json:"passed"`
+	Fail     int      `json:"failed"`
+	Skip     int      `json:"skipped"`
+	Seconds  float64  `json:"seconds"`
+	Problems []string `json:"problems,omitempty"`
+	Log      string   `json:"log,omitempty"`
+}
+
+type report struct {
+	Kernels      []kernelResult `json:"kernels"`
+	BuildFailed  []buildFailure `json:"build_failures,omitempty"`
+	Binaries     []string       `json:"binaries"`
+	TotalSeconds float64        `json:"total_seconds"`
+	OK           bool           `json:"ok"`
+	Why          []string       `json:"why_not_ok,omitempty"`
+}
+
+func run(ctx context.Context, o options) (bool, error) {
+	start := time.Now()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return false, err
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return false, fmt.Errorf("%v (vmtests/install-deps.sh installs it)", err)
+	}
+	root, module, err := moduleRoot(ctx, goBin)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(o.cache, 0o755); err != nil {
+		return false, err
+	}
+	unlock, err := lockDir(o.cache)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+
+	// Fetching kernels (network) and building (CPU) overlap.
+	var kernels []debian.Kernel
+	var kerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		kernels, kerr = findKernels(ctx, o)
+	}()
+	b, err := build(ctx, goBin, root, module, filepath.Join(o.cache, "build"), logf)
+	wg.Wait()
+	if err != nil {
+		return false, err
+	}
+	if kerr != nil {
+		return false, kerr
+	}
+	logf("built %d test binaries (%s), initramfs %s", len(b.Binaries), strings.Join(b.Binaries, " "), sizeOf(b.Initrd))
+
+	results := bootAll(ctx, o, kernels, b.Initrd)
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	rep := report{Kernels: results, BuildFailed: b.Failed, Binaries: b.Binaries}
+	rep.Why = verdict(rep, len(o.kernels) == 0)
+	rep.OK = len(rep.Why) == 0
+	rep.TotalSeconds = time.Since(start).Seconds()
+	if o.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		printReport(os.Stdout, rep)
+	}
+	return rep.OK, nil
+}
+
+// verdict lists why the run failed, if it did.
+func verdict(rep report, matrix bool) []string {
+	var why []string
+	for _, f := range rep.BuildFailed {
+		why = append(why, "tests of "+f.Package+" do not build")
+	}
+	if len(rep.Binaries) == 0 {
+		why = append(why, "no test binaries")
+	}
+	ran := 0
+	for _, k := range rep.Kernels {
+		if k.Status != "skipped" {
+			ran++
+		}
+		if k.Status != "ok" && k.Status != "skipped" {
+			why = append(why, k.Label+": "+k.Status)
+		}
+	}
+	if matrix && ran < len(debian.DefaultTargets) {
+		why = append(why, fmt.Sprintf("only %d of the %d kernels of the matrix ran", ran, len(debian.DefaultTargets)))
+	}
+	if !matrix && ran == 0 {
+		why = append(why, "no kernel ran")
+	}
+	return why
+}
+
+func moduleRoot(ctx context.Context, goBin string) (root, module string, err error) {
+	out, err := exec.CommandContext(ctx, goBin, "list", "-m", "-f", "{{.Dir}} {{.Path}}").Output()
+	if err != nil {
+		return "", "", fmt.Errorf("run vmtest inside the module: go list -m: %v", err)
+	}
+	root, module, _ = strings.Cut(strings.TrimSpace(string(out)), " ")
+	return root, module, nil
+}
+
+// lockDir keeps two vmtest runs from sharing one cache (apt lists, build).
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another vmtest is using %s", dir)
+	}
+	return func() { f.Close() }, nil
+}
+
+func sizeOf(p string) string {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f MB", float64(st.Size())/1e6)
+}
+
+// findKernels returns the explicit --kernel files, or resolves the Debian
+// matrix. A target that cannot be had comes back skipped, with the reason.
+func findKernels(ctx context.Context, o options) ([]debian.Kernel, error) {
+	if len(o.kernels) > 0 {
+		var ks []debian.Kernel
+		for _, p := range o.kernels {
+			abs, err := filepath.Abs(p)
+			if err != nil {
+				return nil, err
+			}
+			k := debian.Kernel{Label: filepath.Base(p), Path: abs}
+			if _, err := os.Stat(abs); err != nil {
+				k.Skipped = err.Error()
+			}
+			ks = append(ks, k)
+		}
+		return ks, nil
+	}
+	srcs, err := debian.ReadSystemSources("/etc/apt")
+	if err != nil {
+		return nil, err
+	}
+	mirror, err := debian.PickMirror(srcs)
+	if err != nil {
+		return nil, err
+	}
+	apt := &debian.Apt{
+		Dir:    filepath.Join(o.cache, "apt"),
+		Mirror: mirror,
+		Suites: debian.Suites(debian.DefaultTargets),
+		Log:    os.Stderr,
+	}
+	maxAge := 6 * time.Hour
+	if o.refresh {
+		maxAge = 0
+	}
+	if err := apt.Update(ctx, maxAge); err != nil {
+		// Lists that did download (or older ones) may still serve: the
+		// kernels that cannot be resolved are reported as skipped.
+		logf("%v", err)
+	}
+	ks := apt.Resolve(ctx, debian.DefaultTargets, o.cache)
+	for _, k := range ks {
+		if k.Skipped != "" {
+			logf("kernel %s skipped: %s", k.Label, k.Skipped)
+		}
+	}
+	return ks, nil
+}
+
+// bootAll boots each kernel with the same initramfs, o.parallel at a time.
+func bootAll(ctx context.Context, o options, kernels []debian.Kernel, initrd string) []kernelResult {
+	logDir := filepath.Join(o.cache, "logs")
+	os.MkdirAll(logDir, 0o755)
+	results := make([]kernelResult, len(kernels))
+	sem := make(chan struct{}, max(o.parallel, 1))
+	var wg sync.WaitGroup
+	for i, k := range kernels {
+		results[i] = kernelResult{Label: k.Label, Source: k.Source()}
+		if k.Skipped != "" {
+			results[i].Status = "skipped"
+			results[i].Problems = []string{k.Skipped}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				return
+			}
+			results[i] = bootOne(ctx, o, k, initrd, filepath.Join(logDir, safeName(k.Label)+".log"))
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._+-]`)
+
+func safeName(s string) string { return unsafeChars.ReplaceAllString(s, "_") }
+
+// guestTimeout is what each test binary gets in the guest: the VM's deadline
+// less room for booting and for the binary's own timeout report.
+func guestTimeout(vm time.Duration) time.Duration {
+	return max(vm-45*time.Second, 30*time.Second)
+}
+
+func bootOne(ctx context.Context, o options, k debian.Kernel, initrd, logPath string) kernelResult {
+	res := kernelResult{Label: k.Label, Source: k.Source(), Log: logPath}
+	cmdline := fmt.Sprintf("console=ttyS0 panic=-1 quiet VMTEST_TIMEOUT=%s", guestTimeout(o.timeout))
+	if o.run != "" {
+		cmdline += " VMTEST_RUN=" + o.run
+	}
+	if o.short {
+		cmdline += " VMTEST_SHORT=1"
+	}
+	var tee io.Writer
+	if o.verbose {
+		tee = &prefixWriter{prefix: "[" + k.Label + "] ", w: os.Stderr}
+	}
+	logf("booting %s (%s)", k.Label, res.Source)
+	r := qemu.Boot(ctx, qemu.Config{
+		Accel: o.accel, Kernel: k.Path, Initrd: initrd, Append: cmdline,
+		MemMB: 1024, CPUs: 2, Timeout: o.timeout, LogPath: logPath, Tee: tee,
+	})
+	res.Seconds = r.Duration.Seconds()
+	g := guestlog.Parse(r.Console)
+	c := g.Counts()
+	res.Kernel, res.Hooks = g.Kernel, g.Hooks()
+	res.Pass, res.Fail, res.Skip = c.Pass, c.Fail, c.Skip
+	res.Problems = g.Problems()
+	switch {
+	case r.Err != nil && !errors.Is(r.Err, context.Canceled):
+		res.Status = "failed"
+		res.Problems = append([]string{r.Err.Error()}, res.Problems...)
+	case r.TimedOut:
+		res.Status = "timeout"
+		res.Problems = append([]string{fmt.Sprintf("killed after %s", o.timeout)}, res.Problems...)
+	case len(g.Binaries) == 0:
+		res.Status = "failed"
+		res.Problems = append(res.Problems, "no test binary ran in the guest")
+	case len(res.Problems) > 0:
+		res.Status = "failed"
+	default:
+		res.Status = "ok"
+	}
+	logf("%s: %s in %.0fs (%d passed, %d failed, %d skipped) log %s", k.Label, res.Status, res.Seconds, c.Pass, c.Fail, c.Skip, logPath)
+	return res
+}
+
+// prefixWriter labels each line of a live console copy with its kernel.
+type prefixWriter struct {
+	mu     sync.Mutex
+	prefix string
+	w      io.Writer
+	mid    bool
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []byte
+	for _, c := range b {
+		if !p.mid {
+			out = append(out, p.prefix...)
+			p.mid = true
+		}
+		if c == '\r' {
+			continue
+		}
+		out = append(out, c)
+		if c == '\n' {
+			p.mid = false
+		}
+	}
+	_, err := p.w.Write(out)
+	return len(b), err
+}
+
+func printReport(w io.Writer, rep report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KERNEL\tSOURCE\tSTATUS\tHOOKS\tPASS\tFAIL\tSKIP\tSECONDS")
+	for _, k := range rep.Kernels {
+		kernel := k.Kernel
+		if kernel == "" {
+			kernel = "(" + k.Label + ")"
+		}
+		hooks := k.Hooks
+		if hooks == "" {
+			hooks = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.0f\n", kernel, k.Source, k.Status, hooks, k.Pass, k.Fail, k.Skip, k.Seconds)
+	}
+	tw.Flush()
+	for _, k := range rep.Kernels {
+		for _, p := range k.Problems {
+			fmt.Fprintf(w, "%s: %s\n", k.Label, p)
+		}
+		if k.Status != "ok" && k.Status != "skipped" && k.Log != "" {
+			fmt.Fprintf(w, "%s: full console log in %s\n", k.Label, k.Log)
+		}
+	}
+	for _, f := range rep.BuildFailed {
+		fmt.Fprintf(w, "build failed: %s\n%s\n", f.Package, indent(f.Output))
+	}
+	status := "ok"
+	if !rep.OK {
+		status = "FAILED: " + strings.Join(rep.Why, "; ")
+	}
+	fmt.Fprintf(w, "vmtest %s (%d binaries, %.0fs total)\n", status, len(rep.Binaries), rep.TotalSeconds)
+	// Last, the plain totals line that CI log readers recognise.
+	var pass, fail, skip int
+	for _, k := range rep.Kernels {
+		pass, fail, skip = pass+k.Pass, fail+k.Fail, skip+k.Skip
+	}
+	fmt.Fprintf(w, "vmtest: %d passed, %d failed, %d skipped\n", pass, fail, skip)
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
