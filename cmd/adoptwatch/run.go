@@ -42,7 +42,7 @@ run prints on stderr one line when it has identified the daemon (pid, comm,
 lineage) and one when the daemon ends.
 
 Exit status: the daemon's (128+N if killed by signal N); CMD's, if it failed
-and left no daemon; 127 if CMD is not found, 126 if it cannot be executed;
+and left no daemon; 128+N if stopped by signal N before a daemon was identified; 127 if CMD is not found, 126 if it cannot be executed;
 1 if no daemon was identified within --timeout, if CMD succeeded but left no
 daemon, or if adoptwatch itself cannot run (needs root and a BTF kernel).
 

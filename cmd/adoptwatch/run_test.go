@@ -406,6 +406,25 @@ func TestRunLaunchFailures(t *testing.T) {
 	})
 }
 
+// TestRunStopBeforeIdentified: SIGTERM while run waits for the tree to settle
+// goes to the processes adopted so far; run exits 128+15.
+func TestRunStopBeforeIdentified(t *testing.T) {
+	requireBPF(t)
+	r := startRun(t, true, []string{fixture.EnvSDTermCode + "=42"}, "-v", "--settle=30s", "--", "{dir}/aw-sd-launch")
+	daemon := r.next(t, "daemon").Int(0)
+	r.line(t, `aw-sd-launch pid=\d+ exited with code 0`)
+	r.line(t, `adopted pid=`+strconv.Itoa(daemon)+` `)
+	r.signalRun(t, unix.SIGTERM)
+	if rep := r.next(t, "term"); rep.Int(0) != daemon {
+		t.Errorf("SIGTERM reached %d, want the adopted daemon %d", rep.Int(0), daemon)
+	}
+	if code := r.exitCode(t); code != 143 {
+		t.Errorf("run exited %d, want 143", code)
+	}
+	r.line(t, `stopped by SIGTERM before a daemon was identified`)
+	r.checkLeftNothing(t)
+}
+
 // TestRunRedaemonise: on SIGHUP the daemon double-forks a new daemon and exits
 // 0; run follows the new one and says so.
 func TestRunRedaemonise(t *testing.T) {

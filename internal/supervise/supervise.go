@@ -239,6 +239,8 @@ func (s *supervisor) step(now time.Time) (code int, done bool) {
 	case launching:
 		d := s.tracker.Decide(now, s.pidfilePID(), s.cfg.PIDFile != "")
 		switch {
+		case s.stopSignal != 0 && s.cmdStatus != nil && len(s.tracker.Live()) == 0:
+			return s.noDaemon(), true // asked to stop, and all has stopped: no need to settle
 		case d.Wait && now.After(s.deadline):
 			s.logf("no daemon identified within %v: %s", s.cfg.Timeout, d.Reason)
 			return ExitFailure, true

@@ -194,16 +194,6 @@ func (t *Tracker) Decide(now time.Time, pidfile uint32, requirePidfile bool) Dec
 	return Decision{Daemon: live[0], Others: live[1:], Reason: "first adopted process still alive"}
 }
 
-// Member returns the live member with this pid.
-func (t *Tracker) Member(pid uint32) *Candidate {
-	for _, m := range t.members {
-		if m.PID == pid && m.Alive {
-			return m
-		}
-	}
-	return nil
-}
-
 // Live lists the live members of the current phase.
 func (t *Tracker) Live() []*Candidate {
 	var out []*Candidate
