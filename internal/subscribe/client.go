@@ -63,7 +63,7 @@ func (c *Client) Next() (Record, error) {
 		data := make([]byte, 64<<10)
 		oob := make([]byte, unix.CmsgSpace(64*4))
 		n, oobn, _, _, err := c.Conn.ReadMsgUnix(data, oob)
-		if oobn > 0 {
+		if oobn > 0 && err == nil {
 			msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
 			if perr != nil {
 				return Record{}, perr
@@ -75,7 +75,9 @@ func (c *Client) Next() (Record, error) {
 				}
 			}
 		}
-		c.buf = append(c.buf, data[:n]...)
+		if n > 0 {
+			c.buf = append(c.buf, data[:n]...)
+		}
 		if err != nil {
 			return Record{}, err
 		}

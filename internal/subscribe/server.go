@@ -432,6 +432,7 @@ func (sub *subscriber) offer(it item) {
 		sub.srv.stats.dropped.Add(1)
 		sub.overflowed = true
 		close(sub.kick)
+		sub.srv.cfg.Log("%s overflowed: its queue of %d records is full; disconnecting it", sub.who, cap(sub.queue))
 		// Bound a write that may be blocked on the stalled peer right now.
 		sub.conn.SetWriteDeadline(time.Now().Add(sub.srv.cfg.Grace))
 	}
@@ -580,7 +581,6 @@ func (sub *subscriber) overflow(partial bool) string {
 	dropped := sub.dropped
 	sub.mu.Unlock()
 	why := fmt.Sprintf("queue of %d records full: the subscriber did not keep up", cap(sub.queue))
-	sub.srv.cfg.Log("%s overflowed: %s", sub.who, why)
 	msg := eventLine("overflow", map[string]any{"reason": why, "dropped": dropped})
 	if partial {
 		msg = append([]byte("\n"), msg...) // end the cut-off record's line first
