@@ -41,8 +41,9 @@ func listTestPackages(ctx context.Context, goBin, root, module string) ([]testPk
 }
 
 // selectTestPackages filters go list output ("importpath name" lines) and
-// gives each binary a unique name: the package name, or its path below the
-// module with "/" turned into "_" when two packages share a name.
+// gives each binary a unique name: the package name (a command's directory
+// name), or its path below the module with "/" turned into "_" when two
+// packages share a name.
 func selectTestPackages(list, module string) []testPkg {
 	var pkgs []testPkg
 	count := map[string]int{}
@@ -55,6 +56,10 @@ func selectTestPackages(list, module string) []testPkg {
 			continue
 		}
 		name = strings.TrimSuffix(name, "_test")
+		if name == "main" {
+			// A command's tests are named after the command, not "main".
+			name = path[strings.LastIndex(path, "/")+1:]
+		}
 		pkgs = append(pkgs, testPkg{ImportPath: path, Name: name})
 		count[name]++
 	}

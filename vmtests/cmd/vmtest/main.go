@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,7 +57,8 @@ func main() {
 	flag.StringVar(&o.cache, "cache", defaultCache(), "where kernels, apt lists, builds and logs are kept")
 	flag.DurationVar(&o.timeout, "timeout", 240*time.Second, "deadline for each VM, boot to power-off")
 	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
-	flag.IntVar(&o.parallel, "parallel", 1, "VMs to run at once (TCG: more than the cores slows each)")
+	// Single-threaded TCG keeps one host core busy per VM.
+	flag.IntVar(&o.parallel, "parallel", min(runtime.NumCPU(), 4), "VMs to run at once")
 	flag.BoolVar(&o.refresh, "refresh", false, "update the apt lists even if they are recent")
 	flag.StringVar(&o.run, "run", "", "pass -test.run=REGEX to every test binary in the guests")
 	flag.BoolVar(&o.short, "short", true, "pass -test.short to the test binaries (emulated CPUs are slow)")
@@ -109,6 +111,7 @@ type kernelResult struct {
 	Skip     int      `json:"skipped"`
 	Seconds  float64  `json:"seconds"`
 	Problems []string `json:"problems,omitempty"`
+	Notes    []string `json:"guest_notes,omitempty"` // what /init could not set up
 	Log      string   `json:"log,omitempty"`
 }
 
@@ -350,6 +353,7 @@ func bootOne(ctx context.Context, o options, k debian.Kernel, initrd, logPath st
 	res.Kernel, res.Hooks = g.Kernel, g.Hooks()
 	res.Pass, res.Fail, res.Skip = c.Pass, c.Fail, c.Skip
 	res.Problems = g.Problems()
+	res.Notes = g.Notes
 	switch {
 	case r.Err != nil && !errors.Is(r.Err, context.Canceled):
 		res.Status = "failed"
@@ -416,6 +420,9 @@ func printReport(w io.Writer, rep report) {
 	for _, k := range rep.Kernels {
 		for _, p := range k.Problems {
 			fmt.Fprintf(w, "%s: %s\n", k.Label, p)
+		}
+		for _, n := range k.Notes {
+			fmt.Fprintf(w, "%s: guest: %s\n", k.Label, n)
 		}
 		if k.Status != "ok" && k.Status != "skipped" && k.Log != "" {
 			fmt.Fprintf(w, "%s: full console log in %s\n", k.Label, k.Log)

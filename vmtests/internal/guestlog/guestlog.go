@@ -51,6 +51,8 @@ type Binary struct {
 	Seconds float64
 	Counts  Counts
 	Tests   []Test // every --- PASS/FAIL/SKIP line, in order
+	LastRun string // the last "=== RUN" test name: what a hung binary was doing
+	Panic   string // the first "panic: " line (go test's own timeout panics too)
 }
 
 // Run is everything parsed from one guest's console log.
@@ -104,6 +106,12 @@ func Parse(log string) *Run {
 		}
 		if cur == nil {
 			continue
+		}
+		if name, ok := strings.CutPrefix(line, "=== RUN   "); ok {
+			cur.LastRun = strings.TrimSpace(name)
+		}
+		if cur.Panic == "" && strings.HasPrefix(line, "panic: ") {
+			cur.Panic = line
 		}
 		if t, ok := ParseTestLine(line); ok {
 			cur.Tests = append(cur.Tests, t)
@@ -181,9 +189,11 @@ func (r *Run) Problems() []string {
 	for _, b := range r.Binaries {
 		switch {
 		case !b.Ended:
-			p = append(p, b.Name+": never finished")
+			p = append(p, fmt.Sprintf("%s: never finished (last started: %s)", b.Name, b.LastRun))
+		case b.Exit != 0 && b.Panic != "":
+			p = append(p, fmt.Sprintf("%s: exit %d after %q (last started: %s)", b.Name, b.Exit, b.Panic, b.LastRun))
 		case b.Exit != 0 && b.Counts.Fail == 0:
-			p = append(p, fmt.Sprintf("%s: exit %d without a --- FAIL line", b.Name, b.Exit))
+			p = append(p, fmt.Sprintf("%s: exit %d without a --- FAIL line (last started: %s)", b.Name, b.Exit, b.LastRun))
 		case b.Exit != 0:
 			p = append(p, fmt.Sprintf("%s: %d failed", b.Name, b.Counts.Fail))
 		case b.Counts.Fail != 0:

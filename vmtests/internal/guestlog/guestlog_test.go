@@ -63,16 +63,21 @@ func TestProblemsOfABrokenRun(t *testing.T) {
 	r := Parse(strings.Join([]string{
 		KernelLine("5.10.0-32-cloud-amd64"),
 		BeginLine("a.test"),
-		"panic: runtime error: index out of range",
+		"=== RUN   TestSlow",
+		"panic: test timed out after 3m15s",
 		EndLine("a.test", 2, 0.1),
+		BeginLine("c.test"),
+		"=== RUN   TestExit",
+		EndLine("c.test", 1, 0.1),
 		BeginLine("b.test"),
 		"=== RUN   TestHang",
 		"[   99.000000] Kernel panic - not syncing: Attempted to kill init!",
 	}, "\n"))
 	want := []string{
 		"[   99.000000] Kernel panic - not syncing: Attempted to kill init!",
-		"a.test: exit 2 without a --- FAIL line",
-		"b.test: never finished",
+		`a.test: exit 2 after "panic: test timed out after 3m15s" (last started: TestSlow)`,
+		"c.test: exit 1 without a --- FAIL line (last started: TestExit)",
+		"b.test: never finished (last started: TestHang)",
 		"the guest printed no summary",
 	}
 	if got := r.Problems(); strings.Join(got, "|") != strings.Join(want, "|") {

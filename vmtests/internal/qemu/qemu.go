@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -57,6 +58,7 @@ func Args(cfg Config) []string {
 		"-m", strconv.Itoa(cfg.MemMB),
 		"-smp", strconv.Itoa(cfg.CPUs),
 		"-nographic", "-no-reboot",
+		"-nic", "none", // no network: the tests need none, and no PXE ROM to load
 		"-kernel", cfg.Kernel,
 		"-initrd", cfg.Initrd,
 		"-append", cfg.Append,
@@ -99,7 +101,12 @@ func Boot(ctx context.Context, cfg Config) Result {
 	cmd.Stdin = nil // /dev/null: qemu must not put a terminal in raw mode
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so one kill reaches qemu and anything it forks;
+	// Pdeathsig for when this program dies without the chance to kill it.
+	// Pdeathsig fires when the starting thread exits, so stay on it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return Result{Err: err}
 	}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const mod = "github.com/adoptwatch/adoptwatch"
+
+func TestSelectTestPackages(t *testing.T) {
+	list := strings.Join([]string{
+		mod + "/loader loader",
+		mod + "/events events",
+		mod + "/cmd/adoptwatch main",
+		mod + "/cmd/adoptbench main",
+		mod + "/internal/bench bench",
+		mod + "/cmd/tools/bench main",
+		mod + "/internal/fixture fixture_test", // external tests only
+		mod + "/vmtests/internal/debian debian",
+		mod + "/vmtests/cmd/vmtest main",
+		mod + "/vmtests/internal/smoketest smoketest",
+		"",
+	}, "\n")
+	got := selectTestPackages(list, mod)
+	want := []testPkg{
+		{mod + "/cmd/adoptbench", "adoptbench"},
+		{mod + "/cmd/adoptwatch", "adoptwatch"},
+		{mod + "/cmd/tools/bench", "cmd_tools_bench"},
+		{mod + "/events", "events"},
+		{mod + "/internal/fixture", "fixture"},
+		{mod + "/internal/bench", "internal_bench"},
+		{mod + "/loader", "loader"},
+		{mod + "/vmtests/internal/smoketest", "smoketest"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	ok := kernelResult{Label: "6.1", Status: "ok"}
+	skipped := kernelResult{Label: "5.10", Status: "skipped"}
+	timeout := kernelResult{Label: "7.x", Status: "timeout"}
+	bins := []string{"loader.test"}
+	for _, c := range []struct {
+		name   string
+		rep    report
+		matrix bool
+		want   string
+	}{
+		{"all ran", report{Kernels: []kernelResult{ok, ok, ok, ok}, Binaries: bins}, true, ""},
+		{"one skipped in the matrix", report{Kernels: []kernelResult{ok, ok, ok, skipped}, Binaries: bins}, true, "only 3 of the 4 kernels of the matrix ran"},
+		{"one explicit kernel", report{Kernels: []kernelResult{ok}, Binaries: bins}, false, ""},
+		{"timeout", report{Kernels: []kernelResult{ok, ok, ok, timeout}, Binaries: bins}, true, "7.x: timeout"},
+		{"build failure", report{Kernels: []kernelResult{ok}, Binaries: bins, BuildFailed: []buildFailure{{Package: "x"}}}, false, "tests of x do not build"},
+		{"nothing built", report{Kernels: []kernelResult{ok}}, false, "no test binaries"},
+	} {
+		if got := strings.Join(verdict(c.rep, c.matrix), "; "); got != c.want {
+			t.Errorf("%s: verdict %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestGuestTimeout(t *testing.T) {
+	if got := guestTimeout(240 * time.Second); got != 195*time.Second {
+		t.Errorf("guestTimeout(240s) = %v", got)
+	}
+	if got := guestTimeout(40 * time.Second); got != 30*time.Second {
+		t.Errorf("guestTimeout(40s) = %v", got)
+	}
+}
+
+func TestPrintReport(t *testing.T) {
+	var b bytes.Buffer
+	printReport(&b, report{
+		Kernels: []kernelResult{
+			{Label: "6.1", Kernel: "6.1.0-50-cloud-amd64", Source: "bookworm linux-image-6.1.0-50-cloud-amd64 6.1.176-1", Status: "ok", Hooks: "exact,exit-walk", Pass: 10, Skip: 1, Seconds: 42},
+			{Label: "5.10", Source: "", Status: "skipped", Problems: []string{"bullseye has no linux-image-cloud-amd64"}},
+		},
+		Binaries: []string{"loader.test"},
+		OK:       false,
+		Why:      []string{"only 1 of the 4 kernels of the matrix ran"},
+	})
+	out := b.String()
+	for _, s := range []string{
+		"6.1.0-50-cloud-amd64  bookworm linux-image-6.1.0-50-cloud-amd64 6.1.176-1  ok",
+		"(5.10)",
+		"5.10: bullseye has no linux-image-cloud-amd64",
+		"vmtest FAILED: only 1 of the 4 kernels of the matrix ran",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("report lacks %q:\n%s", s, out)
+		}
+	}
+	if last := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]); last != "vmtest: 10 passed, 0 failed, 1 skipped" {
+		t.Errorf("last line %q", last)
+	}
+}
