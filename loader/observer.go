@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -51,13 +52,20 @@ func (o Options) Scoped() bool { return len(o.WatchPIDs) > 0 || o.WatchCgroup !=
 // Observer is attached to the kernel and delivers its records.
 type Observer struct {
 	Mechanism Mechanism
-	coll      *ebpf.Collection
-	links     []link.Link
-	reader    *ringbuf.Reader
-	decoder   events.Decoder
-	poll      time.Duration // > 0: also read on a timer (records sent without wakeup)
-	watch     watchMaps
-	pinDir    string
+
+	// mu guards the maps against Close: methods that use them hold it for
+	// reading, Close for writing. Read needs no lock: closing the reader
+	// interrupts it.
+	mu     sync.RWMutex
+	closed bool
+
+	coll    *ebpf.Collection
+	links   []link.Link
+	reader  *ringbuf.Reader
+	decoder events.Decoder
+	poll    time.Duration // > 0: also read on a timer (records sent without wakeup)
+	watch   watchMaps
+	pinDir  string
 	// Seeded is how many running processes WatchPIDs seeded as watched.
 	Seeded int
 }
@@ -290,6 +298,11 @@ type Counters struct {
 
 // Counters sums the per-CPU counters.
 func (o *Observer) Counters() (Counters, error) {
+	release, err := o.hold()
+	if err != nil {
+		return Counters{}, err
+	}
+	defer release()
 	m := o.coll.Maps[bpf.AdoptwatchMapCounters]
 	sum := func(c bpf.AdoptwatchCounter) (uint64, error) {
 		var perCPU []uint64
@@ -303,7 +316,6 @@ func (o *Observer) Counters() (Counters, error) {
 		return total, nil
 	}
 	var c Counters
-	var err error
 	for _, f := range []struct {
 		dst *uint64
 		idx bpf.AdoptwatchCounter
@@ -325,12 +337,29 @@ func (o *Observer) Counters() (Counters, error) {
 	return c, nil
 }
 
-// Close detaches every program and frees the maps. A blocked Read returns ErrClosed.
-func (o *Observer) Close() error {
-	var errs []error
-	if o.reader != nil {
-		errs = append(errs, o.reader.Close())
+// hold keeps the maps open until release is called, or says they are closed.
+func (o *Observer) hold() (release func(), err error) {
+	o.mu.RLock()
+	if o.closed {
+		o.mu.RUnlock()
+		return nil, ErrClosed
 	}
+	return o.mu.RUnlock, nil
+}
+
+// Close detaches every program and frees the maps. A blocked Read returns
+// ErrClosed; calling Close again does nothing.
+func (o *Observer) Close() error {
+	if o.reader != nil {
+		o.reader.Close() // first, so that a blocked Read lets go
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return nil
+	}
+	o.closed = true
+	var errs []error
 	for _, l := range o.links {
 		errs = append(errs, l.Close())
 	}

@@ -23,6 +23,11 @@ type MapMemory struct {
 // MapMemory lists the kernel memory each of the Observer's maps holds. Hash
 // maps are preallocated: their memory is fixed by their bound, not by use.
 func (o *Observer) MapMemory() ([]MapMemory, error) {
+	release, err := o.hold()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var out []MapMemory
 	for name, m := range o.coll.Maps {
 		b, err := memlock(m)
@@ -53,6 +58,11 @@ func memlock(m *ebpf.Map) (uint64, error) {
 // LineageEntries counts the processes the kernel holds a lineage entry for
 // (watched, or switched off beneath a watched default). It walks the map.
 func (o *Observer) LineageEntries() (int, error) {
+	release, err := o.hold()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	var (
 		key   bpf.AdoptwatchProcKey
 		value bpf.AdoptwatchLineage
@@ -75,6 +85,11 @@ type ProgramStats struct {
 // ProgramStats reads run counts and times of the loaded programs; they stay 0
 // unless the sysctl kernel.bpf_stats_enabled is 1.
 func (o *Observer) ProgramStats() ([]ProgramStats, error) {
+	release, err := o.hold()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var out []ProgramStats
 	for name, p := range o.coll.Programs {
 		st, err := p.Stats()

@@ -268,6 +268,11 @@ func (w watchMaps) markLineages(sub map[int]proc, target proc) (map[int]bool, er
 // (present and future) are no longer watched and send nothing. Already-adopted
 // descendants that carry it in their kernel lineage are switched off too.
 func (o *Observer) Unwatch(pid int) error {
+	release, err := o.hold()
+	if err != nil {
+		return err
+	}
+	defer release()
 	return o.watch.unwatch(pid)
 }
 
