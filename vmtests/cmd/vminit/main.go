@@ -92,10 +92,38 @@ func setup() {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		say(guestlog.NoteLine("no BTF at /sys/kernel/btf/vmlinux"))
 	}
+	installBusybox()
 	os.Setenv("PATH", "/tests:/usr/sbin:/usr/bin:/sbin:/bin")
 	os.Setenv("ADOPTWATCH_IN_VM", "1")
 	os.Setenv("HOME", "/tmp")
 	os.Setenv("TMPDIR", "/tmp")
+}
+
+// installBusybox links every busybox applet (sh, sleep, ...) into /bin, so
+// tests find the commands any Linux system has.
+func installBusybox() {
+	const bb = "/bin/busybox"
+	if _, err := os.Stat(bb); err != nil {
+		say(guestlog.NoteLine("no busybox: no /bin/sh in this guest"))
+		return
+	}
+	pid, err := syscall.ForkExec(bb, []string{bb, "--install", "-s", "/bin"}, &syscall.ProcAttr{
+		Files: []uintptr{0, 1, 2},
+	})
+	if err != nil {
+		say(guestlog.NoteLine("busybox --install: " + err.Error()))
+		return
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		say(guestlog.NoteLine(fmt.Sprintf("busybox --install: status %v", ws)))
+	}
 }
 
 func envDuration(key string, def time.Duration) time.Duration {

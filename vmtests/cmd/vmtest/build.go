@@ -83,6 +83,7 @@ func guestEnv() []string {
 
 // buildResult is the outcome of compiling everything the guest runs.
 type buildResult struct {
+	Dir      string
 	Initrd   string
 	Binaries []string // names in /tests
 	Failed   []buildFailure
@@ -93,9 +94,9 @@ type buildFailure struct {
 	Output  string `json:"output"`
 }
 
-// build compiles /init and every test binary (two at a time: the machine has
-// two cores and the linker is mostly serial), then writes the initramfs.
-func build(ctx context.Context, goBin, root, module, dir string, logf func(string, ...any)) (*buildResult, error) {
+// buildTests compiles /init and every test binary (two at a time: the
+// machine has two cores and the linker is mostly serial).
+func buildTests(ctx context.Context, goBin, root, module, dir string, logf func(string, ...any)) (*buildResult, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func build(ctx context.Context, goBin, root, module, dir string, logf func(strin
 		return nil, fmt.Errorf("building the guest init: %v\n%s", err, out)
 	}
 
-	res := &buildResult{}
+	res := &buildResult{Dir: dir}
 	var mu sync.Mutex
 	sem := make(chan struct{}, 2)
 	var wg sync.WaitGroup
@@ -139,23 +140,30 @@ func build(ctx context.Context, goBin, root, module, dir string, logf func(strin
 	}
 	sort.Strings(res.Binaries)
 	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Package < res.Failed[j].Package })
+	return res, nil
+}
 
+// writeInitramfs packs /init, the test binaries and busybox (if any: /init
+// installs its applets, sh among them, into /bin) into b.Initrd.
+func writeInitramfs(b *buildResult, busybox string) error {
 	a := initramfs.New()
-	for _, d := range []string{"dev", "proc", "sys", "tmp", "run", "root", "tests"} {
+	// /sys/fs/bpf, /sys/kernel/tracing... are not created here: they are
+	// directories of sysfs itself, which /init mounts on /sys.
+	for _, d := range []string{"dev", "proc", "sys", "tmp", "run", "root", "tests", "bin", "usr/bin", "sbin", "usr/sbin"} {
 		a.Dir(d)
 	}
-	a.Copy("init", initBin, 0o755)
-	for _, b := range res.Binaries {
-		a.Copy("tests/"+b, filepath.Join(dir, "tests", b), 0o755)
+	a.Copy("init", filepath.Join(b.Dir, "init"), 0o755)
+	for _, t := range b.Binaries {
+		a.Copy("tests/"+t, filepath.Join(b.Dir, "tests", t), 0o755)
+	}
+	if busybox != "" {
+		a.Copy("bin/busybox", busybox, 0o755)
 	}
 	// Enough of a user database for code that looks up root by name.
 	a.Bytes("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
 	a.Bytes("etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
-	res.Initrd = filepath.Join(dir, "initramfs.cpio")
-	if err := a.WriteFile(res.Initrd); err != nil {
-		return nil, err
-	}
-	return res, nil
+	b.Initrd = filepath.Join(b.Dir, "initramfs.cpio")
+	return a.WriteFile(b.Initrd)
 }
 
 func goCmd(ctx context.Context, goBin, root string, args ...string) (string, error) {

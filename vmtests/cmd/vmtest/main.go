@@ -148,20 +148,24 @@ func run(ctx context.Context, o options) (bool, error) {
 
 	// Fetching kernels (network) and building (CPU) overlap.
 	var kernels []debian.Kernel
+	var busybox string
 	var kerr error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		kernels, kerr = findKernels(ctx, o)
+		kernels, busybox, kerr = findKernels(ctx, o)
 	}()
-	b, err := build(ctx, goBin, root, module, filepath.Join(o.cache, "build"), logf)
+	b, err := buildTests(ctx, goBin, root, module, filepath.Join(o.cache, "build"), logf)
 	wg.Wait()
 	if err != nil {
 		return false, err
 	}
 	if kerr != nil {
 		return false, kerr
+	}
+	if err := writeInitramfs(b, busybox); err != nil {
+		return false, err
 	}
 	logf("built %d test binaries (%s), initramfs %s", len(b.Binaries), strings.Join(b.Binaries, " "), sizeOf(b.Initrd))
 
@@ -242,22 +246,52 @@ func sizeOf(p string) string {
 
 // findKernels returns the explicit --kernel files, or resolves the Debian
 // matrix. A target that cannot be had comes back skipped, with the reason.
-func findKernels(ctx context.Context, o options) ([]debian.Kernel, error) {
-	if len(o.kernels) > 0 {
-		var ks []debian.Kernel
-		for _, p := range o.kernels {
-			abs, err := filepath.Abs(p)
-			if err != nil {
-				return nil, err
-			}
-			k := debian.Kernel{Label: filepath.Base(p), Path: abs}
-			if _, err := os.Stat(abs); err != nil {
-				k.Skipped = err.Error()
-			}
-			ks = append(ks, k)
+// It also finds the static busybox the guests use as /bin/sh (empty if none
+// could be had: tests then find no shell, and the run says so).
+func findKernels(ctx context.Context, o options) (ks []debian.Kernel, busybox string, err error) {
+	for _, p := range o.kernels {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, "", err
 		}
-		return ks, nil
+		k := debian.Kernel{Label: filepath.Base(p), Path: abs}
+		if _, err := os.Stat(abs); err != nil {
+			k.Skipped = err.Error()
+		}
+		ks = append(ks, k)
 	}
+	// With explicit kernels, a busybox from an earlier run spares apt.
+	if len(o.kernels) > 0 {
+		if m, _ := filepath.Glob(filepath.Join(o.cache, "tools", debian.BusyboxPackage+"_*", "busybox")); len(m) > 0 {
+			return ks, m[len(m)-1], nil
+		}
+	}
+
+	apt, err := privateApt(ctx, o)
+	if err != nil {
+		if len(o.kernels) > 0 {
+			logf("no busybox for the guests: %v", err)
+			return ks, "", nil
+		}
+		return nil, "", err
+	}
+	if len(o.kernels) == 0 {
+		ks = apt.Resolve(ctx, debian.DefaultTargets, o.cache)
+		for _, k := range ks {
+			if k.Skipped != "" {
+				logf("kernel %s skipped: %s", k.Label, k.Skipped)
+			}
+		}
+	}
+	busybox, err = apt.FetchBusybox(ctx, o.cache)
+	if err != nil {
+		logf("no busybox for the guests: %v", err)
+	}
+	return ks, busybox, nil
+}
+
+// privateApt sets up and refreshes the private apt configuration.
+func privateApt(ctx context.Context, o options) (*debian.Apt, error) {
 	srcs, err := debian.ReadSystemSources("/etc/apt")
 	if err != nil {
 		return nil, err
@@ -281,13 +315,7 @@ func findKernels(ctx context.Context, o options) ([]debian.Kernel, error) {
 		// kernels that cannot be resolved are reported as skipped.
 		logf("%v", err)
 	}
-	ks := apt.Resolve(ctx, debian.DefaultTargets, o.cache)
-	for _, k := range ks {
-		if k.Skipped != "" {
-			logf("kernel %s skipped: %s", k.Label, k.Skipped)
-		}
-	}
-	return ks, nil
+	return apt, nil
 }
 
 // bootAll boots each kernel with the same initramfs, o.parallel at a time.

@@ -4,10 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -217,15 +219,10 @@ func (a *Apt) resolveOne(ctx context.Context, t Target, rows []MadisonRow, cache
 		k.Path = vmlinuz
 		return nil
 	}
-	debs := filepath.Join(cacheDir, "debs")
-	if err := os.MkdirAll(debs, 0o755); err != nil {
+	deb, err := a.download(ctx, pkg, meta.Version, meta.Suite, cacheDir)
+	if err != nil {
 		return err
 	}
-	a.logf("downloading %s=%s (%s)", pkg, meta.Version, meta.Suite)
-	if out, err := a.runIn(ctx, debs, "apt-get", "-q", "download", pkg+"="+meta.Version); err != nil {
-		return fmt.Errorf("apt-get download %s=%s: %v\n%s", pkg, meta.Version, err, errorLines(out))
-	}
-	deb := filepath.Join(debs, fmt.Sprintf("%s_%s_amd64.deb", pkg, strings.ReplaceAll(meta.Version, ":", "%3a")))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -238,9 +235,72 @@ func (a *Apt) resolveOne(ctx context.Context, t Target, rows []MadisonRow, cache
 	return nil
 }
 
-// ExtractVmlinuz copies the kernel image out of a .deb (through
-// `dpkg-deb --fsys-tarfile`) to dest, atomically.
+// download fetches pkg=ver into cacheDir/debs and returns the file's path.
+func (a *Apt) download(ctx context.Context, pkg, ver, suite, cacheDir string) (string, error) {
+	debs := filepath.Join(cacheDir, "debs")
+	if err := os.MkdirAll(debs, 0o755); err != nil {
+		return "", err
+	}
+	a.logf("downloading %s=%s (%s)", pkg, ver, suite)
+	if out, err := a.runIn(ctx, debs, "apt-get", "-q", "download", pkg+"="+ver); err != nil {
+		return "", fmt.Errorf("apt-get download %s=%s: %v\n%s", pkg, ver, err, errorLines(out))
+	}
+	// apt names the file pkg_ver_arch.deb, with the epoch colon escaped.
+	return filepath.Join(debs, fmt.Sprintf("%s_%s_amd64.deb", pkg, strings.ReplaceAll(ver, ":", "%3a"))), nil
+}
+
+// BusyboxPackage ships a static busybox at bin/busybox: the guest's shell and
+// coreutils, for tests that run "sh" or "sleep" as any Linux system has them.
+const BusyboxPackage = "busybox-static"
+
+// FetchBusybox returns a static busybox, from cacheDir/tools if an earlier run
+// fetched one, else downloaded from the newest suite that has it.
+func (a *Apt) FetchBusybox(ctx context.Context, cacheDir string) (string, error) {
+	out, err := a.run(ctx, "apt-cache", "madison", BusyboxPackage)
+	rows := ParseMadison(out)
+	if err != nil || len(rows) == 0 {
+		return "", fmt.Errorf("apt-cache madison %s: no versions (%v)", BusyboxPackage, err)
+	}
+	best := rows[0]
+	for _, r := range rows[1:] {
+		if CompareVersions(r.Version, best.Version) > 0 {
+			best = r
+		}
+	}
+	dest := filepath.Join(cacheDir, "tools", BusyboxPackage+"_"+best.Version, "busybox")
+	if _, err := os.Stat(dest); err == nil {
+		return dest, nil
+	}
+	deb, err := a.download(ctx, BusyboxPackage, best.Version, best.Suite, cacheDir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return "", err
+	}
+	if err := ExtractFile(ctx, deb, func(n string) bool {
+		return path.Clean("/"+n) == "/bin/busybox" || path.Clean("/"+n) == "/usr/bin/busybox"
+	}, dest); err != nil {
+		return "", err
+	}
+	os.Remove(deb)
+	return dest, nil
+}
+
+// ExtractVmlinuz copies the kernel image out of a .deb to dest.
 func ExtractVmlinuz(ctx context.Context, deb, dest string) error {
+	err := ExtractFile(ctx, deb, IsVmlinuz, dest)
+	if errors.Is(err, errNotFound) {
+		return fmt.Errorf("%s holds no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz", filepath.Base(deb))
+	}
+	return err
+}
+
+var errNotFound = errors.New("no such file in the package")
+
+// ExtractFile copies the first regular file whose path matches out of a .deb
+// (through `dpkg-deb --fsys-tarfile`) to dest, atomically.
+func ExtractFile(ctx context.Context, deb string, match func(string) bool, dest string) error {
 	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -251,7 +311,7 @@ func ExtractVmlinuz(ctx context.Context, deb, dest string) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	found, copyErr := copyVmlinuz(pipe, dest)
+	found, copyErr := copyMatching(pipe, match, dest)
 	io.Copy(io.Discard, pipe) // let dpkg-deb finish writing
 	waitErr := cmd.Wait()
 	switch {
@@ -260,12 +320,12 @@ func ExtractVmlinuz(ctx context.Context, deb, dest string) error {
 	case waitErr != nil:
 		return fmt.Errorf("dpkg-deb --fsys-tarfile %s: %v: %s", deb, waitErr, strings.TrimSpace(stderr.String()))
 	case !found:
-		return fmt.Errorf("%s holds no boot/vmlinuz-* nor usr/lib/modules/*/vmlinuz", filepath.Base(deb))
+		return fmt.Errorf("%s: %w", filepath.Base(deb), errNotFound)
 	}
 	return nil
 }
 
-func copyVmlinuz(r io.Reader, dest string) (bool, error) {
+func copyMatching(r io.Reader, match func(string) bool, dest string) (bool, error) {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -275,11 +335,11 @@ func copyVmlinuz(r io.Reader, dest string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if h.Typeflag != tar.TypeReg || !IsVmlinuz(h.Name) {
+		if h.Typeflag != tar.TypeReg || !match(h.Name) {
 			continue
 		}
 		tmp := dest + ".tmp"
-		f, err := os.Create(tmp)
+		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode).Perm())
 		if err != nil {
 			return false, err
 		}
