@@ -318,13 +318,13 @@ func privateApt(ctx context.Context, o options) (*debian.Apt, error) {
 	return apt, nil
 }
 
-// bootAll boots each kernel with the same initramfs, o.parallel at a time.
+// bootAll boots each kernel with the same initramfs, o.parallel at a time,
+// in the matrix's order.
 func bootAll(ctx context.Context, o options, kernels []debian.Kernel, initrd string) []kernelResult {
 	logDir := filepath.Join(o.cache, "logs")
 	os.MkdirAll(logDir, 0o755)
 	results := make([]kernelResult, len(kernels))
-	sem := make(chan struct{}, max(o.parallel, 1))
-	var wg sync.WaitGroup
+	todo := make(chan int, len(kernels))
 	for i, k := range kernels {
 		results[i] = kernelResult{Label: k.Label, Source: k.Source()}
 		if k.Skipped != "" {
@@ -332,15 +332,21 @@ func bootAll(ctx context.Context, o options, kernels []debian.Kernel, initrd str
 			results[i].Problems = []string{k.Skipped}
 			continue
 		}
+		todo <- i
+	}
+	close(todo)
+	var wg sync.WaitGroup
+	for range max(o.parallel, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if ctx.Err() != nil {
-				return
+			for i := range todo {
+				if ctx.Err() != nil {
+					return
+				}
+				k := kernels[i]
+				results[i] = bootOne(ctx, o, k, initrd, filepath.Join(logDir, safeName(k.Label)+".log"))
 			}
-			results[i] = bootOne(ctx, o, k, initrd, filepath.Join(logDir, safeName(k.Label)+".log"))
 		}()
 	}
 	wg.Wait()
