@@ -292,6 +292,13 @@ func (s *supervisor) noDaemon() int {
 // follow makes d.Daemon the daemon and says so.
 func (s *supervisor) follow(d Decision, successor bool) {
 	c := d.Daemon
+	// The adoption record has the comm at adoption time; a daemon often execs
+	// its real program just after (before it was chosen, so that exec was not
+	// followed): name what it runs now.
+	if k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", c.PID)); err == nil &&
+		c.Ident.Same(Ident{PID: k.PID, Start: k.Start}) {
+		c.Comm = k.Comm
+	}
 	lineage := output.LineageText(c.Adoption.Lineage, c.Adoption.LineageComplete)
 	pattern := events.DaemonPattern(c.Adoption.Lineage)
 	if successor {
