@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -29,7 +31,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vminit: must run as PID 1 inside a test VM")
 		os.Exit(2)
 	}
+	if os.Getenv(envStage) == "" {
+		execWithSignalBlocked() // returns only on failure
+	}
 	setup()
+	startAdoptionSignals()
 
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
@@ -50,6 +56,77 @@ func main() {
 	}
 	say(guestlog.SummaryLine(summary))
 	powerOff()
+}
+
+// PID 1 takes adoption signals the way the seed ABI proposes: a queued
+// real-time signal per adoption, si_pid = the adopted process, si_status = its
+// previous parent. Tests that send them (adoptwatch --notify-pid 1) find the
+// signal's name and the file where /init writes each one it got, as
+// "SIGNO CODE PID UID STATUS" lines, in these variables.
+const (
+	envStage      = "VMTEST_INIT_STAGE"
+	envSignal     = "ADOPTWATCH_INIT_SIGNAL"
+	envSignalFile = "ADOPTWATCH_INIT_SIGNALS"
+	initSignal    = 64 // RTMAX: the least likely to be one a test uses itself
+	initSignalStr = "RTMAX"
+	signalFile    = "/run/init-signals"
+)
+
+// execWithSignalBlocked re-executes /init with the adoption signal blocked.
+// signalfd needs the signal blocked in every thread, and a Go program only
+// gets that by starting with it blocked; a queued signal that PID 1 neither
+// blocks nor handles is dropped by the kernel.
+func execWithSignalBlocked() {
+	runtime.LockOSThread() // the mask is per thread; execve keeps the caller's
+	set := sigset(initSignal)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+		say(guestlog.NoteLine("block the adoption signal: " + err.Error()))
+		return
+	}
+	err := syscall.Exec("/init", []string{"/init"}, append(os.Environ(), envStage+"=2"))
+	say(guestlog.NoteLine("re-exec /init: " + err.Error()))
+}
+
+func sigset(sig int) unix.Sigset_t {
+	var set unix.Sigset_t
+	set.Val[(sig-1)/64] |= 1 << (uint(sig-1) % 64)
+	return set
+}
+
+// startAdoptionSignals appends every adoption signal to signalFile, and
+// tells the tests (through the environment they inherit) where to look.
+// Test binaries inherit the blocked signal, as children of a Go program do.
+func startAdoptionSignals() {
+	set := sigset(initSignal)
+	fd, err := unix.Signalfd(-1, &set, unix.SFD_CLOEXEC)
+	if err != nil {
+		say(guestlog.NoteLine("signalfd: " + err.Error() + ": no adoption signals for tests"))
+		return
+	}
+	out, err := os.OpenFile(signalFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		say(guestlog.NoteLine(err.Error()))
+		return
+	}
+	os.Setenv(envSignal, initSignalStr)
+	os.Setenv(envSignalFile, signalFile)
+	go readSignals(fd, out)
+}
+
+func readSignals(fd int, out *os.File) {
+	var si unix.SignalfdSiginfo
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&si)), unsafe.Sizeof(si))
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n != len(buf) {
+			say(guestlog.NoteLine(fmt.Sprintf("signalfd read: %d bytes, %v", n, err)))
+			return
+		}
+		fmt.Fprintf(out, "%d %d %d %d %d\n", si.Signo, si.Code, si.Pid, si.Uid, si.Int)
+	}
 }
 
 // setup mounts what tests expect of a normal system and lifts the memlock
