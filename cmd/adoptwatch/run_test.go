@@ -17,8 +17,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,23 +29,34 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 )
 
-const wait = 20 * time.Second
+// wait bounds every wait for a report, a line or run's exit: generous for
+// the emulated CPUs of the test VMs, and still failing long before the
+// binary's -test.timeout.
+const wait = 30 * time.Second
+
+// cleanupWait bounds each phase of a test's cleanup.
+const cleanupWait = 10 * time.Second
 
 // runTree is one `adoptwatch run` under test.
 type runTree struct {
 	sup     *fixture.Supervised
 	cmd     *exec.Cmd
 	stderr  *lines
-	reaper  int // 0 without a reaper
-	run     int // adoptwatch run's pid
+	errRead *os.File // the test's end of the stderr pipe
+	reaper  int      // 0 without a reaper
+	run     int      // adoptwatch run's pid
 	done    chan struct{}
 	pidfile string
+	marker  string // in the environment of every process this test started
 }
 
 // startRun starts `adoptwatch run ARGS...` beneath a subreaper of its own
 // (viaReaper) or as the test's child, with env added to the environment.
 // "{pidfile}" and "{dir}" in env and args stand for the daemon's pid file and
 // the directory of role links.
+//
+// Every wait is bounded, and the test's cleanup ends whatever the test
+// started and is still running (see stop), so a failure never hangs the binary.
 func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTree {
 	t.Helper()
 	sup, err := fixture.NewSupervised()
@@ -51,6 +64,9 @@ func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTr
 		t.Fatal(err)
 	}
 	r := &runTree{sup: sup, done: make(chan struct{}), pidfile: filepath.Join(sup.Dir, "daemon.pid")}
+	// The reports FIFO is in a directory of this test's own: its variable
+	// marks the processes this test started (and it alone).
+	r.marker = sup.Env()[0]
 	expand := strings.NewReplacer("{pidfile}", r.pidfile, "{dir}", sup.Dir).Replace
 	argv := []string{sup.Path("run"), "run"}
 	for _, a := range args {
@@ -65,32 +81,41 @@ func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTr
 		r.cmd.Env = append(r.cmd.Env, expand(e))
 	}
 	r.cmd.Stdout = os.Stderr
-	errOut, err := r.cmd.StderrPipe()
+	// A pipe of our own, not StderrPipe: the whole tree inherits its write
+	// end, so its EOF waits for the last leftover; Wait must not.
+	errRead, errWrite, err := os.Pipe()
 	if err != nil {
+		sup.Close()
 		t.Fatal(err)
 	}
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.stderr = newLines(errOut)
+	r.errRead = errRead
+	r.cmd.Stderr = errWrite
+	// Should the test binary die (a panic, -test.timeout), the first process
+	// gets SIGTERM: the reaper then kills the tree, run stops the daemon. The
+	// signal follows the thread that started it, so that thread stays
+	// dedicated to the process until it is waited for.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	started := make(chan error, 1)
 	go func() {
-		r.stderr.waitFor(time.Hour, func(string) bool { return false }) // drained before Wait
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := r.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		r.cmd.Wait()
 		close(r.done)
 	}()
+	err = <-started
+	errWrite.Close()
+	if err != nil {
+		errRead.Close()
+		sup.Close()
+		t.Fatal(err)
+	}
+	r.stderr = newLines(errRead)
 	t.Cleanup(func() {
-		// Ends only what this test started: run (by pid; the reaper then kills
-		// and reaps what is left beneath it), then the reaper itself.
-		if r.run > 0 && alive(r.run) {
-			unix.Kill(r.run, unix.SIGKILL)
-		}
-		select {
-		case <-r.done:
-		case <-time.After(15 * time.Second):
-			r.cmd.Process.Kill()
-			<-r.done
-			t.Errorf("adoptwatch run (or its reaper) did not end; killed")
-		}
+		r.stop(t)
 		sup.Close()
 		if t.Failed() || testing.Verbose() {
 			t.Logf("stderr of the run tree:\n%s", r.stderr.text())
@@ -103,6 +128,112 @@ func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTr
 		r.run = r.cmd.Process.Pid
 	}
 	return r
+}
+
+// stop ends what this test started and is still running, and nothing else:
+// run (SIGKILL; its reaper then kills and reaps what is left beneath it, and
+// exits), then any process whose environment carries this test's marker (a
+// leftover the reaper could not reach). Each wait is bounded.
+func (r *runTree) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-r.done:
+	default:
+		if r.run > 0 {
+			r.kill(r.run, unix.SIGKILL)
+		}
+		if r.reaper > 0 { // it kills what is left beneath it, and exits
+			r.kill(r.reaper, unix.SIGTERM)
+		}
+		select {
+		case <-r.done:
+		case <-time.After(cleanupWait):
+			t.Errorf("adoptwatch run (or its reaper) did not end within %v of SIGKILL", cleanupWait)
+		}
+	}
+	if left := r.sweep(); len(left) > 0 {
+		if !t.Failed() {
+			t.Errorf("processes this test started were still running at its end: %s", strings.Join(left, ", "))
+		} else {
+			t.Logf("killed what this test started and left running: %s", strings.Join(left, ", "))
+		}
+	}
+	select {
+	case <-r.done:
+	case <-time.After(cleanupWait):
+		t.Errorf("the test's first process %d did not end; giving up on it", r.cmd.Process.Pid)
+	}
+	// Everything that held the pipe is gone: wait (briefly) for the rest of
+	// the output, then stop reading for good.
+	r.stderr.waitFor(2*time.Second, func(string) bool { return false })
+	r.errRead.Close()
+}
+
+// sweep SIGKILLs every process carrying the test's marker and waits (bounded)
+// until none is left. It returns those it found, as "pid (comm)".
+func (r *runTree) sweep() []string {
+	var found []string
+	seen := map[int]bool{}
+	deadline := time.Now().Add(cleanupWait)
+	for {
+		ours := r.marked()
+		if len(ours) == 0 || time.Now().After(deadline) {
+			return found
+		}
+		for _, pid := range ours {
+			if !seen[pid] {
+				seen[pid] = true
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				found = append(found, fmt.Sprintf("%d (%s)", pid, strings.TrimSpace(string(comm))))
+			}
+			r.kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// marked lists the live processes whose environment carries the test's
+// marker (a zombie has no environment left: it is not listed).
+func (r *runTree) marked() []int {
+	dirs, _ := os.ReadDir("/proc")
+	var out []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err == nil && r.ours(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// ours: pid is a process this test started (never PID 1, never the test).
+func (r *runTree) ours(pid int) bool {
+	if pid <= 1 || pid == os.Getpid() {
+		return false
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	for _, v := range bytes.Split(env, []byte{0}) {
+		if string(v) == r.marker {
+			return true
+		}
+	}
+	return false
+}
+
+// kill sends sig to pid if it is a process this test started, through a pidfd
+// opened before the check: a pid reused since is never signalled.
+func (r *runTree) kill(pid int, sig unix.Signal) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if r.ours(pid) {
+		unix.PidfdSendSignal(fd, sig, nil, 0)
+	}
 }
 
 func (r *runTree) next(t *testing.T, key string) fixture.Report {
@@ -167,7 +298,7 @@ func (r *runTree) checkLeftNothing(t *testing.T) {
 // checkGone: none of these processes exists any more, not even as a zombie.
 func checkGone(t *testing.T, pids ...int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(cleanupWait)
 	for _, pid := range pids {
 		for alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
@@ -182,7 +313,7 @@ func checkGone(t *testing.T, pids ...int) {
 func checkNoZombies(t *testing.T, pid int) {
 	t.Helper()
 	var zombies []int
-	for try := 0; try < 50; try++ {
+	for deadline := time.Now().Add(5 * time.Second); ; {
 		zombies = nil
 		for _, c := range childrenWithState(pid) {
 			if c.state == "Z" {
@@ -191,6 +322,9 @@ func checkNoZombies(t *testing.T, pid int) {
 		}
 		if len(zombies) == 0 {
 			return
+		}
+		if time.Now().After(deadline) {
+			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -318,7 +452,9 @@ func TestRunHelpersAndWorkers(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
 		r := startRun(t, true, []string{fixture.EnvSDWorkers + "=3", fixture.EnvSDHelpers + "=2", fixture.EnvSDOrphans + "=2",
 			fixture.EnvSDHelperFor + "=150ms"},
-			"--hook="+hook, "-v", "--", "{dir}/aw-sd-launch", "helper+daemon")
+			// The launcher's helper lives 150ms; a settle of 2s leaves it time
+			// to be gone (and reaped) before the daemon is chosen on a slow CPU.
+			"--hook="+hook, "-v", "--settle=2s", "--", "{dir}/aw-sd-launch", "helper+daemon")
 		firstHelper := r.next(t, "helper").Int(0) // the launcher's, adopted before the daemon
 		daemon := r.next(t, "daemon").Int(0)
 		if got := r.identified(t); got != daemon {
@@ -363,7 +499,7 @@ func TestRunDaemonKilled(t *testing.T) {
 		}
 		r.next(t, "worker")
 		r.next(t, "worker")
-		unix.Kill(daemon, unix.SIGKILL) // a process this test started
+		r.kill(daemon, unix.SIGKILL)
 		if code := r.exitCode(t); code != 137 {
 			t.Errorf("run exited %d, want 137", code)
 		}
@@ -495,7 +631,7 @@ func TestRunNoSubreaper(t *testing.T) {
 				if c.sig == unix.SIGTERM {
 					r.signalRun(t, unix.SIGTERM) // forwarded through the pidfd
 				} else {
-					unix.Kill(daemon, unix.SIGKILL) // a process this test started
+					r.kill(daemon, unix.SIGKILL)
 				}
 				if code := r.exitCode(t); code != c.code {
 					t.Errorf("run exited %d, want the daemon's %d", code, c.code)
@@ -522,7 +658,7 @@ func TestRunNoSubreaperInit(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
 		r := startRun(t, false, []string{fixture.EnvSDTermCode + "=42"}, "--hook="+hook, "--no-subreaper", "--", "{dir}/aw-sd-launch")
 		daemon := r.next(t, "daemon").Int(0)
-		t.Cleanup(func() { unix.Kill(daemon, unix.SIGKILL) })
+		t.Cleanup(func() { r.kill(daemon, unix.SIGKILL) })
 		if got := r.identified(t); got != daemon {
 			t.Fatalf("identified pid %d, the daemon is %d", got, daemon)
 		}
