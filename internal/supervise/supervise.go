@@ -285,8 +285,33 @@ func (s *supervisor) noDaemon() int {
 		s.logf("stopped by %s before a daemon was identified", unix.SignalName(s.stopSignal))
 		return 128 + int(s.stopSignal)
 	}
+	if missed := s.unrecorded(); len(missed) > 0 {
+		// Run's children other than CMD were all adopted by it: the hook
+		// missed their adoption records. Say so rather than blame CMD.
+		s.logf("%s exited with code 0, and run adopted %s without an adoption record (the adoption hook missed it): no daemon identified",
+			cmd, strings.Join(missed, ", "))
+		return ExitFailure
+	}
 	s.logf("%s exited with code 0 but left no daemon running (a program that stays in the foreground needs no adoptwatch run)", cmd)
 	return ExitFailure
+}
+
+// unrecorded lists, as "pid=N comm=C", the live children of run (subreaper
+// mode) other than CMD that no adoption record named: orphans of the tree
+// whose adoption the hook did not report.
+func (s *supervisor) unrecorded() []string {
+	if s.cfg.NoSubreaper {
+		return nil
+	}
+	var out []string
+	for _, k := range childrenOf(int(s.self)) {
+		id := Ident{k.PID, k.Start}
+		if id.Same(s.cmd) || s.tracker.member(id) != nil {
+			continue
+		}
+		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, k.Comm))
+	}
+	return out
 }
 
 // follow makes d.Daemon the daemon and says so.
