@@ -8,6 +8,10 @@
  *      exit_notify() re-parented everything): read each child's real_parent.
  *      A sibling thread of the same process took it: not an adoption.
  *      Anyone else: an adoption, exactly as the kernel chose the reaper.
+ * A child can be reaped by its new parent and freed before phase 2 runs (a
+ * slow or preempted CPU, with preemptible RCU): sched_process_free then
+ * resolves it instead, while its task struct is still valid (see
+ * pending_children).
  */
 
 static __always_inline void snapshot_children(struct task_struct *task)
@@ -46,8 +50,51 @@ static __always_inline void snapshot_children(struct task_struct *task)
 		return;
 
 	tid = BPF_CORE_READ(task, pid);
-	if (bpf_map_update_elem(&exiting_children, &tid, snap, BPF_ANY))
+	if (bpf_map_update_elem(&exiting_children, &tid, snap, BPF_ANY)) {
 		count(COUNTER_SNAPSHOT_FULL);
+		return;
+	}
+	struct pending_child pending = {.parent_task = (__u64)task, .parent_tid = tid};
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		if (i >= snap->count)
+			break;
+		pending.child_task = snap->kids[i].task;
+		if (bpf_map_update_elem(&pending_children, &snap->kids[i].pid, &pending, BPF_ANY))
+			count(COUNTER_SNAPSHOT_FULL);
+	}
+}
+
+/* Take a pending child for the snapshot of thread parent_tid: true if that
+ * snapshot still owns it and nobody took it first. */
+static __always_inline bool claim_child(__u32 child_pid, __u32 parent_tid)
+{
+	struct pending_child *p = bpf_map_lookup_elem(&pending_children, &child_pid);
+
+	if (!p || p->parent_tid != parent_tid)
+		return false; /* taken at its free, or a later snapshot owns it */
+	return bpf_map_delete_elem(&pending_children, &child_pid) == 0;
+}
+
+/* Report child if it no longer belongs to the dying thread's process. */
+static __always_inline void resolve_child(struct task_struct *child, struct task_struct *dying)
+{
+	if (BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
+		return; /* a sibling thread took it: a threaded re-parent */
+	emit_adoption(child, dying, HOOK_EXIT_WALK);
+}
+
+/* Called from sched_process_free, before the lineage entry goes. */
+static __always_inline void resolve_freed_child(struct task_struct *child)
+{
+	__u32 pid = BPF_CORE_READ(child, pid);
+	struct pending_child *p = bpf_map_lookup_elem(&pending_children, &pid);
+
+	if (!p || p->child_task != (__u64)child)
+		return;
+	struct task_struct *dying = (struct task_struct *)p->parent_task;
+	if (bpf_map_delete_elem(&pending_children, &pid))
+		return; /* the final switch took it meanwhile */
+	resolve_child(child, dying);
 }
 
 SEC("raw_tp/sched_switch")
@@ -62,18 +109,17 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev)
 	if (!snap)
 		return 0;
 
-	__u32 dying_tgid = BPF_CORE_READ(prev, tgid);
 	for (int i = 0; i < MAX_CHILDREN; i++) {
 		if (i >= snap->count)
 			break;
+		if (!claim_child(snap->kids[i].pid, tid))
+			continue;
 		struct task_struct *child = (struct task_struct *)snap->kids[i].task;
 		if (BPF_CORE_READ(child, pid) != snap->kids[i].pid) {
 			count(COUNTER_STALE_CHILD);
 			continue;
 		}
-		if (BPF_CORE_READ(child, real_parent, tgid) == dying_tgid)
-			continue; /* a sibling thread took it: a threaded re-parent */
-		emit_adoption(child, prev, HOOK_EXIT_WALK);
+		resolve_child(child, prev);
 	}
 	bpf_map_delete_elem(&exiting_children, &tid);
 	return 0;

@@ -69,7 +69,8 @@ const (
 	AdoptwatchCounterCOUNTER_ADOPTIONS           AdoptwatchCounter = 6
 	AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS AdoptwatchCounter = 7
 	AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL  AdoptwatchCounter = 8
-	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 9
+	AdoptwatchCounterCOUNTER_SPARE_RUNS          AdoptwatchCounter = 9
+	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 10
 )
 
 type AdoptwatchExitFlag uint32
@@ -94,6 +95,14 @@ const (
 	AdoptwatchLineageFlagLINEAGE_TRUNCATED   AdoptwatchLineageFlag = 2
 	AdoptwatchLineageFlagLINEAGE_PREEXISTING AdoptwatchLineageFlag = 4
 )
+
+type AdoptwatchPendingChild struct {
+	_          structs.HostLayout
+	ChildTask  uint64
+	ParentTask uint64
+	ParentTid  uint32
+	Pad        uint32
+}
 
 type AdoptwatchProcKey struct {
 	_       structs.HostLayout
@@ -176,10 +185,12 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	AdoptwatchMapClaimedEvent      = "claimed_event"
 	AdoptwatchMapCounters          = "counters"
 	AdoptwatchMapExitingChildren   = "exiting_children"
 	AdoptwatchMapLineageScratch    = "lineage_scratch"
 	AdoptwatchMapLineages          = "lineages"
+	AdoptwatchMapPendingChildren   = "pending_children"
 	AdoptwatchMapRecords           = "records"
 	AdoptwatchMapSeeds             = "seeds"
 	AdoptwatchMapSnapshotScratch   = "snapshot_scratch"
@@ -188,8 +199,14 @@ const (
 	AdoptwatchProgAdoptFentry      = "adopt_fentry"
 	AdoptwatchProgAdoptKprobe      = "adopt_kprobe"
 	AdoptwatchProgOnExec           = "on_exec"
+	AdoptwatchProgOnExecSpare      = "on_exec_spare"
+	AdoptwatchProgOnExecSpare2     = "on_exec_spare2"
 	AdoptwatchProgOnExit           = "on_exit"
+	AdoptwatchProgOnExitSpare      = "on_exit_spare"
+	AdoptwatchProgOnExitSpare2     = "on_exit_spare2"
 	AdoptwatchProgOnFork           = "on_fork"
+	AdoptwatchProgOnForkSpare      = "on_fork_spare"
+	AdoptwatchProgOnForkSpare2     = "on_fork_spare2"
 	AdoptwatchProgOnFree           = "on_free"
 	AdoptwatchProgOnSwitch         = "on_switch"
 	AdoptwatchVarEmitTaskRecords   = "emit_task_records"
@@ -251,23 +268,31 @@ type AdoptwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchProgramSpecs struct {
-	AdoptFentry *ebpf.ProgramSpec `ebpf:"adopt_fentry"`
-	AdoptKprobe *ebpf.ProgramSpec `ebpf:"adopt_kprobe"`
-	OnExec      *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExit      *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnFork      *ebpf.ProgramSpec `ebpf:"on_fork"`
-	OnFree      *ebpf.ProgramSpec `ebpf:"on_free"`
-	OnSwitch    *ebpf.ProgramSpec `ebpf:"on_switch"`
+	AdoptFentry  *ebpf.ProgramSpec `ebpf:"adopt_fentry"`
+	AdoptKprobe  *ebpf.ProgramSpec `ebpf:"adopt_kprobe"`
+	OnExec       *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExecSpare  *ebpf.ProgramSpec `ebpf:"on_exec_spare"`
+	OnExecSpare2 *ebpf.ProgramSpec `ebpf:"on_exec_spare2"`
+	OnExit       *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnExitSpare  *ebpf.ProgramSpec `ebpf:"on_exit_spare"`
+	OnExitSpare2 *ebpf.ProgramSpec `ebpf:"on_exit_spare2"`
+	OnFork       *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnForkSpare  *ebpf.ProgramSpec `ebpf:"on_fork_spare"`
+	OnForkSpare2 *ebpf.ProgramSpec `ebpf:"on_fork_spare2"`
+	OnFree       *ebpf.ProgramSpec `ebpf:"on_free"`
+	OnSwitch     *ebpf.ProgramSpec `ebpf:"on_switch"`
 }
 
 // AdoptwatchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchMapSpecs struct {
+	ClaimedEvent    *ebpf.MapSpec `ebpf:"claimed_event"`
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
 	ExitingChildren *ebpf.MapSpec `ebpf:"exiting_children"`
 	LineageScratch  *ebpf.MapSpec `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.MapSpec `ebpf:"lineages"`
+	PendingChildren *ebpf.MapSpec `ebpf:"pending_children"`
 	Records         *ebpf.MapSpec `ebpf:"records"`
 	Seeds           *ebpf.MapSpec `ebpf:"seeds"`
 	SnapshotScratch *ebpf.MapSpec `ebpf:"snapshot_scratch"`
@@ -316,10 +341,12 @@ func (o *AdoptwatchObjects) Close() error {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchMaps struct {
+	ClaimedEvent    *ebpf.Map `ebpf:"claimed_event"`
 	Counters        *ebpf.Map `ebpf:"counters"`
 	ExitingChildren *ebpf.Map `ebpf:"exiting_children"`
 	LineageScratch  *ebpf.Map `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.Map `ebpf:"lineages"`
+	PendingChildren *ebpf.Map `ebpf:"pending_children"`
 	Records         *ebpf.Map `ebpf:"records"`
 	Seeds           *ebpf.Map `ebpf:"seeds"`
 	SnapshotScratch *ebpf.Map `ebpf:"snapshot_scratch"`
@@ -329,10 +356,12 @@ type AdoptwatchMaps struct {
 
 func (m *AdoptwatchMaps) Close() error {
 	return _AdoptwatchClose(
+		m.ClaimedEvent,
 		m.Counters,
 		m.ExitingChildren,
 		m.LineageScratch,
 		m.Lineages,
+		m.PendingChildren,
 		m.Records,
 		m.Seeds,
 		m.SnapshotScratch,
@@ -366,13 +395,19 @@ type AdoptwatchVariables struct {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchPrograms struct {
-	AdoptFentry *ebpf.Program `ebpf:"adopt_fentry"`
-	AdoptKprobe *ebpf.Program `ebpf:"adopt_kprobe"`
-	OnExec      *ebpf.Program `ebpf:"on_exec"`
-	OnExit      *ebpf.Program `ebpf:"on_exit"`
-	OnFork      *ebpf.Program `ebpf:"on_fork"`
-	OnFree      *ebpf.Program `ebpf:"on_free"`
-	OnSwitch    *ebpf.Program `ebpf:"on_switch"`
+	AdoptFentry  *ebpf.Program `ebpf:"adopt_fentry"`
+	AdoptKprobe  *ebpf.Program `ebpf:"adopt_kprobe"`
+	OnExec       *ebpf.Program `ebpf:"on_exec"`
+	OnExecSpare  *ebpf.Program `ebpf:"on_exec_spare"`
+	OnExecSpare2 *ebpf.Program `ebpf:"on_exec_spare2"`
+	OnExit       *ebpf.Program `ebpf:"on_exit"`
+	OnExitSpare  *ebpf.Program `ebpf:"on_exit_spare"`
+	OnExitSpare2 *ebpf.Program `ebpf:"on_exit_spare2"`
+	OnFork       *ebpf.Program `ebpf:"on_fork"`
+	OnForkSpare  *ebpf.Program `ebpf:"on_fork_spare"`
+	OnForkSpare2 *ebpf.Program `ebpf:"on_fork_spare2"`
+	OnFree       *ebpf.Program `ebpf:"on_free"`
+	OnSwitch     *ebpf.Program `ebpf:"on_switch"`
 }
 
 func (p *AdoptwatchPrograms) Close() error {
@@ -380,8 +415,14 @@ func (p *AdoptwatchPrograms) Close() error {
 		p.AdoptFentry,
 		p.AdoptKprobe,
 		p.OnExec,
+		p.OnExecSpare,
+		p.OnExecSpare2,
 		p.OnExit,
+		p.OnExitSpare,
+		p.OnExitSpare2,
 		p.OnFork,
+		p.OnForkSpare,
+		p.OnForkSpare2,
 		p.OnFree,
 		p.OnSwitch,
 	)

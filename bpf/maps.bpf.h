@@ -61,6 +61,15 @@ struct children_snapshot {
 	struct child_ref kids[MAX_CHILDREN];
 };
 
+/* A snapshotted child waiting for its exiting parent's final switch. */
+struct pending_child {
+	__u64 child_task;  /* the child (struct task_struct *): a freed task that had
+	                      the same pid before is not it */
+	__u64 parent_task; /* the exiting thread (struct task_struct *) */
+	__u32 parent_tid;  /* which snapshot owns the child now */
+	__u32 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
@@ -96,6 +105,19 @@ struct {
 	__type(value, struct children_snapshot);
 } exiting_children SEC(".maps");
 
+/*
+ * Keyed by child pid: the children in exiting_children, so that a child freed
+ * (reaped by its new parent) before its old parent's final switch is resolved
+ * at sched_process_free, while its task struct is still valid. Whoever deletes
+ * the entry first (the final switch or the free) reports the child.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pending_child);
+} pending_children SEC(".maps");
+
 /* Values too large for the 512-byte BPF stack are built here. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -110,6 +132,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct children_snapshot);
 } snapshot_scratch SEC(".maps");
+
+/* Per CPU, for fork, exec and exit: the task of the event a copy of the
+ * program last claimed (see COPIES in lineage.bpf.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 3);
+	__type(key, __u32);
+	__type(value, __u64);
+} claimed_event SEC(".maps");
 
 /* enum counter: everything the kernel side had to drop, summed by user space. */
 struct {

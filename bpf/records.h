@@ -108,6 +108,8 @@ enum counter {
 	COUNTER_UNWATCHED_ADOPTIONS, /* adoptions of unwatched processes: not sent, by design */
 	COUNTER_UNWATCH_MARKS_FULL,  /* children of unwatched parents left without their
 	                                "unwatched" mark: the lineage map was full */
+	COUNTER_SPARE_RUNS,          /* forks, execs, exits handled by a spare copy of a
+	                                program (the first was preempted on that CPU) */
 	COUNTER_MAX,
 };
 

@@ -356,10 +356,20 @@ func TestBurst(t *testing.T) {
 				t.Errorf("middle %d: %d adoptions reported, want 1", pid, k)
 			}
 		}
-		t.Logf("%d daemonisations in %v: %d adoptions reported, %d lost (counted in the kernel)",
-			n, elapsed.Round(time.Millisecond), len(got), lost)
-		if uint64(len(got))+lost != n {
-			t.Errorf("reported %d + lost %d != %d daemonisations", len(got), lost, n)
+		t.Logf("%d daemonisations in %v: %d adoptions reported, %d lost (counted in the kernel); counters %+v",
+			n, elapsed.Round(time.Millisecond), len(got), lost, after)
+		if len(got) < n {
+			for pid := range middles {
+				if seen[pid] == 0 {
+					t.Logf("no adoption from middle %d", pid)
+				}
+			}
+		}
+		// A shortfall is acceptable only where the kernel skipped the programs
+		// themselves, and then it must be counted (UnseenEvents bounds it).
+		unseen := after.UnseenEvents - before.UnseenEvents
+		if short := int64(n) - int64(uint64(len(got))+lost); short != 0 && (short < 0 || uint64(short) > unseen) {
+			t.Errorf("reported %d + lost %d != %d daemonisations (up to %d events unseen)", len(got), lost, n, unseen)
 		}
 	})
 }

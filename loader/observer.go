@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,11 +98,26 @@ type configError struct{ error }
 
 func (e configError) Unwrap() error { return e.error }
 
+// tracepointProgram is a program for one raw tracepoint.
+type tracepointProgram struct{ name, tracepoint string }
+
 // lineagePrograms run whatever the hook: they keep each process's ancestry.
-var lineagePrograms = map[string]string{
-	bpf.AdoptwatchProgOnFork: "sched_process_fork",
-	bpf.AdoptwatchProgOnExec: "sched_process_exec",
-	bpf.AdoptwatchProgOnFree: "sched_process_free",
+// Attach order matters: each primary before its spare (bpf/lineage.bpf.h).
+var lineagePrograms = []tracepointProgram{
+	{bpf.AdoptwatchProgOnFork, "sched_process_fork"},
+	{bpf.AdoptwatchProgOnForkSpare, "sched_process_fork"},
+	{bpf.AdoptwatchProgOnForkSpare2, "sched_process_fork"},
+	{bpf.AdoptwatchProgOnExec, "sched_process_exec"},
+	{bpf.AdoptwatchProgOnExecSpare, "sched_process_exec"},
+	{bpf.AdoptwatchProgOnExecSpare2, "sched_process_exec"},
+	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
+}
+
+// exitPrograms run for the exit-walk hook and for task records.
+var exitPrograms = []tracepointProgram{
+	{bpf.AdoptwatchProgOnExit, "sched_process_exit"},
+	{bpf.AdoptwatchProgOnExitSpare, "sched_process_exit"},
+	{bpf.AdoptwatchProgOnExitSpare2, "sched_process_exit"},
 }
 
 func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
@@ -136,13 +152,15 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 
 	// Load only the programs this configuration runs.
 	wanted := map[string]bool{}
-	for name := range lineagePrograms {
-		wanted[name] = true
+	for _, p := range lineagePrograms {
+		wanted[p.name] = true
 	}
 	for _, name := range m.programs {
 		wanted[name] = true
 	}
-	wanted[bpf.AdoptwatchProgOnExit] = needExit
+	for _, p := range exitPrograms {
+		wanted[p.name] = needExit
+	}
 	for name := range spec.Programs {
 		if !wanted[name] {
 			delete(spec.Programs, name)
@@ -201,15 +219,12 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
-	for name, tp := range lineagePrograms {
-		l, err := rawTracepoint(coll, tp, name)
-		if err != nil {
-			return obs, err
-		}
-		obs.links = append(obs.links, l)
-	}
+	attach := lineagePrograms
 	if needExit {
-		l, err := rawTracepoint(coll, "sched_process_exit", bpf.AdoptwatchProgOnExit)
+		attach = append(slices.Clone(attach), exitPrograms...)
+	}
+	for _, p := range attach {
+		l, err := rawTracepoint(coll, p.tracepoint, p.name)
 		if err != nil {
 			return obs, err
 		}
@@ -294,6 +309,13 @@ type Counters struct {
 	// UnwatchMarksFull: children of unwatched parents that could not be marked
 	// unwatched (lineage map full); they count as watched again.
 	UnwatchMarksFull uint64
+	// SpareRuns: forks, execs and exits that a spare copy of a program handled
+	// because the first was preempted on that CPU (bpf/lineage.bpf.h).
+	SpareRuns uint64
+	// UnseenEvents bounds the forks, execs and exits that no copy saw (the
+	// kernel skipped them while all copies were busy on that CPU): an unseen
+	// exit can hide adoptions.
+	UnseenEvents uint64
 }
 
 // Counters sums the per-CPU counters.
@@ -332,6 +354,18 @@ func (o *Observer) Counters() (Counters, error) {
 	} {
 		if *f.dst, err = sum(f.idx); err != nil {
 			return c, err
+		}
+	}
+	if c.SpareRuns, err = sum(bpf.AdoptwatchCounterCOUNTER_SPARE_RUNS); err != nil {
+		return c, err
+	}
+	// An event the last copy missed may have been missed by all three: an
+	// upper bound. Recursion misses are kept by the kernel from 5.12.
+	for _, name := range []string{bpf.AdoptwatchProgOnForkSpare2, bpf.AdoptwatchProgOnExecSpare2, bpf.AdoptwatchProgOnExitSpare2} {
+		if p := o.coll.Programs[name]; p != nil {
+			if st, err := p.Stats(); err == nil {
+				c.UnseenEvents += st.RecursionMisses
+			}
 		}
 	}
 	return c, nil

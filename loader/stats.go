@@ -80,6 +80,9 @@ type ProgramStats struct {
 	Name     string
 	RunCount uint64
 	RunTime  uint64 // ns
+	// RecursionMisses counts runs the kernel skipped because the program was
+	// already running on that CPU: each is an event the program never saw.
+	RecursionMisses uint64
 }
 
 // ProgramStats reads run counts and times of the loaded programs; they stay 0
@@ -96,7 +99,7 @@ func (o *Observer) ProgramStats() ([]ProgramStats, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ProgramStats{Name: name, RunCount: st.RunCount, RunTime: uint64(st.Runtime)})
+		out = append(out, ProgramStats{Name: name, RunCount: st.RunCount, RunTime: uint64(st.Runtime), RecursionMisses: st.RecursionMisses})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

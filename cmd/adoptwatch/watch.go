@@ -260,6 +260,14 @@ func (r *lossReporter) check() {
 		msg := fmt.Sprintf("%d new processes have no lineage: the kernel's lineage map is full", n)
 		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
 	}
+	if n := now.UnseenEvents - last.UnseenEvents; n > 0 {
+		msg := fmt.Sprintf("up to %d forks, execs or exits were not seen: the kernel skipped the programs while they were preempted on that CPU; adoptions may be missing", n)
+		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
+	}
+	if n := now.StaleChildren - last.StaleChildren; n > 0 {
+		msg := fmt.Sprintf("%d children of exiting threads were gone before the exit-walk hook could check them: their adoptions may be missing", n)
+		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
+	}
 	if n := (now.SnapshotFull + now.ChildrenTruncated) - (last.SnapshotFull + last.ChildrenTruncated); n > 0 {
 		msg := fmt.Sprintf("%d exiting threads had more children than the exit-walk hook follows: their adoptions may be missing", n)
 		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
