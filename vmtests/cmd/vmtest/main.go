@@ -41,6 +41,7 @@ type options struct {
 	timeout  time.Duration
 	json     bool
 	parallel int
+	retry    bool
 	refresh  bool
 	run      string
 	short    bool
@@ -58,6 +59,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 360*time.Second, "deadline for each VM, boot to power-off")
 	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
 	// Single-threaded TCG keeps one host core busy per VM.
+	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more: passing then, it is reported as flaky, with the first run's failures")
 	flag.IntVar(&o.parallel, "parallel", min(runtime.NumCPU(), 4), "VMs to run at once")
 	flag.BoolVar(&o.refresh, "refresh", false, "update the apt lists even if they are recent")
 	flag.StringVar(&o.run, "run", "", "pass -test.run=REGEX to every test binary in the guests")
@@ -104,7 +106,7 @@ type kernelResult struct {
 	Label    string   `json:"label"`
 	Source   string   `json:"source"`
 	Kernel   string   `json:"kernel,omitempty"` // uname -r in the guest
-	Status   string   `json:"status"`           // ok, failed, timeout, skipped
+	Status   string   `json:"status"`           // ok, flaky, failed, timeout, skipped
 	Hooks    string   `json:"hooks,omitempty"`
 	Pass     int      `json:"passed"`
 	Fail     int      `json:"failed"`
@@ -201,7 +203,7 @@ func verdict(rep report, matrix bool) []string {
 		if k.Status != "skipped" {
 			ran++
 		}
-		if k.Status != "ok" && k.Status != "skipped" {
+		if k.Status != "ok" && k.Status != "flaky" && k.Status != "skipped" {
 			why = append(why, k.Label+": "+k.Status)
 		}
 	}
@@ -345,12 +347,32 @@ func bootAll(ctx context.Context, o options, kernels []debian.Kernel, initrd str
 					return
 				}
 				k := kernels[i]
-				results[i] = bootOne(ctx, o, k, initrd, filepath.Join(logDir, safeName(k.Label)+".log"))
+				log := filepath.Join(logDir, safeName(k.Label)+".log")
+				results[i] = bootOne(ctx, o, k, initrd, log)
+				if o.retry && results[i].Status == "failed" && results[i].Fail > 0 && ctx.Err() == nil {
+					results[i] = retry(ctx, o, k, initrd, log, results[i])
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	return results
+}
+
+// retry boots a kernel whose tests failed once more. Emulated CPUs are slow
+// and their timing is unlike any real machine's: a test that fails once and
+// then passes is reported as flaky, never hidden; one that fails again fails.
+func retry(ctx context.Context, o options, k debian.Kernel, initrd, log string, first kernelResult) kernelResult {
+	logf("%s: %d failed; booting it once more to tell a flaky test from a failure", k.Label, first.Fail)
+	again := bootOne(ctx, o, k, initrd, strings.TrimSuffix(log, ".log")+".retry.log")
+	if again.Status != "ok" {
+		first.Problems = append(first.Problems, fmt.Sprintf("failed again on a second boot (log %s)", again.Log))
+		return first
+	}
+	again.Status = "flaky"
+	again.Seconds += first.Seconds
+	again.Problems = append([]string{fmt.Sprintf("first boot failed (log %s), second passed:", first.Log)}, first.Problems...)
+	return again
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._+-]`)

@@ -44,6 +44,8 @@ func TestVerdict(t *testing.T) {
 	ok := kernelResult{Label: "6.1", Status: "ok"}
 	skipped := kernelResult{Label: "5.10", Status: "skipped"}
 	timeout := kernelResult{Label: "7.x", Status: "timeout"}
+	flaky := kernelResult{Label: "6.12", Status: "flaky"}
+	failed := kernelResult{Label: "6.12", Status: "failed"}
 	bins := []string{"loader.test"}
 	for _, c := range []struct {
 		name   string
@@ -55,6 +57,8 @@ func TestVerdict(t *testing.T) {
 		{"one skipped in the matrix", report{Kernels: []kernelResult{ok, ok, ok, skipped}, Binaries: bins}, true, "only 3 of the 4 kernels of the matrix ran"},
 		{"one explicit kernel", report{Kernels: []kernelResult{ok}, Binaries: bins}, false, ""},
 		{"timeout", report{Kernels: []kernelResult{ok, ok, ok, timeout}, Binaries: bins}, true, "7.x: timeout"},
+		{"flaky passes, reported", report{Kernels: []kernelResult{ok, ok, flaky, ok}, Binaries: bins}, true, ""},
+		{"failed twice", report{Kernels: []kernelResult{ok, ok, failed, ok}, Binaries: bins}, true, "6.12: failed"},
 		{"build failure", report{Kernels: []kernelResult{ok}, Binaries: bins, BuildFailed: []buildFailure{{Package: "x"}}}, false, "tests of x do not build"},
 		{"nothing built", report{Kernels: []kernelResult{ok}}, false, "no test binaries"},
 	} {
