@@ -64,7 +64,7 @@ func TestParseProcStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.PID != 4242 || k.Comm != "my (odd) daemon" || k.PPID != 1 || k.PGID != 4242 || k.SID != 4242 || k.Start != 1234*clockTick {
+	if k.PID != 4242 || k.Comm != "my (odd) daemon" || k.PPID != 1 || k.PGID != 4242 || k.SID != 4242 || k.Start != 1234*ClockTick {
 		t.Errorf("parsed %+v", k)
 	}
 	for _, bad := range []string{"", "12 no name", "12 (x) S 1 2", "x (y) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 0 0 0 0 5 0"} {

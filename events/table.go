@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// clockTick is the unit of /proc/PID/stat's start time (USER_HZ, 100 on Linux).
-const clockTick = 10 * time.Millisecond
+// ClockTick is the unit of /proc/PID/stat's start time (USER_HZ, 100 on Linux).
+const ClockTick = 10 * time.Millisecond
 
 // Known is what the table remembers of one process.
 type Known struct {
@@ -23,10 +23,10 @@ type Known struct {
 	Comm  string
 }
 
-// sameStart compares start times at /proc's precision, so a process read from
+// SameStart compares start times at /proc's precision, so a process read from
 // /proc matches the same process seen by the kernel side.
-func sameStart(a, b time.Duration) bool {
-	return a/clockTick == b/clockTick
+func SameStart(a, b time.Duration) bool {
+	return a/ClockTick == b/ClockTick
 }
 
 // Table remembers processes adoptwatch knows of: those running at start-up and
@@ -78,7 +78,7 @@ func (t *Table) compact() {
 
 // Forget drops a process that has exited, if the table still holds that one.
 func (t *Table) Forget(pid uint32, start time.Duration) {
-	if k, ok := t.procs[pid]; ok && sameStart(k.Start, start) {
+	if k, ok := t.procs[pid]; ok && SameStart(k.Start, start) {
 		delete(t.procs, pid)
 	}
 }
@@ -87,7 +87,7 @@ func (t *Table) Forget(pid uint32, start time.Duration) {
 // matches: its start time differs.
 func (t *Table) Lookup(pid uint32, start time.Duration) (Known, bool) {
 	k, ok := t.procs[pid]
-	if !ok || !sameStart(k.Start, start) {
+	if !ok || !SameStart(k.Start, start) {
 		return Known{}, false
 	}
 	return k, true
@@ -220,6 +220,6 @@ func ParseProcStat(data []byte) (Known, error) {
 	}
 	return Known{
 		PID: uint32(pid), PPID: uint32(ppid), PGID: uint32(pgid), SID: uint32(sid),
-		Start: time.Duration(start) * clockTick, Comm: string(data[open+1 : end]),
+		Start: time.Duration(start) * ClockTick, Comm: string(data[open+1 : end]),
 	}, nil
 }

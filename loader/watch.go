@@ -20,8 +20,8 @@ import (
 	"github.com/adoptwatch/adoptwatch/events"
 )
 
-// nsPerTick is /proc/PID/stat's unit of start time (USER_HZ = 100).
-const nsPerTick = 10_000_000
+// nsPerTick is /proc/PID/stat's unit of start time, in the kernel's nanoseconds.
+const nsPerTick = uint64(events.ClockTick)
 
 // seedPasses bounds how often the /proc walk is repeated to catch processes
 // forked while it ran.
@@ -65,7 +65,7 @@ func readProcs(procRoot string) (map[int]proc, error) {
 		if err != nil {
 			continue // gone meanwhile
 		}
-		out[pid] = proc{pid: pid, ppid: int(k.PPID), startTicks: uint64(k.Start / nsPerTick)}
+		out[pid] = proc{pid: pid, ppid: int(k.PPID), startTicks: uint64(k.Start / events.ClockTick)}
 	}
 	return out, nil
 }

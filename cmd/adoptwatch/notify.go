@@ -132,12 +132,9 @@ func newSignalSink(pids, sigs []string, force bool, p *printer) (*signalSink, er
 	return s, nil
 }
 
-// clockTick is /proc's start-time precision: the targets' start times come from there.
-const clockTick = 10 * time.Millisecond
-
 func (s *signalSink) Adoption(a *events.Adoption, _ []byte) {
 	for _, t := range s.targets {
-		if a.NewParent.PID != uint32(t.PID) || a.NewParent.Start/clockTick != t.Start/clockTick {
+		if a.NewParent.PID != uint32(t.PID) || !events.SameStart(a.NewParent.Start, t.Start) {
 			continue
 		}
 		err := t.Notify(a.Child.PID, a.Child.UID, a.PrevParent.PID)

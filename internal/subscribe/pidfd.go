@@ -18,9 +18,6 @@ const (
 	PidfdMismatch    = "mismatch"    // the pid now names another process (pid reused)
 )
 
-// clockTick is the precision of /proc/PID/stat's start time (USER_HZ = 100).
-const clockTick = 10 * time.Millisecond
-
 // OpenPidfd opens a pidfd of the process (pid, start) and checks that it is
 // that process, not a later one that reuses the pid. It returns the fd (or -1)
 // and the status for the record; statuses other than PidfdPassed come with -1.
@@ -49,7 +46,7 @@ func OpenPidfd(pid uint32, start time.Duration) (int, string) {
 		unix.Close(fd)
 		return -1, "error: " + statErr.Error()
 	}
-	if k.Start/clockTick != start/clockTick {
+	if !events.SameStart(k.Start, start) {
 		unix.Close(fd)
 		return -1, PidfdMismatch
 	}

@@ -6,9 +6,6 @@ import (
 	"github.com/adoptwatch/adoptwatch/events"
 )
 
-// clockTick is the precision of /proc/PID/stat start times (USER_HZ = 100).
-const clockTick = 10 * time.Millisecond
-
 // Ident is a process identity: pid and start time (CLOCK_BOOTTIME). A pid
 // alone may have been reused.
 type Ident struct {
@@ -19,7 +16,7 @@ type Ident struct {
 // Same compares at /proc's precision, so a process read from /proc matches
 // the same process seen by the kernel side.
 func (a Ident) Same(b Ident) bool {
-	return a.PID == b.PID && a.Start/clockTick == b.Start/clockTick
+	return a.PID == b.PID && events.SameStart(a.Start, b.Start)
 }
 
 // Candidate is a process of the launch tree that was adopted: by run itself
