@@ -6,35 +6,16 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/internal/rawfork"
 )
 
-// The workloads fork without exec from a Go process, the way C programs do.
-// After fork only the calling thread exists in the child and the Go runtime
-// must not run there: each child half is a nosplit function making raw system
-// calls only. Signals are blocked around the fork so no Go handler runs in a
-// child. The caller reaps.
-
-// withSignalsBlocked runs f on a locked thread with all signals blocked.
-func withSignalsBlocked(f func() (uintptr, syscall.Errno)) (int, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var all, old unix.Sigset_t
-	for i := range all.Val {
-		all.Val[i] = ^uint64(0)
-	}
-	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &all, &old); err != nil {
-		return 0, err
-	}
-	defer unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
-	pid, errno := f()
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(pid), nil
-}
+// The workloads fork without exec from a Go process, the way C programs do:
+// each child half is a nosplit function making raw system calls only, run
+// through rawfork.Run. The caller reaps.
 
 // ForkExit forks a child that exits at once; it returns the child's pid.
-func ForkExit() (int, error) { return withSignalsBlocked(forkExit) }
+func ForkExit() (int, error) { return rawfork.Run(forkExit) }
 
 //go:nosplit
 //go:norace
@@ -66,7 +47,7 @@ func NewExecer(path string) (*Execer, error) {
 // ForkExec forks a child that execs the program; it returns the child's pid.
 // If execve fails the child exits with status 127.
 func (e *Execer) ForkExec() (int, error) {
-	pid, err := withSignalsBlocked(func() (uintptr, syscall.Errno) {
+	pid, err := rawfork.Run(func() (uintptr, syscall.Errno) {
 		return forkExec(uintptr(unsafe.Pointer(e.path)),
 			uintptr(unsafe.Pointer(&e.argv[0])), uintptr(unsafe.Pointer(&e.envp[0])))
 	})
@@ -90,7 +71,7 @@ func forkExec(path, argv, envp uintptr) (uintptr, syscall.Errno) {
 // forks the daemon and exits; the daemon exits at once. The daemon (alive or
 // already a zombie) is adopted when the middle exits: one adoption each. It
 // returns the middle's pid; the daemon is reaped by the caller's subreaper.
-func DoubleFork() (int, error) { return withSignalsBlocked(doubleFork) }
+func DoubleFork() (int, error) { return rawfork.Run(doubleFork) }
 
 //go:nosplit
 //go:norace
@@ -108,7 +89,7 @@ func doubleFork() (uintptr, syscall.Errno) {
 
 // ForkPause forks a child that sleeps in pause() until killed. It dies with its
 // parent too (PR_SET_PDEATHSIG), so none is ever left to PID 1.
-func ForkPause() (int, error) { return withSignalsBlocked(forkPause) }
+func ForkPause() (int, error) { return rawfork.Run(forkPause) }
 
 //go:nosplit
 //go:norace
