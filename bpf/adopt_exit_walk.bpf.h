@@ -14,16 +14,16 @@
  * pending_children).
  */
 
-static __always_inline void snapshot_children(struct task_struct *task)
+static __always_inline void snapshot_children(struct task_struct *task, __u32 copy)
 {
 	struct list_head *head = &task->children;
 	struct list_head *pos = BPF_CORE_READ(task, children.next);
-	__u32 zero = 0, tid;
+	__u32 tid;
 
 	if (pos == head)
 		return; /* no children: the common case */
 
-	struct children_snapshot *snap = bpf_map_lookup_elem(&snapshot_scratch, &zero);
+	struct children_snapshot *snap = bpf_map_lookup_elem(&snapshot_scratch, &copy);
 	if (!snap)
 		return;
 	snap->count = 0;

@@ -32,15 +32,15 @@ static __always_inline void append_ancestor(struct lineage *lin, struct task_str
 /* The child of an explicitly unwatched parent stays unwatched even where
  * entry-less processes count as watched (watch_all, a cgroup): it gets an entry
  * that says so. */
-static __always_inline void mark_unwatched(struct proc_key *child_key, struct lineage *parent_lin)
+static __always_inline void mark_unwatched(struct proc_key *child_key, struct lineage *parent_lin,
+					   __u32 copy)
 {
-	__u32 zero = 0;
 	struct lineage *lin = parent_lin;
 
 	if (!watch_all && !watch_cgroup_id)
 		return; /* entry-less children are unwatched anyway */
 	if (!lin) {
-		lin = bpf_map_lookup_elem(&lineage_scratch, &zero);
+		lin = bpf_map_lookup_elem(&lineage_scratch, &copy);
 		if (!lin)
 			return;
 		__builtin_memset(lin, 0, sizeof(*lin));
@@ -53,10 +53,9 @@ static __always_inline void mark_unwatched(struct proc_key *child_key, struct li
 
 /* Returns the new child's lineage entry, or NULL when the child is not watched. */
 static __always_inline struct lineage *inherit_lineage(struct task_struct *parent,
-							struct task_struct *child)
+							struct task_struct *child, __u32 copy)
 {
 	struct proc_key parent_key, child_key;
-	__u32 zero = 0;
 	bool off;
 
 	proc_key_of(parent, &parent_key);
@@ -69,11 +68,11 @@ static __always_inline struct lineage *inherit_lineage(struct task_struct *paren
 	child_key.start_ns = BPF_CORE_READ(child, start_boottime);
 	if (!is_watched(parent, parent_lin, child, &off)) {
 		if (off)
-			mark_unwatched(&child_key, parent_lin);
+			mark_unwatched(&child_key, parent_lin, copy);
 		return NULL;
 	}
 
-	struct lineage *lin = bpf_map_lookup_elem(&lineage_scratch, &zero);
+	struct lineage *lin = bpf_map_lookup_elem(&lineage_scratch, &copy);
 	if (!lin)
 		return NULL;
 	if (parent_lin) {
@@ -97,22 +96,24 @@ static __always_inline struct lineage *inherit_lineage(struct task_struct *paren
 static __always_inline void record_fork(struct task_struct *parent, struct task_struct *child);
 static __always_inline void record_exec(struct task_struct *task);
 static __always_inline void record_exit(struct task_struct *task);
-static __always_inline void snapshot_children(struct task_struct *task);
+static __always_inline void snapshot_children(struct task_struct *task, __u32 copy);
 static __always_inline void resolve_freed_child(struct task_struct *child);
 
-static __always_inline void handle_fork(struct task_struct *parent, struct task_struct *child)
+static __always_inline void handle_fork(struct task_struct *parent, struct task_struct *child,
+					__u32 copy)
 {
 	/* A new thread is not a new process: it shares its process's lineage. */
 	if (BPF_CORE_READ(child, tgid) == BPF_CORE_READ(parent, tgid))
 		return;
-	if (!inherit_lineage(parent, child))
+	if (!inherit_lineage(parent, child, copy))
 		return;
 	if (emit_task_records)
 		record_fork(parent, child);
 }
 
-static __always_inline void handle_exec(struct task_struct *task)
+static __always_inline void handle_exec(struct task_struct *task, __u32 copy)
 {
+	(void)copy; /* exec builds nothing in scratch */
 	struct lineage *lin = lineage_of(task);
 	bool off;
 
@@ -122,10 +123,10 @@ static __always_inline void handle_exec(struct task_struct *task)
 		record_exec(task);
 }
 
-static __always_inline void handle_exit(struct task_struct *task)
+static __always_inline void handle_exit(struct task_struct *task, __u32 copy)
 {
 	if (exit_walk)
-		snapshot_children(task);
+		snapshot_children(task, copy);
 	if (emit_task_records && watched(task))
 		record_exit(task);
 }
@@ -141,7 +142,10 @@ static __always_inline void handle_exit(struct task_struct *task)
  * misses. The last copy clears the slot, so the next event about the same
  * task (a second exec, or a new task in a reused task struct) is claimed anew.
  * An event is unseen only if all three are busy on that CPU; the last copy's
- * recursion misses bound that (Counters.UnseenEvents). After an interleaving
+ * recursion misses bound that (Counters.UnseenEvents). Each copy builds its
+ * values in its own scratch slot (`copy`): a preempted copy's half-built value
+ * must not be overwritten by the copy that takes over, and no copy can run
+ * twice at once on one CPU. After an interleaving
  * an event may be handled twice: harmless, as the work is idempotent (a
  * --all record may then be printed twice).
  */
@@ -163,6 +167,7 @@ static __always_inline void handle_exit(struct task_struct *task)
 	SEC("raw_tp/" #tp)                                                      \
 	int BPF_PROG(name, __VA_ARGS__)                                         \
 	{                                                                       \
+		const __u32 copy = 0;                                           \
 		if (name##_claim(task_arg, false))                              \
 			handle;                                                 \
 		return 0;                                                       \
@@ -170,6 +175,7 @@ static __always_inline void handle_exit(struct task_struct *task)
 	SEC("raw_tp/" #tp)                                                      \
 	int BPF_PROG(name##_spare, __VA_ARGS__)                                 \
 	{                                                                       \
+		const __u32 copy = 1;                                           \
 		if (name##_claim(task_arg, false)) {                            \
 			count(COUNTER_SPARE_RUNS);                              \
 			handle;                                                 \
@@ -179,6 +185,7 @@ static __always_inline void handle_exit(struct task_struct *task)
 	SEC("raw_tp/" #tp)                                                      \
 	int BPF_PROG(name##_spare2, __VA_ARGS__)                                \
 	{                                                                       \
+		const __u32 copy = 2;                                           \
 		if (name##_claim(task_arg, true)) {                             \
 			count(COUNTER_SPARE_RUNS);                              \
 			handle;                                                 \
@@ -186,10 +193,10 @@ static __always_inline void handle_exit(struct task_struct *task)
 		return 0;                                                       \
 	}
 
-COPIES(sched_process_fork, on_fork, 0, child, handle_fork(parent, child),
+COPIES(sched_process_fork, on_fork, 0, child, handle_fork(parent, child, copy),
        struct task_struct *parent, struct task_struct *child)
-COPIES(sched_process_exec, on_exec, 1, task, handle_exec(task), struct task_struct *task)
-COPIES(sched_process_exit, on_exit, 2, task, handle_exit(task), struct task_struct *task)
+COPIES(sched_process_exec, on_exec, 1, task, handle_exec(task, copy), struct task_struct *task)
+COPIES(sched_process_exit, on_exit, 2, task, handle_exit(task, copy), struct task_struct *task)
 
 /* The task struct is freed: its process can no longer be adopted or be an ancestor
  * that user space must find, so its lineage entry goes. */

@@ -118,17 +118,20 @@ struct {
 	__type(value, struct pending_child);
 } pending_children SEC(".maps");
 
-/* Values too large for the 512-byte BPF stack are built here. */
+/* Values too large for the 512-byte BPF stack are built here, one slot per
+ * copy of a program (see COPIES in lineage.bpf.h). */
+#define SCRATCH_SLOTS 3
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct lineage);
 } lineage_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct children_snapshot);
 } snapshot_scratch SEC(".maps");

@@ -354,6 +354,16 @@ func TestBurst(t *testing.T) {
 		for pid, k := range seen {
 			if k != 1 {
 				t.Errorf("middle %d: %d adoptions reported, want 1", pid, k)
+				for _, a := range got {
+					if a.PrevParent.PID == pid {
+						t.Logf("  adoption of %d (lineage %v) from %d", a.Child.PID, describe(a.Lineage), a.PrevParent.PID)
+					}
+				}
+			}
+		}
+		for pid := range middles {
+			if seen[pid] == 0 && len(got) >= n {
+				t.Logf("no adoption from middle %d", pid)
 			}
 		}
 		t.Logf("%d daemonisations in %v: %d adoptions reported, %d lost (counted in the kernel); counters %+v",
