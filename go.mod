@@ -2,9 +2,11 @@ module github.com/adoptwatch/adoptwatch
 
 go 1.26.8
 
+require github.com/cavaliergopher/cpio v1.0.1
+
 require (
-	github.com/cavaliergopher/cpio v1.0.1
 	github.com/cilium/ebpf v0.22.0 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/spf13/pflag v1.1.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )

@@ -90,12 +90,14 @@ type Unreaped struct {
 	Oldest time.Duration
 }
 
-// Reaped reports that a zombie once reported as Unreaped has been reaped.
+// Reaped says that an adopted zombie has been reaped. It is a "reaped" event
+// only if Reported: the zombie had been reported Unreaped.
 type Reaped struct {
-	Time   time.Time // when it was reaped
-	Zombie Entry
-	Waited time.Duration // from exit to reap
-	Held   int           // zombies its reaper still leaves unreaped past ZombieAfter
+	Time     time.Time // when it was reaped
+	Zombie   Entry
+	Waited   time.Duration // from exit to reap
+	Held     int           // zombies its reaper still leaves unreaped past ZombieAfter
+	Reported bool
 }
 
 // Stats count what the tracker did and what its bound dropped.
@@ -239,29 +241,30 @@ func (t *Tracker) OnExit(id ID, at time.Time, status uint32) {
 	}
 }
 
-// OnReaped notes that a process was reaped (released by the kernel). If it had
-// been reported unreaped, the Reaped event is returned.
-func (t *Tracker) OnReaped(id ID, at time.Time) (Reaped, bool) {
+// OnReaped notes that a process was reaped (released by the kernel). For a
+// followed process that had exited it returns how long it waited (ok); only
+// if r.Reported (it had been reported unreaped) is that a "reaped" event: a
+// reaper that reaps within ZombieAfter produces none, but its delay still
+// counts for the reaped-after histogram.
+func (t *Tracker) OnReaped(id ID, at time.Time) (r Reaped, ok bool) {
 	e := t.lookup(id)
 	if e == nil {
 		return Reaped{}, false
 	}
-	reported := e.Reported
-	var waited time.Duration
-	if !e.Exited.IsZero() {
-		waited = max(at.Sub(e.Exited), 0)
-	}
 	rs := t.reapers[reaperID(e.Reaper)]
+	snap := e.snapshot()
 	t.remove(e)
-	if !reported {
-		return Reaped{}, false
+	if snap.Exited.IsZero() {
+		return Reaped{}, false // the exit was not seen: no delay to tell
 	}
-	t.stats.ReapedTotal++
-	held := 0
+	r = Reaped{Time: at, Zombie: snap, Waited: max(at.Sub(snap.Exited), 0), Reported: snap.Reported}
 	if rs != nil {
-		held = len(rs.reported)
+		r.Held = len(rs.reported)
 	}
-	return Reaped{Time: at, Zombie: e.snapshot(), Waited: waited, Held: held}, true
+	if r.Reported {
+		t.stats.ReapedTotal++
+	}
+	return r, true
 }
 
 // Tick reports the zombies that have waited longer than ZombieAfter by now:

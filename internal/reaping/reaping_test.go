@@ -77,7 +77,7 @@ func TestUnreapedOnceAfterThresholdThenReaped(t *testing.T) {
 	}
 
 	r, ok := tr.OnReaped(idOf(a), c.advance(time.Second))
-	if !ok {
+	if !ok || !r.Reported {
 		t.Fatal("no reaped event for a reported zombie")
 	}
 	if want := c.now.Sub(exitedAt); r.Waited != want || r.Held != 0 || r.Zombie.Process.PID != 1000 {
@@ -98,8 +98,12 @@ func TestPromptReaperProducesNothing(t *testing.T) {
 	a := adoption(1000, reaper, events.ReaperInit, c.now)
 	tr.OnAdopt(a)
 	tr.OnExit(idOf(a), c.advance(time.Second), 0)
-	if _, ok := tr.OnReaped(idOf(a), c.advance(9*time.Second)); ok {
-		t.Fatal("reaped event for a zombie reaped in time")
+	r, ok := tr.OnReaped(idOf(a), c.advance(9*time.Second))
+	if !ok || r.Reported {
+		t.Fatalf("a zombie reaped in time: want its delay and no event, got %+v %v", r, ok)
+	}
+	if r.Waited != 9*time.Second {
+		t.Errorf("waited %v, want 9s", r.Waited)
 	}
 	if got := tr.Tick(c.advance(time.Hour)); len(got) != 0 {
 		t.Fatalf("unreaped event for a reaped process: %+v", got)
@@ -153,7 +157,7 @@ func TestHeldCountsPerReaper(t *testing.T) {
 		t.Errorf("by kind %v", k)
 	}
 	r, ok := tr.OnReaped(ids[3], c.advance(time.Second))
-	if !ok || r.Held != 11 {
+	if !ok || !r.Reported || r.Held != 11 {
 		t.Errorf("reaped %+v %v: want held 11", r, ok)
 	}
 }
@@ -221,7 +225,7 @@ func TestSeededMatchesKernelIdentity(t *testing.T) {
 	if len(got) != 1 || got[0].Zombie.Origin != OriginPreexisting || !got[0].Zombie.Adopted.IsZero() {
 		t.Fatalf("want the pre-existing child reported as such: %+v", got)
 	}
-	if _, ok := tr.OnReaped(ID{50, kernelStart}, c.now); !ok {
+	if r, ok := tr.OnReaped(ID{50, kernelStart}, c.now); !ok || !r.Reported {
 		t.Fatal("reap by kernel identity not matched")
 	}
 }
@@ -273,7 +277,7 @@ func TestReadoptedZombieMovesReaper(t *testing.T) {
 		t.Fatalf("reported again after re-adoption: %+v", got)
 	}
 	r, ok := tr.OnReaped(idOf(a), c.advance(time.Second))
-	if !ok || r.Zombie.Reaper.PID != otherReaper.PID || r.Waited != c.now.Sub(exited) {
+	if !ok || !r.Reported || r.Zombie.Reaper.PID != otherReaper.PID || r.Waited != c.now.Sub(exited) {
 		t.Fatalf("reaped %+v %v", r, ok)
 	}
 }
@@ -349,6 +353,17 @@ func TestSnapshot(t *testing.T) {
 	snap = tr.Snapshot()
 	if len(snap) != 2 || snap[1].Lineage[0].Comm != "bash" {
 		t.Fatalf("after reap: %+v", snap)
+	}
+}
+
+// A reap whose exit was not seen has no delay to tell.
+func TestReapWithoutExit(t *testing.T) {
+	c := newClock()
+	tr := New(Config{})
+	a := adoption(900, reaper, events.ReaperInit, c.now)
+	tr.OnAdopt(a)
+	if _, ok := tr.OnReaped(idOf(a), c.advance(time.Second)); ok || tr.Stats().Followed != 0 {
+		t.Fatal("a reap without a seen exit gave a delay, or left the entry")
 	}
 }
 
