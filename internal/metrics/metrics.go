@@ -1,0 +1,221 @@
+// Package metrics exposes adoptwatch's counts to Prometheus (--metrics ADDR):
+// adoptions, unreaped zombies and reap delays, what the kernel side and the
+// sinks counted and lost, and build info. It uses its own registry, never
+// the process-wide default one.
+//
+// Counts owned elsewhere (the kernel's counters, the reaping tracker's state,
+// the subscriber socket's totals) are read at scrape time from functions the
+// caller supplies, so nothing is counted twice. Only events that no one else
+// counts (adoptions by label, unreaped and reaped events, notifications)
+// are counted here.
+//
+// Labels are bounded: reaper kind, pattern, hook and errno take a handful of
+// values each. Unit and container labels are off unless Options.ContextLabels
+// is set: each distinct unit or container then makes new series, which a
+// host that runs many short-lived containers turns into unbounded
+// cardinality for the scraper.
+package metrics
+
+import (
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/reaping"
+	"github.com/adoptwatch/adoptwatch/loader"
+)
+
+const namespace = "adoptwatch"
+
+// ReaperKinds are the values of the reaper_kind label; each is always
+// exposed, so sum() and rate() never see a series appear from nothing.
+var ReaperKinds = []events.Reaper{events.ReaperInit, events.ReaperSubreaper, events.ReaperNS, events.ReaperOther}
+
+// Options configure the metrics.
+type Options struct {
+	Hook    events.Hook // the hook in use, for adoptwatch_build_info
+	Version string      // "" : the module version from the build info
+	// ZombieAfter is added to the reaped-after histogram's buckets, so that
+	// the bucket le=ZombieAfter splits prompt reaps from reported ones.
+	ZombieAfter time.Duration
+	// ContextLabels adds "unit" and "container" labels to
+	// adoptwatch_adoptions_total, filled by Context. Off by default: see the
+	// package comment for its cardinality risk.
+	ContextLabels bool
+	Context       func(*events.Adoption) (unit, container string)
+}
+
+// SocketStats is what the subscriber socket reports at scrape time.
+type SocketStats struct {
+	Subscribers uint64            // connected now
+	Accepted    uint64            // connections admitted since start
+	Refused     uint64            // connections refused (credentials, shutdown)
+	Disconnects map[string]uint64 // by reason: "overflow", "write-error", ...
+	Sent        uint64            // records sent
+	Dropped     uint64            // records dropped for subscribers that overflowed
+}
+
+// Sources are read at scrape time; a nil source exposes nothing. Each must be
+// safe to call from the HTTP server's goroutine.
+type Sources struct {
+	Kernel  func() (loader.Counters, error)
+	Reaping func() (reaping.Stats, map[events.Reaper]int)
+	Socket  func() SocketStats
+}
+
+// Metrics holds the registry and the counters of events.
+type Metrics struct {
+	Registry *prometheus.Registry
+	opts     Options
+
+	adoptions     *prometheus.CounterVec
+	unreaped      *prometheus.CounterVec
+	reaped        *prometheus.CounterVec
+	reapedAfter   *prometheus.HistogramVec
+	notifyOK      prometheus.Counter
+	notifyFailed  *prometheus.CounterVec
+	scrapeFailure *prometheus.CounterVec
+}
+
+// New registers every metric on a new registry.
+func New(opts Options, src Sources) (*Metrics, error) {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{Registry: reg, opts: opts}
+	adoptionLabels := []string{"reaper_kind", "pattern", "hook"}
+	if opts.ContextLabels {
+		adoptionLabels = append(adoptionLabels, "unit", "container")
+	}
+	m.adoptions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "adoptions_total",
+		Help: "Adoptions reported, by the kind of the new parent, how the process escaped, and the kernel hook that saw them.",
+	}, adoptionLabels)
+	m.unreaped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "unreaped_events_total",
+		Help: "Adopted zombies reported as left unreaped by their reaper past --zombie-after.",
+	}, []string{"reaper_kind"})
+	m.reaped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "reaped_events_total",
+		Help: "Adopted zombies reported unreaped that were reaped later.",
+	}, []string{"reaper_kind"})
+	m.reapedAfter = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "reaped_after_seconds",
+		Help:    "Time from an adopted process's exit to its reap by the reaper, for every adoptee whose exit was seen.",
+		Buckets: reapBuckets(opts.ZombieAfter),
+	}, []string{"reaper_kind"})
+	m.notifyOK = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "notify_deliveries_total",
+		Help: "Adoption signals queued to a --notify-pid reaper.",
+	})
+	m.notifyFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "notify_failures_total",
+		Help: "Adoption signals that could not be queued, by errno (EAGAIN: the reaper's signal queue is full; ESRCH: the reaper is gone).",
+	}, []string{"errno"})
+	m.scrapeFailure = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "metrics_source_errors_total",
+		Help: "Scrapes in which a source of counts could not be read (its metrics were left out of that scrape).",
+	}, []string{"source"})
+	for _, k := range ReaperKinds {
+		m.unreaped.WithLabelValues(string(k))
+		m.reaped.WithLabelValues(string(k))
+		m.reapedAfter.WithLabelValues(string(k))
+	}
+	m.scrapeFailure.WithLabelValues("kernel")
+
+	version := opts.Version
+	if version == "" {
+		version = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Always 1: the version running and the adoption hook in use.",
+		ConstLabels: prometheus.Labels{"version": version, "hook": string(opts.Hook)},
+	})
+	buildInfo.Set(1)
+
+	cs := []prometheus.Collector{m.adoptions, m.unreaped, m.reaped, m.reapedAfter, m.notifyOK, m.notifyFailed,
+		m.scrapeFailure, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+	if src.Kernel != nil {
+		cs = append(cs, newKernelCollector(src.Kernel, m.scrapeFailure.WithLabelValues("kernel")))
+	}
+	if src.Reaping != nil {
+		cs = append(cs, &reapingCollector{read: src.Reaping})
+	}
+	if src.Socket != nil {
+		cs = append(cs, &socketCollector{read: src.Socket})
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// reapBuckets spans prompt reaps (milliseconds) to reapers that never reap
+// (hours), with the --zombie-after threshold as one boundary.
+func reapBuckets(zombieAfter time.Duration) []float64 {
+	b := []float64{0.001, 0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 6 * 3600}
+	if z := zombieAfter.Seconds(); z > 0 && !slices.Contains(b, z) {
+		b = append(b, z)
+		slices.Sort(b)
+	}
+	return b
+}
+
+// Adoption counts one reported adoption.
+func (m *Metrics) Adoption(a *events.Adoption) {
+	labels := []string{string(a.Reaper), string(events.DaemonPattern(a.Lineage)), string(a.Hook)}
+	if m.opts.ContextLabels {
+		var unit, container string
+		if m.opts.Context != nil {
+			unit, container = m.opts.Context(a)
+		}
+		labels = append(labels, unit, container)
+	}
+	m.adoptions.WithLabelValues(labels...).Inc()
+}
+
+// Unreaped counts one unreaped event.
+func (m *Metrics) Unreaped(u reaping.Unreaped) {
+	m.unreaped.WithLabelValues(string(u.Zombie.Reaper.Kind)).Inc()
+}
+
+// Reaped records an adoptee's reap delay, and counts the reaped event if it is one.
+func (m *Metrics) Reaped(r reaping.Reaped) {
+	kind := string(r.Zombie.Reaper.Kind)
+	m.reapedAfter.WithLabelValues(kind).Observe(r.Waited.Seconds())
+	if r.Reported {
+		m.reaped.WithLabelValues(kind).Inc()
+	}
+}
+
+// NotifyDelivered counts one adoption signal queued.
+func (m *Metrics) NotifyDelivered() { m.notifyOK.Inc() }
+
+// NotifyFailed counts one adoption signal that could not be queued. errno is
+// its name (EAGAIN); anything else is counted as "other", to keep the label
+// bounded.
+func (m *Metrics) NotifyFailed(errno string) { m.notifyFailed.WithLabelValues(errnoLabel(errno)).Inc() }
+
+func errnoLabel(s string) string {
+	if len(s) < 2 || len(s) > 16 || s[0] != 'E' {
+		return "other"
+	}
+	for _, r := range s {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return "other"
+		}
+	}
+	return s
+}
