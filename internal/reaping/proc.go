@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
 )
@@ -19,18 +20,67 @@ import (
 // but not PR_SET_CHILD_SUBREAPER, which only the kernel's
 // task->signal->is_child_subreaper holds. So subreapers that were set before
 // adoptwatch started are not listed here; from then on, each adoption names
-// its reaper and its kind from the kernel's own flags.
+// its reaper and its kind from the kernel's own flags, and ChildrenFromProc
+// adds such a reaper's older children when it is first seen.
 func PreexistingFromProc(procRoot string, self int) ([]Preexisting, error) {
+	procs, err := readProcs(procRoot, self)
+	if err != nil {
+		return nil, err
+	}
+	reapers := map[uint32]Reaper{}
+	for _, p := range procs {
+		if n := len(p.nspid); n > 0 && p.nspid[n-1] == 1 {
+			kind := events.ReaperNS
+			if n == 1 {
+				kind = events.ReaperInit
+			}
+			reapers[p.PID] = Reaper{p.Process, kind}
+		}
+	}
+	var out []Preexisting
+	for _, p := range procs {
+		r, ok := reapers[p.PPID]
+		if !ok || r.Start > p.Start { // the parent's pid was reused: not this reaper
+			continue
+		}
+		out = append(out, Preexisting{Process: p.Process, Reaper: r, Zombie: p.zombie})
+	}
+	return out, nil
+}
+
+// ChildrenFromProc lists r's children that started before since (CLOCK_BOOTTIME,
+// adoptwatch's own start): once an adoption has shown that r is a reaper
+// (a subreaper set before adoptwatch started, which /proc does not show),
+// those may have been adopted before adoptwatch could see it. Children that
+// started later and were adopted were seen; the others r started itself.
+func ChildrenFromProc(procRoot string, r Reaper, since time.Duration) ([]Preexisting, error) {
+	procs, err := readProcs(procRoot, -1)
+	if err != nil {
+		return nil, err
+	}
+	var out []Preexisting
+	for _, p := range procs {
+		if p.PPID == r.PID && p.Start < since && p.Start >= r.Start/events.ClockTick*events.ClockTick {
+			out = append(out, Preexisting{Process: p.Process, Reaper: r, Zombie: p.zombie})
+		}
+	}
+	return out, nil
+}
+
+// procEntry is one process as /proc shows it.
+type procEntry struct {
+	events.Process
+	zombie bool
+	nspid  []uint32
+}
+
+// readProcs reads stat and status of every process in procRoot but self.
+func readProcs(procRoot string, self int) ([]procEntry, error) {
 	dirs, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil, err
 	}
-	type proc struct {
-		known  events.Known
-		zombie bool
-	}
-	var procs []proc
-	reapers := map[uint32]Reaper{}
+	var out []procEntry
 	for _, d := range dirs {
 		pid, err := strconv.ParseUint(d.Name(), 10, 32)
 		if err != nil || int(pid) == self {
@@ -44,25 +94,8 @@ func PreexistingFromProc(procRoot string, self int) ([]Preexisting, error) {
 		if err != nil {
 			continue
 		}
-		procs = append(procs, proc{k, st.state == "Z"})
-		if n := len(st.nspid); n > 0 && st.nspid[n-1] == 1 {
-			kind := events.ReaperNS
-			if n == 1 {
-				kind = events.ReaperInit
-			}
-			reapers[k.PID] = Reaper{events.Process{PID: k.PID, PPID: k.PPID, SID: k.SID, PGID: k.PGID,
-				Start: k.Start, Comm: k.Comm}, kind}
-		}
-	}
-	var out []Preexisting
-	for _, p := range procs {
-		r, ok := reapers[p.known.PPID]
-		if !ok || r.Start > p.known.Start { // the parent's pid was reused: not this reaper
-			continue
-		}
-		k := p.known
-		out = append(out, Preexisting{Process: events.Process{PID: k.PID, PPID: k.PPID, SID: k.SID,
-			PGID: k.PGID, Start: k.Start, Comm: k.Comm}, Reaper: r, Zombie: p.zombie})
+		out = append(out, procEntry{Process: events.Process{PID: k.PID, PPID: k.PPID, SID: k.SID, PGID: k.PGID,
+			Start: k.Start, Comm: k.Comm}, zombie: st.state == "Z", nspid: st.nspid})
 	}
 	return out, nil
 }

@@ -112,3 +112,30 @@ func TestPreexistingFromRealProc(t *testing.T) {
 		t.Errorf("reaper: %+v", zombie.Reaper)
 	}
 }
+
+func TestChildrenFromFakeProc(t *testing.T) {
+	root := t.TempDir()
+	writeProc(t, root, 1, 0, "init", "S", 1, "1")
+	writeProc(t, root, 50, 1, "tini", "S", 100, "50")  // a subreaper /proc cannot tell
+	writeProc(t, root, 51, 50, "old", "S", 150, "51")  // before adoptwatch (t=300): listed
+	writeProc(t, root, 52, 50, "dead", "Z", 160, "52") // a zombie from before: listed as such
+	writeProc(t, root, 53, 50, "new", "S", 400, "53")  // started after: tini forked it, or we saw it
+	writeProc(t, root, 54, 1, "other", "S", 150, "54") // someone else's child
+	r := Reaper{events.Process{PID: 50, Start: 100*events.ClockTick + 3*time.Millisecond, Comm: "tini"}, events.ReaperSubreaper}
+	got, err := ChildrenFromProc(root, r, 300*events.ClockTick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Process.PID != 51 || got[1].Process.PID != 52 || !got[1].Zombie || got[0].Zombie {
+		t.Fatalf("got %+v", got)
+	}
+	if got[0].Reaper.Kind != events.ReaperSubreaper {
+		t.Errorf("reaper %+v", got[0].Reaper)
+	}
+	// A reaper younger than the "children": a reused pid, not its children.
+	young := r
+	young.Start = 200 * events.ClockTick
+	if got, _ := ChildrenFromProc(root, young, 300*events.ClockTick); len(got) != 0 {
+		t.Errorf("children older than their reaper: %+v", got)
+	}
+}

@@ -134,6 +134,7 @@ type Tracker struct {
 	order   *list.List // *entry, oldest first: eviction order
 	due     dueHeap    // zombies not yet reported, by exit time
 	reapers map[reaperKey]*reaperState
+	seen    map[reaperKey]struct{} // reapers FirstSeen has reported
 	stats   Stats
 }
 
@@ -158,7 +159,8 @@ func New(cfg Config) *Tracker {
 	if cfg.Capacity <= 0 {
 		cfg.Capacity = DefaultCapacity
 	}
-	return &Tracker{cfg: cfg, byPID: map[uint32]*entry{}, order: list.New(), reapers: map[reaperKey]*reaperState{}}
+	return &Tracker{cfg: cfg, byPID: map[uint32]*entry{}, order: list.New(), reapers: map[reaperKey]*reaperState{},
+		seen: map[reaperKey]struct{}{}}
 }
 
 // ZombieAfter is the configured threshold.
@@ -206,6 +208,24 @@ func (t *Tracker) OnAdopt(a *events.Adoption) {
 	if a.Zombie && e.Exited.IsZero() {
 		t.exited(e, a.Time, 0)
 	}
+}
+
+// maxSeenReapers bounds FirstSeen's memory: past it, it starts afresh, and a
+// reaper may be reported first-seen again (Seed ignores what it follows).
+const maxSeenReapers = 4096
+
+// FirstSeen reports whether r is a reaper not seen before, so that the caller
+// can Seed its children that predate adoptwatch (ChildrenFromProc).
+func (t *Tracker) FirstSeen(r Reaper) bool {
+	key := reaperID(r)
+	if _, ok := t.seen[key]; ok {
+		return false
+	}
+	if len(t.seen) >= maxSeenReapers {
+		clear(t.seen)
+	}
+	t.seen[key] = struct{}{}
+	return true
 }
 
 // Preexisting is a process that was a child of a reaper when adoptwatch started.

@@ -373,3 +373,22 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("defaults %v %d", tr.ZombieAfter(), tr.Capacity())
 	}
 }
+
+func TestFirstSeen(t *testing.T) {
+	tr := New(Config{})
+	r := Reaper{reaper, events.ReaperSubreaper}
+	if !tr.FirstSeen(r) || tr.FirstSeen(r) {
+		t.Fatal("first sight not reported exactly once")
+	}
+	reused := r
+	reused.Start += time.Hour
+	if !tr.FirstSeen(reused) {
+		t.Fatal("a new process on the reaper's pid is a new reaper")
+	}
+	for i := range maxSeenReapers + 10 {
+		tr.FirstSeen(Reaper{events.Process{PID: uint32(10000 + i)}, events.ReaperSubreaper})
+	}
+	if len(tr.seen) > maxSeenReapers {
+		t.Fatalf("unbounded: %d", len(tr.seen))
+	}
+}
