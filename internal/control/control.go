@@ -53,6 +53,10 @@ func ParseRequest(line string) (Request, error) {
 	return Request{}, fmt.Errorf("unknown request %q (want \"ps\" or \"ps json\")", line)
 }
 
+// DefaultPath is where `adoptwatch --control-socket` serves and `adoptwatch
+// ps` asks, unless told otherwise.
+const DefaultPath = "/run/adoptwatch.ctl"
+
 // ErrorPrefix starts the one line the server sends instead of an answer.
 const ErrorPrefix = "error: "
 
