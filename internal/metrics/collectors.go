@@ -3,6 +3,7 @@ package metrics
 import (
 	"reflect"
 	"sort"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -46,15 +47,20 @@ var kernelCounters = []kernelCounter{
 		help: "Forks, execs and exits that no program copy saw (all busy on that CPU): adoptions may be missing."},
 }
 
-// kernelCollector reads the kernel's running totals at scrape time.
+var sourceErrorsDesc = prometheus.NewDesc(namespace+"_metrics_source_errors_total",
+	"Scrapes in which a source of counts could not be read (its metrics were left out of that scrape).",
+	[]string{"source"}, nil)
+
+// kernelCollector reads the kernel's running totals at scrape time. A failed
+// read leaves them out of that scrape and is counted in the same scrape.
 type kernelCollector struct {
 	read   func() (loader.Counters, error)
-	failed prometheus.Counter
+	failed atomic.Uint64
 	descs  map[string]*prometheus.Desc // by name: built once, read concurrently
 }
 
-func newKernelCollector(read func() (loader.Counters, error), failed prometheus.Counter) *kernelCollector {
-	c := &kernelCollector{read: read, failed: failed, descs: map[string]*prometheus.Desc{}}
+func newKernelCollector(read func() (loader.Counters, error)) *kernelCollector {
+	c := &kernelCollector{read: read, descs: map[string]*prometheus.Desc{}}
 	for _, k := range kernelCounters {
 		if _, ok := c.descs[k.name]; ok {
 			continue
@@ -72,12 +78,16 @@ func (c *kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
+	ch <- sourceErrorsDesc
 }
 
 func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	counters, err := c.read()
 	if err != nil {
-		c.failed.Inc() // closed, or a map read failed: this scrape goes without
+		c.failed.Add(1) // closed, or a map read failed: this scrape goes without
+	}
+	ch <- prometheus.MustNewConstMetric(sourceErrorsDesc, prometheus.CounterValue, float64(c.failed.Load()), "kernel")
+	if err != nil {
 		return
 	}
 	v := reflect.ValueOf(counters)

@@ -73,13 +73,12 @@ type Metrics struct {
 	Registry *prometheus.Registry
 	opts     Options
 
-	adoptions     *prometheus.CounterVec
-	unreaped      *prometheus.CounterVec
-	reaped        *prometheus.CounterVec
-	reapedAfter   *prometheus.HistogramVec
-	notifyOK      prometheus.Counter
-	notifyFailed  *prometheus.CounterVec
-	scrapeFailure *prometheus.CounterVec
+	adoptions    *prometheus.CounterVec
+	unreaped     *prometheus.CounterVec
+	reaped       *prometheus.CounterVec
+	reapedAfter  *prometheus.HistogramVec
+	notifyOK     prometheus.Counter
+	notifyFailed *prometheus.CounterVec
 }
 
 // New registers every metric on a new registry.
@@ -115,16 +114,11 @@ func New(opts Options, src Sources) (*Metrics, error) {
 		Namespace: namespace, Name: "notify_failures_total",
 		Help: "Adoption signals that could not be queued, by errno (EAGAIN: the reaper's signal queue is full; ESRCH: the reaper is gone).",
 	}, []string{"errno"})
-	m.scrapeFailure = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "metrics_source_errors_total",
-		Help: "Scrapes in which a source of counts could not be read (its metrics were left out of that scrape).",
-	}, []string{"source"})
 	for _, k := range ReaperKinds {
 		m.unreaped.WithLabelValues(string(k))
 		m.reaped.WithLabelValues(string(k))
 		m.reapedAfter.WithLabelValues(string(k))
 	}
-	m.scrapeFailure.WithLabelValues("kernel")
 
 	version := opts.Version
 	if version == "" {
@@ -141,12 +135,12 @@ func New(opts Options, src Sources) (*Metrics, error) {
 	buildInfo.Set(1)
 
 	cs := []prometheus.Collector{m.adoptions, m.unreaped, m.reaped, m.reapedAfter, m.notifyOK, m.notifyFailed,
-		m.scrapeFailure, buildInfo,
+		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
 	if src.Kernel != nil {
-		cs = append(cs, newKernelCollector(src.Kernel, m.scrapeFailure.WithLabelValues("kernel")))
+		cs = append(cs, newKernelCollector(src.Kernel))
 	}
 	if src.Reaping != nil {
 		cs = append(cs, &reapingCollector{read: src.Reaping})
