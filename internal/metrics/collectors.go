@@ -1,7 +1,9 @@
 package metrics
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"sync/atomic"
 
@@ -178,4 +180,48 @@ func (c *socketCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(sentDesc, prometheus.CounterValue, float64(st.Sent))
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(st.Dropped))
+}
+
+var (
+	deliveriesDesc = prometheus.NewDesc(namespace+"_notify_deliveries_total",
+		"Adoption signals queued to a --notify-pid reaper.", nil, nil)
+	failuresDesc = prometheus.NewDesc(namespace+"_notify_failures_total",
+		"Adoption signals that could not be queued, by errno (EAGAIN: the reaper's signal queue is full; ESRCH: the reaper is gone).",
+		[]string{"errno"}, nil)
+)
+
+// notifyCollector reads the reaper-signal sink's totals at scrape time.
+type notifyCollector struct {
+	read func() NotifyStats
+}
+
+func (c *notifyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- deliveriesDesc
+	ch <- failuresDesc
+}
+
+func (c *notifyCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.read()
+	ch <- prometheus.MustNewConstMetric(deliveriesDesc, prometheus.CounterValue, float64(st.Delivered))
+	// Errno names are a small set, but the label is kept bounded whatever
+	// the source says: anything not shaped like one is "other".
+	failed := map[string]uint64{}
+	for errno, n := range st.Failed {
+		failed[errnoLabel(errno)] += n
+	}
+	for _, errno := range slices.Sorted(maps.Keys(failed)) {
+		ch <- prometheus.MustNewConstMetric(failuresDesc, prometheus.CounterValue, float64(failed[errno]), errno)
+	}
+}
+
+func errnoLabel(s string) string {
+	if len(s) < 2 || len(s) > 16 || s[0] != 'E' {
+		return "other"
+	}
+	for _, r := range s {
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return "other"
+		}
+	}
+	return s
 }

@@ -60,12 +60,19 @@ type SocketStats struct {
 	Dropped     uint64            // records dropped for subscribers that overflowed
 }
 
+// NotifyStats is what the reaper-signal sink reports at scrape time.
+type NotifyStats struct {
+	Delivered uint64            // signals queued
+	Failed    map[string]uint64 // by errno name (EAGAIN, ESRCH, ...)
+}
+
 // Sources are read at scrape time; a nil source exposes nothing. Each must be
 // safe to call from the HTTP server's goroutine.
 type Sources struct {
 	Kernel  func() (loader.Counters, error)
 	Reaping func() (reaping.Stats, map[events.Reaper]int)
 	Socket  func() SocketStats
+	Notify  func() NotifyStats
 }
 
 // Metrics holds the registry and the counters of events.
@@ -106,14 +113,6 @@ func New(opts Options, src Sources) (*Metrics, error) {
 		Help:    "Time from an adopted process's exit to its reap by the reaper, for every adoptee whose exit was seen.",
 		Buckets: reapBuckets(opts.ZombieAfter),
 	}, []string{"reaper_kind"})
-	m.notifyOK = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: namespace, Name: "notify_deliveries_total",
-		Help: "Adoption signals queued to a --notify-pid reaper.",
-	})
-	m.notifyFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "notify_failures_total",
-		Help: "Adoption signals that could not be queued, by errno (EAGAIN: the reaper's signal queue is full; ESRCH: the reaper is gone).",
-	}, []string{"errno"})
 	for _, k := range ReaperKinds {
 		m.unreaped.WithLabelValues(string(k))
 		m.reaped.WithLabelValues(string(k))
@@ -134,8 +133,7 @@ func New(opts Options, src Sources) (*Metrics, error) {
 	})
 	buildInfo.Set(1)
 
-	cs := []prometheus.Collector{m.adoptions, m.unreaped, m.reaped, m.reapedAfter, m.notifyOK, m.notifyFailed,
-		buildInfo,
+	cs := []prometheus.Collector{m.adoptions, m.unreaped, m.reaped, m.reapedAfter, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -147,6 +145,9 @@ func New(opts Options, src Sources) (*Metrics, error) {
 	}
 	if src.Socket != nil {
 		cs = append(cs, &socketCollector{read: src.Socket})
+	}
+	if src.Notify != nil {
+		cs = append(cs, &notifyCollector{read: src.Notify})
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -192,24 +193,4 @@ func (m *Metrics) Reaped(r reaping.Reaped) {
 	if r.Reported {
 		m.reaped.WithLabelValues(kind).Inc()
 	}
-}
-
-// NotifyDelivered counts one adoption signal queued.
-func (m *Metrics) NotifyDelivered() { m.notifyOK.Inc() }
-
-// NotifyFailed counts one adoption signal that could not be queued. errno is
-// its name (EAGAIN); anything else is counted as "other", to keep the label
-// bounded.
-func (m *Metrics) NotifyFailed(errno string) { m.notifyFailed.WithLabelValues(errnoLabel(errno)).Inc() }
-
-func errnoLabel(s string) string {
-	if len(s) < 2 || len(s) > 16 || s[0] != 'E' {
-		return "other"
-	}
-	for _, r := range s {
-		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
-			return "other"
-		}
-	}
-	return s
 }

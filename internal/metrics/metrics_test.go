@@ -106,6 +106,7 @@ type world struct {
 	kernel  loader.Counters
 	kerr    error
 	socket  SocketStats
+	notify  NotifyStats
 }
 
 func (w *world) sources() Sources {
@@ -124,6 +125,11 @@ func (w *world) sources() Sources {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			return w.socket
+		},
+		Notify: func() NotifyStats {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return w.notify
 		},
 	}
 }
@@ -164,6 +170,7 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 		SpareRuns: 12, UnseenEvents: 13}
 	w.socket = SocketStats{Subscribers: 2, Accepted: 5, Refused: 1,
 		Disconnects: map[string]uint64{"overflow": 1, "closed": 2}, Sent: 40, Dropped: 7}
+	w.notify = NotifyStats{Delivered: 2, Failed: map[string]uint64{"EAGAIN": 1, "a reason with spaces": 1, "some error": 2}}
 	m, srv := start(t, Options{Hook: events.HookExitWalk, ZombieAfter: 10 * time.Second}, w.sources())
 
 	node := events.Process{PID: 4242, Start: time.Second, Comm: "node"}
@@ -202,10 +209,6 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 	for _, u := range unreaped {
 		m.Unreaped(u)
 	}
-	m.NotifyDelivered()
-	m.NotifyDelivered()
-	m.NotifyFailed("EAGAIN")
-	m.NotifyFailed("a reason with spaces")
 
 	fams := scrape(t, srv.Addr())
 	checks := []struct {
@@ -237,7 +240,7 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 		{"adoptwatch_kernel_unseen_events_total", nil, 13},
 		{"adoptwatch_notify_deliveries_total", nil, 2},
 		{"adoptwatch_notify_failures_total", map[string]string{"errno": "EAGAIN"}, 1},
-		{"adoptwatch_notify_failures_total", map[string]string{"errno": "other"}, 1},
+		{"adoptwatch_notify_failures_total", map[string]string{"errno": "other"}, 3},
 		{"adoptwatch_socket_subscribers", nil, 2},
 		{"adoptwatch_socket_accepted_total", nil, 5},
 		{"adoptwatch_socket_refused_total", nil, 1},
