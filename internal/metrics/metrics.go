@@ -88,8 +88,9 @@ type Metrics struct {
 	notifyFailed *prometheus.CounterVec
 }
 
-// New registers every metric on a new registry.
-func New(opts Options, src Sources) (*Metrics, error) {
+// New registers the metrics of events, build info and the process's own
+// (Go runtime, memory, fds) on a new registry. Register adds the sources.
+func New(opts Options) (*Metrics, error) {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{Registry: reg, opts: opts}
 	adoptionLabels := []string{"reaper_kind", "pattern", "hook"}
@@ -133,10 +134,18 @@ func New(opts Options, src Sources) (*Metrics, error) {
 	})
 	buildInfo.Set(1)
 
-	cs := []prometheus.Collector{m.adoptions, m.unreaped, m.reaped, m.reapedAfter, buildInfo,
+	if err := m.register(m.adoptions, m.unreaped, m.reaped, m.reapedAfter, buildInfo,
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, err
 	}
+	return m, nil
+}
+
+// Register exposes the counts of the sources given (nil ones are left out).
+// Call it once: a second source of the same kind is an error.
+func (m *Metrics) Register(src Sources) error {
+	var cs []prometheus.Collector
 	if src.Kernel != nil {
 		cs = append(cs, newKernelCollector(src.Kernel))
 	}
@@ -149,12 +158,16 @@ func New(opts Options, src Sources) (*Metrics, error) {
 	if src.Notify != nil {
 		cs = append(cs, &notifyCollector{read: src.Notify})
 	}
+	return m.register(cs...)
+}
+
+func (m *Metrics) register(cs ...prometheus.Collector) error {
 	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
+		if err := m.Registry.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // reapBuckets spans prompt reaps (milliseconds) to reapers that never reap

@@ -146,8 +146,11 @@ func adoption(pid uint32, parent events.Process, kind events.Reaper, at time.Tim
 
 func start(t *testing.T, opts Options, src Sources) (*Metrics, *Server) {
 	t.Helper()
-	m, err := New(opts, src)
+	m, err := New(opts)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Register(src); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := Listen("127.0.0.1:0", m.Registry, t.Logf)
@@ -382,6 +385,21 @@ func TestFailingSourceCounted(t *testing.T) {
 	}
 }
 
+// A source registered twice is refused, not exposed twice.
+func TestRegisterTwice(t *testing.T) {
+	m, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{tracker: reaping.New(reaping.Config{})}
+	if err := m.Register(w.sources()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Register(Sources{Reaping: w.sources().Reaping}); err == nil {
+		t.Fatal("a second reaping source was accepted")
+	}
+}
+
 // Every field of loader.Counters is exposed exactly once, so a counter the
 // kernel side adds cannot be forgotten here.
 func TestEveryKernelCounterExposed(t *testing.T) {
@@ -416,7 +434,7 @@ func TestParseAddr(t *testing.T) {
 }
 
 func TestListenErrors(t *testing.T) {
-	reg, err := New(Options{}, Sources{})
+	reg, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
