@@ -109,8 +109,9 @@ type Stats struct {
 	UnreapedTotal uint64 // unreaped events emitted
 	ReapedTotal   uint64 // reaped events emitted
 	Evicted       uint64 // entries dropped because Capacity was reached
-	// Vanished counts zombies that were gone when they were due to be
-	// reported (the reap was not seen: a lost record); no event is emitted.
+	// Vanished counts followed processes found gone without their reap
+	// being seen (a lost record): zombies due to be reported, or entries
+	// checked by Gone. No event is emitted for them.
 	Vanished uint64
 	// Replaced counts entries dropped because their pid was seen again with
 	// another start time: the old process was reaped unseen.
@@ -285,6 +286,15 @@ func (t *Tracker) OnReaped(id ID, at time.Time) (r Reaped, ok bool) {
 		t.stats.ReapedTotal++
 	}
 	return r, true
+}
+
+// Gone drops a followed process found gone (its reap record was lost):
+// counted as Vanished. A process not followed is ignored.
+func (t *Tracker) Gone(id ID) {
+	if e := t.lookup(id); e != nil {
+		t.remove(e)
+		t.stats.Vanished++
+	}
 }
 
 // Tick reports the zombies that have waited longer than ZombieAfter by now:

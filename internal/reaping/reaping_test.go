@@ -392,3 +392,18 @@ func TestFirstSeen(t *testing.T) {
 		t.Fatalf("unbounded: %d", len(tr.seen))
 	}
 }
+
+func TestGone(t *testing.T) {
+	c := newClock()
+	tr := New(Config{ZombieAfter: time.Second})
+	a := adoption(1100, reaper, events.ReaperInit, c.now)
+	tr.OnAdopt(a)
+	tr.Gone(ID{PID: 1100, Start: a.Child.Start - time.Hour}) // an older process on that pid
+	if tr.Stats().Followed != 1 {
+		t.Fatal("Gone dropped another process's entry")
+	}
+	tr.Gone(idOf(a))
+	if s := tr.Stats(); s.Followed != 0 || s.Vanished != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
