@@ -114,7 +114,9 @@ var (
 	evictedDesc = prometheus.NewDesc(namespace+"_followed_evicted_total",
 		"Followed processes dropped because the tracker was full: their reap is not watched.", nil, nil)
 	vanishedDesc = prometheus.NewDesc(namespace+"_followed_vanished_total",
-		"Zombies found gone when due to be reported: their reap record was not seen.", nil, nil)
+		"Followed processes found gone without their reap record (a lost record).", nil, nil)
+	exitUnseenDesc = prometheus.NewDesc(namespace+"_followed_exit_unseen_total",
+		"Followed processes reaped whose exit was not seen (adopted while exiting): no delay measured.", nil, nil)
 )
 
 // reapingCollector reads the reaping tracker's state at scrape time.
@@ -123,7 +125,7 @@ type reapingCollector struct {
 }
 
 func (c *reapingCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{unreapedDesc, followedDesc, followedZombiesDesc, evictedDesc, vanishedDesc} {
+	for _, d := range []*prometheus.Desc{unreapedDesc, followedDesc, followedZombiesDesc, evictedDesc, vanishedDesc, exitUnseenDesc} {
 		ch <- d
 	}
 }
@@ -137,6 +139,7 @@ func (c *reapingCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(followedZombiesDesc, prometheus.GaugeValue, float64(st.Zombies))
 	ch <- prometheus.MustNewConstMetric(evictedDesc, prometheus.CounterValue, float64(st.Evicted))
 	ch <- prometheus.MustNewConstMetric(vanishedDesc, prometheus.CounterValue, float64(st.Vanished))
+	ch <- prometheus.MustNewConstMetric(exitUnseenDesc, prometheus.CounterValue, float64(st.ExitUnseen))
 }
 
 var (

@@ -116,6 +116,10 @@ type Stats struct {
 	// Replaced counts entries dropped because their pid was seen again with
 	// another start time: the old process was reaped unseen.
 	Replaced uint64
+	// ExitUnseen counts followed processes reaped whose exit was not seen
+	// (adopted while exiting): no delay to tell, and no unreaped report
+	// could have been made for them.
+	ExitUnseen uint64
 }
 
 // Config configures a Tracker.
@@ -276,6 +280,7 @@ func (t *Tracker) OnReaped(id ID, at time.Time) (r Reaped, ok bool) {
 	snap := e.snapshot()
 	t.remove(e)
 	if snap.Exited.IsZero() {
+		t.stats.ExitUnseen++
 		return Reaped{}, false // the exit was not seen: no delay to tell
 	}
 	r = Reaped{Time: at, Zombie: snap, Waited: max(at.Sub(snap.Exited), 0), Reported: snap.Reported}

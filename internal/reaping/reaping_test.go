@@ -365,6 +365,9 @@ func TestReapWithoutExit(t *testing.T) {
 	if _, ok := tr.OnReaped(idOf(a), c.advance(time.Second)); ok || tr.Stats().Followed != 0 {
 		t.Fatal("a reap without a seen exit gave a delay, or left the entry")
 	}
+	if s := tr.Stats(); s.ExitUnseen != 1 {
+		t.Errorf("stats %+v: the unseen exit not counted", s)
+	}
 }
 
 func TestDefaults(t *testing.T) {
