@@ -114,7 +114,9 @@ var (
 	evictedDesc = prometheus.NewDesc(namespace+"_followed_evicted_total",
 		"Followed processes dropped because the tracker was full: their reap is not watched.", nil, nil)
 	vanishedDesc = prometheus.NewDesc(namespace+"_followed_vanished_total",
-		"Followed processes found gone without their reap record (a lost record).", nil, nil)
+		"Adopted processes seen to exit, then found gone without their reap record (a lost record).", nil, nil)
+	unfollowedDesc = prometheus.NewDesc(namespace+"_followed_unfollowed_total",
+		"Listed processes found gone whose exit the kernel did not follow (there before adoptwatch, or reaped before it could follow them).", nil, nil)
 	exitUnseenDesc = prometheus.NewDesc(namespace+"_followed_exit_unseen_total",
 		"Followed processes reaped whose exit was not seen (adopted while exiting): no delay measured.", nil, nil)
 )
@@ -125,7 +127,7 @@ type reapingCollector struct {
 }
 
 func (c *reapingCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{unreapedDesc, followedDesc, followedZombiesDesc, evictedDesc, vanishedDesc, exitUnseenDesc} {
+	for _, d := range []*prometheus.Desc{unreapedDesc, followedDesc, followedZombiesDesc, evictedDesc, vanishedDesc, unfollowedDesc, exitUnseenDesc} {
 		ch <- d
 	}
 }
@@ -139,6 +141,7 @@ func (c *reapingCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(followedZombiesDesc, prometheus.GaugeValue, float64(st.Zombies))
 	ch <- prometheus.MustNewConstMetric(evictedDesc, prometheus.CounterValue, float64(st.Evicted))
 	ch <- prometheus.MustNewConstMetric(vanishedDesc, prometheus.CounterValue, float64(st.Vanished))
+	ch <- prometheus.MustNewConstMetric(unfollowedDesc, prometheus.CounterValue, float64(st.Unfollowed))
 	ch <- prometheus.MustNewConstMetric(exitUnseenDesc, prometheus.CounterValue, float64(st.ExitUnseen))
 }
 

@@ -109,10 +109,13 @@ type Stats struct {
 	UnreapedTotal uint64 // unreaped events emitted
 	ReapedTotal   uint64 // reaped events emitted
 	Evicted       uint64 // entries dropped because Capacity was reached
-	// Vanished counts followed processes found gone without their reap
-	// being seen (a lost record): zombies due to be reported, or entries
-	// checked by Gone. No event is emitted for them.
+	// Vanished counts processes whose exit was seen but which were found gone
+	// without their reap record (a lost record). No event is emitted for them.
 	Vanished uint64
+	// Unfollowed counts processes found gone whose exit was never seen: the
+	// kernel never followed them (pre-existing ones), or they were reaped
+	// before it could (an adoption and a reap racing in the kernel).
+	Unfollowed uint64
 	// Replaced counts entries dropped because their pid was seen again with
 	// another start time: the old process was reaped unseen.
 	Replaced uint64
@@ -126,10 +129,14 @@ type Stats struct {
 type Config struct {
 	ZombieAfter time.Duration // <= 0: DefaultZombieAfter
 	Capacity    int           // <= 0: DefaultCapacity
-	// StillThere, if set, is asked before a zombie is reported: false means the
-	// process is gone (its reap record was lost), and it is dropped, counted as
-	// Vanished, instead of being reported. nil trusts the records alone.
+	// StillThere, if set, is asked before a zombie is reported, and once
+	// about each adopted process VerifyAfter after its adoption: false means
+	// the process is gone without its records, and it is dropped (counted as
+	// Vanished or Unfollowed) instead of being followed for ever. nil trusts
+	// the records alone.
 	StillThere func(ID) bool
+	// VerifyAfter is when StillThere is asked about a new adoptee (<= 0: 1s).
+	VerifyAfter time.Duration
 }
 
 // Tracker follows adopted processes. Create it with New.
@@ -140,6 +147,7 @@ type Tracker struct {
 	due     dueHeap    // zombies not yet reported, by exit time
 	reapers map[reaperKey]*reaperState
 	seen    map[reaperKey]struct{} // reapers FirstSeen has reported
+	verify  []pending              // adoptees to check once, oldest first (bounded by Capacity)
 	stats   Stats
 }
 
@@ -148,6 +156,12 @@ type entry struct {
 	id      ID
 	elem    *list.Element
 	heapIdx int // index in due, -1 when not there
+}
+
+// pending is an adoptee to check against StillThere at due.
+type pending struct {
+	e   *entry
+	due time.Time
 }
 
 // reaperState holds, per reaper, the zombies reported unreaped and not reaped.
@@ -163,6 +177,9 @@ func New(cfg Config) *Tracker {
 	}
 	if cfg.Capacity <= 0 {
 		cfg.Capacity = DefaultCapacity
+	}
+	if cfg.VerifyAfter <= 0 {
+		cfg.VerifyAfter = time.Second
 	}
 	return &Tracker{cfg: cfg, byPID: map[uint32]*entry{}, order: list.New(), reapers: map[reaperKey]*reaperState{},
 		seen: map[reaperKey]struct{}{}}
@@ -212,6 +229,12 @@ func (t *Tracker) OnAdopt(a *events.Adoption) {
 	t.stats.Adoptions++
 	if a.Zombie && e.Exited.IsZero() {
 		t.exited(e, a.Time, 0)
+	}
+	if t.cfg.StillThere != nil {
+		if len(t.verify) >= t.cfg.Capacity {
+			t.verify = t.verify[1:] // the bound: the oldest goes unchecked
+		}
+		t.verify = append(t.verify, pending{e, a.Time.Add(t.cfg.VerifyAfter)})
 	}
 }
 
@@ -293,13 +316,21 @@ func (t *Tracker) OnReaped(id ID, at time.Time) (r Reaped, ok bool) {
 	return r, true
 }
 
-// Gone drops a followed process found gone (its reap record was lost):
-// counted as Vanished. A process not followed is ignored.
+// Gone drops a followed process found gone without its records (counted
+// as Vanished or Unfollowed). A process not followed is ignored.
 func (t *Tracker) Gone(id ID) {
 	if e := t.lookup(id); e != nil {
-		t.remove(e)
-		t.stats.Vanished++
+		t.gone(e)
 	}
+}
+
+func (t *Tracker) gone(e *entry) {
+	if e.Origin == OriginAdopted && !e.Exited.IsZero() {
+		t.stats.Vanished++
+	} else {
+		t.stats.Unfollowed++
+	}
+	t.remove(e)
 }
 
 // Tick reports the zombies that have waited longer than ZombieAfter by now:
@@ -310,14 +341,14 @@ func (t *Tracker) Tick(now time.Time) []Unreaped {
 	for t.due.Len() > 0 && !t.due[0].Exited.Add(t.cfg.ZombieAfter).After(now) {
 		e := heap.Pop(&t.due).(*entry)
 		if t.cfg.StillThere != nil && !t.cfg.StillThere(e.id) {
-			t.remove(e)
-			t.stats.Vanished++
+			t.gone(e)
 			continue
 		}
 		e.Reported = true
 		t.reaperOf(e).reported[e] = struct{}{}
 		due = append(due, e)
 	}
+	t.checkNew(now)
 	out := make([]Unreaped, 0, len(due))
 	for _, e := range due {
 		held, oldest := t.held(t.reapers[reaperID(e.Reaper)], now)
@@ -325,6 +356,23 @@ func (t *Tracker) Tick(now time.Time) []Unreaped {
 	}
 	t.stats.UnreapedTotal += uint64(len(out))
 	return out
+}
+
+// checkNew asks StillThere about the adoptees due for their one check: one
+// that is gone although its exit was never seen was reaped before the kernel
+// could follow it, and no record will ever come for it.
+func (t *Tracker) checkNew(now time.Time) {
+	n := 0
+	for ; n < len(t.verify) && !t.verify[n].due.After(now); n++ {
+		e := t.verify[n].e
+		if t.byPID[e.id.PID] != e || !e.Exited.IsZero() {
+			continue // reaped, replaced, or its exit was seen: the kernel follows it
+		}
+		if !t.cfg.StillThere(e.id) {
+			t.gone(e)
+		}
+	}
+	t.verify = t.verify[n:]
 }
 
 // NextDue is when the next zombie becomes due, if any is waiting: the caller

@@ -301,6 +301,50 @@ func TestVanishedZombieNotReported(t *testing.T) {
 	}
 }
 
+// An adoptee gone before the kernel could follow it (no exit, no reap
+// record will come) is found by its one check and dropped; one alive, or
+// one whose exit was seen, is left to its records.
+func TestNewAdopteeChecked(t *testing.T) {
+	c := newClock()
+	gone := map[uint32]bool{}
+	tr := New(Config{ZombieAfter: time.Minute, VerifyAfter: time.Second, StillThere: func(id ID) bool { return !gone[id.PID] }})
+	for _, pid := range []uint32{100, 200, 300} {
+		tr.OnAdopt(adoption(pid, reaper, events.ReaperSubreaper, c.now))
+	}
+	tr.OnExit(ID{PID: 300, Start: 300 * time.Second}, c.now, 0)
+	gone[100], gone[300] = true, true
+	tr.Tick(c.advance(500 * time.Millisecond))
+	if s := tr.Stats(); s.Followed != 3 {
+		t.Fatalf("checked before VerifyAfter: %+v", s)
+	}
+	tr.Tick(c.advance(600 * time.Millisecond))
+	if s := tr.Stats(); s.Followed != 2 || s.Unfollowed != 1 || s.Vanished != 0 {
+		t.Fatalf("stats %+v: want 100 dropped as unfollowed, 200 and 300 kept", s)
+	}
+	gone[200] = true
+	tr.Tick(c.advance(time.Hour)) // checked once only; 300 is due as a zombie and gone
+	if s := tr.Stats(); s.Followed != 1 || s.Vanished != 1 || s.Unfollowed != 1 {
+		t.Fatalf("stats %+v: want 200 kept (checked once), 300 vanished", s)
+	}
+	if len(tr.verify) != 0 {
+		t.Errorf("checks left: %d", len(tr.verify))
+	}
+}
+
+// A pre-existing process the kernel never followed is not a lost record.
+func TestPreexistingGoneIsUnfollowed(t *testing.T) {
+	c := newClock()
+	tr := New(Config{ZombieAfter: time.Second, StillThere: func(ID) bool { return false }})
+	tr.Seed(c.now, []Preexisting{{Process: events.Process{PID: 70, Start: time.Second},
+		Reaper: Reaper{reaper, events.ReaperInit}, Zombie: true}, {Process: events.Process{PID: 71, Start: time.Second},
+		Reaper: Reaper{reaper, events.ReaperInit}}})
+	tr.Tick(c.advance(2 * time.Second))
+	tr.Gone(ID{PID: 71, Start: time.Second})
+	if s := tr.Stats(); s.Followed != 0 || s.Unfollowed != 2 || s.Vanished != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
 // The bound holds: the oldest entries go first, counted, and a zombie evicted
 // while reported leaves the gauge.
 func TestCapacityEvictsOldest(t *testing.T) {
@@ -405,7 +449,14 @@ func TestGone(t *testing.T) {
 	if tr.Stats().Followed != 1 {
 		t.Fatal("Gone dropped another process's entry")
 	}
-	tr.Gone(idOf(a))
+	tr.Gone(idOf(a)) // alive as far as the records go: never followed by the kernel
+	if s := tr.Stats(); s.Followed != 0 || s.Unfollowed != 1 || s.Vanished != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	b := adoption(1200, reaper, events.ReaperInit, c.now)
+	tr.OnAdopt(b)
+	tr.OnExit(idOf(b), c.now, 0)
+	tr.Gone(idOf(b)) // its exit was seen, its reap not: a lost record
 	if s := tr.Stats(); s.Followed != 0 || s.Vanished != 1 {
 		t.Fatalf("stats %+v", s)
 	}
