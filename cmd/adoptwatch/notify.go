@@ -31,13 +31,17 @@ func addNotifyFlags(fs *pflag.FlagSet) func(p *printer) ([]sink, error) {
 		socketPath  string
 		socketGroup string
 		socketQueue int
+		socketMax   int
+		socketUID   int
 	)
 	fs.StringArrayVar(&pids, "notify-pid", nil, "queue a signal to reaper `PID` for each process it adopts (repeatable, paired with --notify-signal)")
 	fs.StringArrayVar(&sigs, "notify-signal", nil, "the `SIG` for the matching --notify-pid: RTMIN+N, a name or a number; si_pid = adopted pid, si_status = previous parent")
 	fs.BoolVar(&force, "notify-force", false, "allow a standard (non-realtime) --notify-signal, although those do not queue")
 	fs.StringVar(&socketPath, "socket", "", "serve adoption records with pidfds to subscribers on Unix socket `PATH`")
 	fs.StringVar(&socketGroup, "socket-group", "", "let members of `GROUP` subscribe too (socket mode 0660)")
-	fs.IntVar(&socketQueue, "socket-queue", 256, "records queued per subscriber before it is disconnected as stalled")
+	fs.IntVar(&socketQueue, "socket-queue", subscribe.DefaultQueue, "records queued per subscriber before it is disconnected as stalled")
+	fs.IntVar(&socketMax, "socket-max-subscribers", subscribe.DefaultMaxSubscribers, "subscribers connected at once; more are refused")
+	fs.IntVar(&socketUID, "socket-max-per-uid", subscribe.DefaultMaxPerUID, "subscribers connected at once per non-root uid; more are refused")
 	return func(p *printer) ([]sink, error) {
 		var sinks []sink
 		closeAll := func() {
@@ -60,8 +64,13 @@ func addNotifyFlags(fs *pflag.FlagSet) func(p *printer) ([]sink, error) {
 				closeAll()
 				return nil, errors.New("--socket-queue must be at least 1")
 			}
+			if socketMax < 1 || socketUID < 1 {
+				closeAll()
+				return nil, errors.New("--socket-max-subscribers and --socket-max-per-uid must be at least 1")
+			}
 			srv, err := subscribe.Listen(subscribe.Config{
 				Path: socketPath, Group: socketGroup, Queue: socketQueue,
+				MaxSubscribers: socketMax, MaxPerUID: socketUID,
 				Log: func(format string, args ...any) { p.log(format, args...) },
 			})
 			if err != nil {
@@ -190,8 +199,9 @@ func (s *socketSink) Close() error {
 		Time  string `json:"time"`
 		subscribe.Stats
 	}{"socket-stats", time.Now().Format(output.TimeFormat), st})
-	s.p.event(append(line, '\n'), "socket: %d subscribers (%d refused, %d overflowed, %d write errors), %d records sent, %d dropped, %d pidfds passed (%d unsupported, %d gone, %d pid reused, %d errors)",
-		st.Accepted, st.Refused, st.Overflowed, st.WriteErrors, st.RecordsSent, st.RecordsDropped,
-		st.PidfdsPassed, st.PidfdUnsupported, st.PidfdGone, st.PidfdMismatch, st.PidfdErrors)
+	s.p.event(append(line, '\n'), "socket: %d subscribers (%d refused, %d overflowed, %d write errors, %d cut off, %d closed by the subscriber), %d records sent, %d dropped, %d pidfds passed (%d unsupported, %d gone, %d pid reused, %d errors); %d connections abandoned before subscribing, %d probes, %d accept errors",
+		st.Accepted, st.Refused, st.Overflowed, st.WriteErrors, st.CutOff, st.ClosedByPeer, st.RecordsSent, st.RecordsDropped,
+		st.PidfdsPassed, st.PidfdUnsupported, st.PidfdGone, st.PidfdMismatch, st.PidfdErrors,
+		st.Abandoned, st.Probes, st.AcceptErrors)
 	return nil
 }
