@@ -281,7 +281,7 @@ func scope(opts watchOptions, obs *loader.Observer) string {
 		parts = append(parts, fmt.Sprintf("the trees of pid %s (%d running processes)", strings.Trim(fmt.Sprint(opts.pids), "[]"), obs.Seeded))
 	}
 	if opts.cgroup != "" {
-		parts = append(parts, "cgroup "+opts.cgroup)
+		parts = append(parts, "cgroup "+output.Escape(opts.cgroup))
 	}
 	if len(parts) == 0 {
 		return "all adoptions"

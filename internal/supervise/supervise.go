@@ -156,7 +156,7 @@ func (s *supervisor) run() int {
 	}
 	path, code, err := resolveCommand(s.cfg.Command[0])
 	if err != nil {
-		s.logf("%v", err)
+		s.logf("%s", output.Escape(err.Error())) // names CMD, which may hold anything
 		return code
 	}
 	if !s.cfg.NoSubreaper {
@@ -185,7 +185,7 @@ func (s *supervisor) run() int {
 		Files: []uintptr{s.cfg.Stdin.Fd(), s.cfg.Stdout.Fd(), s.cfg.Stderr.Fd()},
 	})
 	if err != nil {
-		s.logf("cannot start %s: %v", s.cfg.Command[0], err)
+		s.logf("cannot start %s: %v", output.Escape(s.cfg.Command[0]), err)
 		if errors.Is(err, unix.ENOENT) {
 			return ExitNotFound
 		}
@@ -194,7 +194,7 @@ func (s *supervisor) run() int {
 	// Read CMD's identity before anything can reap it.
 	k, err := procStat(pid)
 	if err != nil {
-		s.logf("cannot read /proc/%d/stat of %s: %v", pid, s.cfg.Command[0], err)
+		s.logf("cannot read /proc/%d/stat of %s: %v", pid, output.Escape(s.cfg.Command[0]), err)
 		unix.Kill(pid, unix.SIGKILL)
 		return ExitFailure
 	}
@@ -207,7 +207,7 @@ func (s *supervisor) run() int {
 	now := time.Now()
 	s.deadline = now.Add(s.cfg.Timeout)
 	s.tracker = NewTracker(s.cmd, now, s.cfg.Settle, s.self, !s.cfg.NoSubreaper)
-	s.debugf("started %s pid=%d (hook %s via %s)", s.cfg.Command[0], pid, obs.Mechanism.Hook, obs.Mechanism.Name)
+	s.debugf("started %s pid=%d (hook %s via %s)", output.Escape(s.cfg.Command[0]), pid, obs.Mechanism.Hook, obs.Mechanism.Name)
 	return s.finish(s.loop())
 }
 
@@ -276,7 +276,7 @@ func (s *supervisor) step(now time.Time) (code int, done bool) {
 
 // noDaemon ends a launch that left nothing running.
 func (s *supervisor) noDaemon() int {
-	cmd := s.cfg.Command[0]
+	cmd := output.Escape(s.cfg.Command[0])
 	switch {
 	case s.cmdStatus != nil && *s.cmdStatus != 0:
 		s.logf("%s %s and left no daemon", cmd, describeStatus(*s.cmdStatus))
@@ -309,7 +309,7 @@ func (s *supervisor) unrecorded() []string {
 		if id.Same(s.cmd) || s.tracker.member(id) != nil {
 			continue
 		}
-		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, k.Comm))
+		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, output.Escape(k.Comm)))
 	}
 	return out
 }
@@ -328,14 +328,14 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	pattern := events.DaemonPattern(c.Adoption.Lineage)
 	if successor {
 		s.logf("daemon pid=%d comm=%s follows pid=%d comm=%s (%s; %s, %s): %s",
-			c.PID, c.Comm, s.daemon.PID, s.daemonComm, "the previous daemon exited cleanly", pattern, d.Reason, lineage)
+			c.PID, output.Escape(c.Comm), s.daemon.PID, output.Escape(s.daemonComm), "the previous daemon exited cleanly", pattern, d.Reason, lineage)
 	} else {
-		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, c.Comm, pattern, d.Reason, lineage)
+		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, output.Escape(c.Comm), pattern, d.Reason, lineage)
 	}
 	if len(d.Others) > 0 {
 		var others []string
 		for _, o := range d.Others {
-			others = append(others, fmt.Sprintf("%d (%s)", o.PID, o.Comm))
+			others = append(others, fmt.Sprintf("%d (%s)", o.PID, output.Escape(o.Comm)))
 		}
 		s.logf("also adopted and still running, not followed: %s", strings.Join(others, ", "))
 	}
@@ -356,12 +356,12 @@ func (s *supervisor) follow(d Decision, successor bool) {
 func (s *supervisor) ended(now time.Time) (int, bool) {
 	d := s.daemon
 	if s.daemonStatus == nil {
-		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, s.daemonComm)
+		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, output.Escape(s.daemonComm))
 		return ExitFailure, true
 	}
 	ws := *s.daemonStatus
 	s.lastCode = exitCode(ws)
-	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, s.daemonComm, s.lastCode, describeStatus(ws))
+	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, output.Escape(s.daemonComm), s.lastCode, describeStatus(ws))
 	if ws != 0 || s.stopSignal != 0 {
 		return s.lastCode, true
 	}
@@ -398,7 +398,7 @@ func (s *supervisor) onRecord(r recordOrErr) {
 			}
 			return
 		}
-		s.debugf("adopted pid=%d comm=%s by %d (%s), alive=%v: %s", c.PID, c.Comm, a.NewParent.PID, a.Reaper, c.Alive,
+		s.debugf("adopted pid=%d comm=%s by %d (%s), alive=%v: %s", c.PID, output.Escape(c.Comm), a.NewParent.PID, a.Reaper, c.Alive,
 			output.LineageText(a.Lineage, a.LineageComplete))
 		if !c.Alive {
 			if fd >= 0 {
@@ -426,7 +426,8 @@ func (s *supervisor) onRecord(r recordOrErr) {
 		}
 	case t.Kind == events.KindExec && s.daemon != nil && !s.daemonEnded && s.daemon.Ident.Same(id):
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", id.PID))
-		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID, s.daemonComm, t.Process.Comm, exe)
+		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID,
+			output.Escape(s.daemonComm), output.Escape(t.Process.Comm), output.Escape(exe))
 		s.daemonComm = t.Process.Comm
 	case t.Kind == events.KindExec && id.Same(s.cmd):
 		s.cmdComm = t.Process.Comm
@@ -440,7 +441,7 @@ func (s *supervisor) onReap(r reaped) {
 		ws := r.status
 		s.cmdStatus = &ws
 		s.closePidfd(s.cmd)
-		s.debugf("%s pid=%d %s", s.cfg.Command[0], r.pid, describeStatus(ws))
+		s.debugf("%s pid=%d %s", output.Escape(s.cfg.Command[0]), r.pid, describeStatus(ws))
 		if s.state == launching {
 			s.tracker.RootExited(now)
 		}
@@ -562,7 +563,7 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 				continue
 			}
 			if k, err := procStat(pid); err == nil && k.PPID == s.self {
-				s.logf("stopping leftover pid=%d comm=%s", pid, k.Comm)
+				s.logf("stopping leftover pid=%d comm=%s", pid, output.Escape(k.Comm))
 				s.kill(pid, unix.SIGTERM)
 			}
 			termed[pid] = true
