@@ -277,7 +277,8 @@ func (o *Observer) Unwatch(pid int) error {
 }
 
 // UnwatchPinned does what Observer.Unwatch does, from another process, through
-// the maps a running adoptwatch pinned under pinDir (Options.PinDir).
+// the maps a running adoptwatch pinned under pinDir (Options.PinDir). Pins
+// whose watcher is gone are not touched: the error wraps ErrStalePins.
 func UnwatchPinned(pinDir string, pid int) error {
 	var w watchMaps
 	for _, m := range []struct {
@@ -295,37 +296,81 @@ func UnwatchPinned(pinDir string, pid int) error {
 		defer mp.Close()
 		*m.dst = mp
 	}
+	if _, err := PinOwner(pinDir); err != nil {
+		return err
+	}
 	return w.unwatch(pid)
 }
 
-// pin pins the watch maps under dir, replacing pins a previous run left. dir's
-// parent must be on a BPF file system (mount -t bpf bpf /sys/fs/bpf).
-func (w watchMaps) pin(dir string) error {
+// pin pins the watch maps under dir and returns the directory's lock, held
+// until unpin. dir's parent must be on a BPF file system (mount -t bpf bpf
+// /sys/fs/bpf). Pins of a watcher that is still running are refused
+// (ErrPinsLive); pins a watcher that is gone left behind are replaced, and
+// stale says so.
+func (w watchMaps) pin(dir string) (lock *os.File, stale bool, err error) {
+	parent := filepath.Dir(dir)
 	var fs unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(dir), &fs); err != nil || fs.Type != unix.BPF_FS_MAGIC {
-		return fmt.Errorf("pin maps under %s: %s is not on a BPF file system (mount it: mount -t bpf bpf %s)",
-			dir, filepath.Dir(dir), filepath.Dir(dir))
+	if err := unix.Statfs(parent, &fs); err != nil {
+		return nil, false, fmt.Errorf("pin maps under %s: %s: %w", dir, parent, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pin directory: %w", err)
+	if fs.Type != unix.BPF_FS_MAGIC {
+		return nil, false, fmt.Errorf("pin maps under %s: %s is not on a BPF file system (mount it: mount -t bpf bpf %s)",
+			dir, parent, parent)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, false, fmt.Errorf("pin directory: %w", err)
+	}
+	lock, err = lockPinDir(dir)
+	if err != nil {
+		return nil, false, err
 	}
 	for name, m := range map[string]*ebpf.Map{pinLineages: w.lineages, pinSeeds: w.seeds, pinSettings: w.settings} {
 		path := filepath.Join(dir, name)
-		os.Remove(path) // a stale pin of a run that did not close
+		if err := os.Remove(path); err == nil {
+			stale = true // nobody holds the lock: a watcher that did not close
+		}
 		if err := m.Pin(path); err != nil {
-			return fmt.Errorf("pin %s: %w", path, err)
+			w.unpin(dir, lock)
+			return nil, false, fmt.Errorf("pin %s: %w", path, err)
 		}
 	}
-	return nil
+	return lock, stale, nil
 }
 
-func (w watchMaps) unpin(dir string) {
-	for _, m := range []*ebpf.Map{w.lineages, w.seeds, w.settings} {
-		if m != nil {
-			m.Unpin()
+// unpin removes the pins that are still this watcher's maps (never what
+// someone else pinned at those paths since), then the directory if empty,
+// and only then lets go of the lock.
+func (w watchMaps) unpin(dir string, lock *os.File) {
+	for name, m := range map[string]*ebpf.Map{pinLineages: w.lineages, pinSeeds: w.seeds, pinSettings: w.settings} {
+		if m == nil {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if sameMap(path, m) {
+			os.Remove(path)
 		}
 	}
 	os.Remove(dir) // only if empty
+	if lock != nil {
+		lock.Close()
+	}
+}
+
+// sameMap reports whether the object pinned at path is the map m.
+func sameMap(path string, m *ebpf.Map) bool {
+	pinned, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		return false
+	}
+	defer pinned.Close()
+	a, errA := pinned.Info()
+	b, errB := m.Info()
+	if errA != nil || errB != nil {
+		return false
+	}
+	idA, okA := a.ID()
+	idB, okB := b.ID()
+	return okA && okB && idA == idB
 }
 
 // cgroup2Mounts lists where cgroup v2 is mounted (/sys/fs/cgroup, or

@@ -58,7 +58,11 @@ func unwatchCommand(args []string, stdout, stderr io.Writer) int {
 			status = 1
 			continue
 		}
-		fmt.Fprintf(stdout, "unwatched %d and its descendants\n", pid)
+		if owner, err := loader.PinOwner(*pinDir); err == nil && owner > 0 {
+			fmt.Fprintf(stdout, "unwatched %d and its descendants in adoptwatch pid %d\n", pid, owner)
+		} else {
+			fmt.Fprintf(stdout, "unwatched %d and its descendants\n", pid)
+		}
 	}
 	return status
 }

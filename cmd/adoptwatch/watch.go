@@ -161,10 +161,16 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		lopts.PinDir = opts.pinDir
 	}
 	obs, err := loader.Open(lopts)
+	if errors.Is(err, loader.ErrPinsLive) {
+		return fail(stderr, "--pin: %v", oneLine(err))
+	}
 	if err != nil {
 		return fail(stderr, "cannot attach: %v", oneLine(err))
 	}
 	defer obs.Close()
+	if obs.ReplacedStalePins {
+		p.log("replaced stale pins at %s: the adoptwatch that pinned them exited without removing them", output.Escape(opts.pinDir))
+	}
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGINT, unix.SIGTERM)
