@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 // wait bounds every wait for a report, a line or run's exit: generous for
@@ -41,7 +42,7 @@ const cleanupWait = 10 * time.Second
 type runTree struct {
 	sup     *fixture.Supervised
 	cmd     *exec.Cmd
-	stderr  *lines
+	stderr  *testsupport.Lines
 	errRead *os.File // the test's end of the stderr pipe
 	reaper  int      // 0 without a reaper
 	run     int      // adoptwatch run's pid
@@ -113,12 +114,12 @@ func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTr
 		sup.Close()
 		t.Fatal(err)
 	}
-	r.stderr = newLines(errRead)
+	r.stderr = testsupport.NewLines(errRead)
 	t.Cleanup(func() {
 		r.stop(t)
 		sup.Close()
 		if t.Failed() || testing.Verbose() {
-			t.Logf("stderr of the run tree:\n%s", r.stderr.text())
+			t.Logf("stderr of the run tree:\n%s", r.stderr.Text())
 		}
 	})
 	if viaReaper {
@@ -165,7 +166,7 @@ func (r *runTree) stop(t *testing.T) {
 	}
 	// Everything that held the pipe is gone: wait (briefly) for the rest of
 	// the output, then stop reading for good.
-	r.stderr.waitFor(2*time.Second, func(string) bool { return false })
+	r.stderr.WaitFor(2*time.Second, func(string) bool { return false })
 	r.errRead.Close()
 }
 
@@ -240,7 +241,7 @@ func (r *runTree) next(t *testing.T, key string) fixture.Report {
 	t.Helper()
 	rep, err := r.sup.Reports.Next(key, wait)
 	if err != nil {
-		t.Fatalf("%v; stderr:\n%s", err, r.stderr.text())
+		t.Fatalf("%v; stderr:\n%s", err, r.stderr.Text())
 	}
 	return rep
 }
@@ -249,9 +250,9 @@ func (r *runTree) next(t *testing.T, key string) fixture.Report {
 func (r *runTree) line(t *testing.T, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	l, ok := r.stderr.waitFor(wait, rx.MatchString)
+	l, ok := r.stderr.WaitFor(wait, rx.MatchString)
 	if !ok {
-		t.Fatalf("no line matching %q; stderr:\n%s", re, r.stderr.text())
+		t.Fatalf("no line matching %q; stderr:\n%s", re, r.stderr.Text())
 	}
 	return rx.FindStringSubmatch(l)
 }
@@ -271,7 +272,7 @@ func (r *runTree) exitCode(t *testing.T) int {
 	case <-r.done:
 		return r.cmd.ProcessState.ExitCode()
 	case <-time.After(wait):
-		t.Fatalf("adoptwatch run still running after %v; stderr:\n%s", wait, r.stderr.text())
+		t.Fatalf("adoptwatch run still running after %v; stderr:\n%s", wait, r.stderr.Text())
 		return -1
 	}
 }
@@ -476,8 +477,8 @@ func TestRunHelpersAndWorkers(t *testing.T) {
 		}
 		checkGone(t, append(helpers, firstHelper)...)
 		checkNoZombies(t, r.run)
-		if strings.Contains(r.stderr.text(), "follows") || strings.Contains(r.stderr.text(), "also adopted") {
-			t.Errorf("helpers or workers taken for daemons:\n%s", r.stderr.text())
+		if strings.Contains(r.stderr.Text(), "follows") || strings.Contains(r.stderr.Text(), "also adopted") {
+			t.Errorf("helpers or workers taken for daemons:\n%s", r.stderr.Text())
 		}
 		r.signalRun(t, unix.SIGTERM)
 		if code := r.exitCode(t); code != 0 {
@@ -513,7 +514,7 @@ func TestRunDaemonKilled(t *testing.T) {
 // TestRunLaunchFailures: a launcher that fails, one not found, one that never
 // leaves a daemon.
 func TestRunLaunchFailures(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	t.Run("fails", func(t *testing.T) {
 		r := startRun(t, true, nil, "--", "{dir}/aw-sd-launch", "fail")
 		if code := r.exitCode(t); code != 3 {
@@ -545,7 +546,7 @@ func TestRunLaunchFailures(t *testing.T) {
 // TestRunStopBeforeIdentified: SIGTERM while run waits for the tree to settle
 // goes to the processes adopted so far; run exits 128+15.
 func TestRunStopBeforeIdentified(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	r := startRun(t, true, []string{fixture.EnvSDTermCode + "=42"}, "-v", "--settle=30s", "--", "{dir}/aw-sd-launch")
 	daemon := r.next(t, "daemon").Int(0)
 	r.line(t, `aw-sd-launch pid=\d+ exited with code 0`)
