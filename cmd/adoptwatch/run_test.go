@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
@@ -332,26 +333,17 @@ func checkNoZombies(t *testing.T, pid int) {
 	t.Errorf("zombie children of %d left unreaped: %v", pid, zombies)
 }
 
-func alive(pid int) bool { _, ok := procState(pid); return ok }
+func alive(pid int) bool { _, err := procfs.ReadStat(pid); return err == nil }
 
 // procState reads the state letter of /proc/PID/stat.
 func procState(pid int) (string, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", false
-	}
-	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	return f[0], true
+	st, err := procfs.ReadStat(pid)
+	return st.State, err == nil
 }
 
 func procPPID(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	n, _ := strconv.Atoi(f[1])
-	return n
+	st, _ := procfs.ReadStat(pid)
+	return int(st.PPID)
 }
 
 type childState struct {
@@ -360,16 +352,9 @@ type childState struct {
 }
 
 func childrenWithState(ppid int) []childState {
-	dirs, _ := os.ReadDir("/proc")
 	var out []childState
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil || procPPID(pid) != ppid {
-			continue
-		}
-		if st, ok := procState(pid); ok {
-			out = append(out, childState{pid, st})
-		}
+	for _, c := range procfs.Children(ppid) {
+		out = append(out, childState{int(c.PID), c.State})
 	}
 	return out
 }
@@ -442,6 +427,34 @@ func TestRunDoubleForkDaemon(t *testing.T) {
 		r.line(t, `daemon pid=`+strconv.Itoa(daemon.Int(0))+` comm=aw-sd-daemon ended: status=42, exited with code 42`)
 		r.checkLeftNothing(t)
 		checkGone(t, reportPIDs(r, "launch", "middle", "daemon", "worker")...)
+	})
+}
+
+// TestRunLineageNamesLauncher: run's announcement shows the daemon's whole
+// lineage, from the processes that started run (this test, then the reaper)
+// through run itself and CMD: generations the kernel recorded are completed
+// from the process table, as the watcher's are.
+func TestRunLineageNamesLauncher(t *testing.T) {
+	eachHook(t, func(t *testing.T, hook string) {
+		r := startRun(t, true, nil, "--hook="+hook, "--", "{dir}/aw-sd-launch", "daemon")
+		daemon := r.next(t, "daemon").Int(0)
+		middle := r.next(t, "middle").Int(0)
+		if got := r.identified(t); got != daemon {
+			t.Fatalf("identified pid %d, the daemon is %d", got, daemon)
+		}
+		marks := `(?: exec)?(?: setsid)?\]`
+		m := r.line(t, `identified \(double-fork, [^)]*\): (.*)$`)
+		want := regexp.MustCompile(`\[` + strconv.Itoa(os.Getpid()) + marks + ` > aw-sd-reaper\[` + strconv.Itoa(r.reaper) + marks +
+			` > adoptwatch\[` + strconv.Itoa(r.run) + marks + ` > aw-sd-launch\[\d+ exec\] > aw-sd-middle\[` + strconv.Itoa(middle) +
+			` exec setsid\] > aw-sd-daemon\[` + strconv.Itoa(daemon) + `\]$`)
+		if !want.MatchString(m[1]) {
+			t.Errorf("lineage %q does not name the launchers (this test %d, reaper %d, run %d)", m[1], os.Getpid(), r.reaper, r.run)
+		}
+		if strings.HasPrefix(m[1], "…") {
+			t.Errorf("lineage %q is incomplete: the process table reaches init", m[1])
+		}
+		r.signalRun(t, unix.SIGTERM)
+		r.exitCode(t)
 	})
 }
 

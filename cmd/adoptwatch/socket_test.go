@@ -306,7 +306,7 @@ func nobodyCopy(t *testing.T) (dir, exe string) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	exe = filepath.Join(dir, "aw-subscriber")
+	exe = filepath.Join(dir, fixture.SubscriberComm) // the name plays the subscriber role
 	out, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ func nobodyCopy(t *testing.T) (dir, exe string) {
 func asNobody(t *testing.T, exe, path string) string {
 	t.Helper()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "ADOPTWATCH_FIXTURE=subscriber", fixture.EnvSocket+"="+path)
+	cmd.Env = append(os.Environ(), fixture.EnvSocket+"="+path)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.Output()

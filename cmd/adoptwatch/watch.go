@@ -15,6 +15,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -108,7 +109,7 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		return fail(stderr, "%v", err)
 	}
 	for _, pid := range opts.pids {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		if _, err := procfs.Lookup(pid); err != nil {
 			return fail(stderr, "--pid %d: no such process", pid)
 		}
 	}

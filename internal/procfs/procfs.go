@@ -42,7 +42,8 @@ type Stat struct {
 	PPID  uint32
 	PGID  uint32
 	SID   uint32
-	State string // "R", "S", "Z", ...
+	State string        // "R", "S", "Z", ...
+	CPU   time.Duration // user + system time so far, at clock-tick precision
 	Comm  string
 }
 
@@ -92,8 +93,10 @@ func ParseStat(data []byte) (Stat, error) {
 	ppid, err1 := num(4 - 3)
 	pgid, err2 := num(5 - 3)
 	sid, err3 := num(6 - 3)
+	utime, err5 := num(14 - 3)
+	stime, err6 := num(15 - 3)
 	start, err4 := num(startField)
-	for _, err := range []error{err1, err2, err3, err4} {
+	for _, err := range []error{err1, err2, err3, err4, err5, err6} {
 		if err != nil {
 			return Stat{}, fmt.Errorf("malformed stat: %w", err)
 		}
@@ -101,7 +104,7 @@ func ParseStat(data []byte) (Stat, error) {
 	return Stat{
 		ID:   ID{PID: uint32(pid), Start: time.Duration(start) * ClockTick},
 		PPID: uint32(ppid), PGID: uint32(pgid), SID: uint32(sid),
-		State: rest[0], Comm: string(data[open+1 : end]),
+		State: rest[0], CPU: time.Duration(utime+stime) * ClockTick, Comm: string(data[open+1 : end]),
 	}, nil
 }
 

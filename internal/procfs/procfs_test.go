@@ -8,11 +8,11 @@ import (
 )
 
 func TestParseStat(t *testing.T) {
-	st, err := ParseStat([]byte("4242 (my (odd) daemon) S 1 4242 4242 0 -1 4194624 0 0 0 0 0 0 0 0 20 0 1 0 1234 0 0\n"))
+	st, err := ParseStat([]byte("4242 (my (odd) daemon) S 1 4242 4242 0 -1 4194624 0 0 0 0 7 5 0 0 20 0 1 0 1234 0 0\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.PID != 4242 || st.Comm != "my (odd) daemon" || st.State != "S" || st.PPID != 1 || st.PGID != 4242 || st.SID != 4242 || st.Start != 1234*ClockTick {
+	if st.PID != 4242 || st.Comm != "my (odd) daemon" || st.State != "S" || st.PPID != 1 || st.PGID != 4242 || st.SID != 4242 || st.Start != 1234*ClockTick || st.CPU != 12*ClockTick {
 		t.Errorf("parsed %+v", st)
 	}
 	for _, bad := range []string{"", "12 no name", "12 (x) S 1 2", "x (y) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 0 0 0 0 5 0"} {

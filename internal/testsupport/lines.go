@@ -52,7 +52,9 @@ func (l *Lines) WaitFor(timeout time.Duration, match func(string) bool) (string,
 }
 
 // WaitEOF waits up to timeout for the stream to end.
-func (l *Lines) WaitEOF(timeout time.Duration) { l.WaitFor(timeout, func(string) bool { return false }) }
+func (l *Lines) WaitEOF(timeout time.Duration) {
+	l.WaitFor(timeout, func(string) bool { return false })
+}
 
 // JSON waits until at least n lines are JSON objects that match (n = 0: no
 // waiting), and returns all that do, in order.
