@@ -384,15 +384,8 @@ func TestAdoptedByInit(t *testing.T) {
 		t.Skip("needs PID 1 to be our own init: runs in the test VMs (make vmtest)")
 	}
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree, err := fixture.StartUnreaped("launcher")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tree.Stop() })
-		launcher := testsupport.Next(t, tree, "launcher").Int(0)
-		middle := testsupport.Next(t, tree, "middle").Int(0)
-		daemon := testsupport.Next(t, tree, "daemon").Int(0)
-		testsupport.KillAtEnd(t, daemon)
+		tree := testsupport.StartUnreaped(t, "launcher")
+		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 		checkAdoption(t, one(t, c, middle), launcher, 1, events.ReaperInit)
 		d := one(t, c, daemon)
 		checkAdoption(t, d, middle, 1, events.ReaperInit)

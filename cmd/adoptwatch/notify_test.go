@@ -43,10 +43,7 @@ func TestNotifySignalPerAdoption(t *testing.T) {
 	if err := tree.Go(); err != nil {
 		t.Fatal(err)
 	}
-	launcher := testsupport.Next(t, tree, "launcher").Int(0)
-	middle := testsupport.Next(t, tree, "middle").Int(0)
-	daemon := testsupport.Next(t, tree, "daemon").Int(0)
-	testsupport.KillAtEnd(t, daemon)
+	launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 
 	adoptions := c.stdout.JSON(2, 10*time.Second, adoptedBy(tree.Reaper))
 	if len(adoptions) != 2 {
@@ -172,15 +169,8 @@ func TestNotifyInitInVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startWatching(t, "--json", "--notify-pid", "1", "--notify-signal", sigName)
-	tree, err := fixture.StartUnreaped("launcher")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tree.Stop() })
-	launcher := testsupport.Next(t, tree, "launcher").Int(0)
-	middle := testsupport.Next(t, tree, "middle").Int(0)
-	daemon := testsupport.Next(t, tree, "daemon").Int(0)
-	testsupport.KillAtEnd(t, daemon)
+	tree := testsupport.StartUnreaped(t, "launcher")
+	launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 	want := map[int]int{middle: launcher, daemon: middle} // adopted -> previous parent
 	got := map[int]sigReport{}
 	deadline := time.Now().Add(10 * time.Second)

@@ -38,10 +38,7 @@ func TestWatchJSON(t *testing.T) {
 			t.Errorf("ready line does not name the hook %s: %q", hook, ready)
 		}
 		tree := testsupport.StartTree(t, "doublefork")
-		launcher := testsupport.Next(t, tree, "launcher").Int(0)
-		middle := testsupport.Next(t, tree, "middle").Int(0)
-		daemon := testsupport.Next(t, tree, "daemon").Int(0)
-		defer syscall.Kill(daemon, syscall.SIGKILL)
+		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 
 		a := jsonAdoptionOf(t, c, daemon)
 		if _, err := time.Parse(time.RFC3339Nano, a.Time); err != nil {
@@ -79,10 +76,7 @@ func TestWatchText(t *testing.T) {
 		c := startCLI(t, "--hook="+hook)
 		c.waitReady(t)
 		tree := testsupport.StartTree(t, "doublefork")
-		launcher := testsupport.Next(t, tree, "launcher").Int(0)
-		middle := testsupport.Next(t, tree, "middle").Int(0)
-		daemon := testsupport.Next(t, tree, "daemon").Int(0)
-		defer syscall.Kill(daemon, syscall.SIGKILL)
+		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 		head := fmt.Sprintf(" adopt %d aw-daemon from %d aw-middle to %d aw-reaper (subreaper) double-fork: ", daemon, middle, tree.Reaper)
 		chain := fmt.Sprintf("aw-reaper[%d exec] > aw-launcher[%d exec] > aw-middle[%d exec setsid] > aw-daemon[%d]", tree.Reaper, launcher, middle, daemon)
 		if _, ok := c.stdout.WaitFor(15*time.Second, func(s string) bool { return contains(s, head, chain) }); !ok {
@@ -199,10 +193,7 @@ func TestWatchAll(t *testing.T) {
 	c := startCLI(t, "--all", "--json")
 	c.waitReady(t)
 	tree := testsupport.StartTree(t, "doublefork")
-	launcher := testsupport.Next(t, tree, "launcher").Int(0)
-	middle := testsupport.Next(t, tree, "middle").Int(0)
-	daemon := testsupport.Next(t, tree, "daemon").Int(0)
-	defer syscall.Kill(daemon, syscall.SIGKILL)
+	launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 	for _, want := range []struct {
 		event string
 		match func(output.TaskJSON) bool

@@ -109,3 +109,26 @@ func KillAtEnd(t testing.TB, pid int) {
 		}
 	})
 }
+
+// DoubleFork reads the pids a "doublefork" scenario (or a StartUnreaped
+// "launcher") reports, and ends the daemon when the test ends.
+func DoubleFork(t testing.TB, tree *fixture.Tree) (launcher, middle, daemon int) {
+	t.Helper()
+	launcher = Next(t, tree, "launcher").Int(0)
+	middle = Next(t, tree, "middle").Int(0)
+	daemon = Next(t, tree, "daemon").Int(0)
+	KillAtEnd(t, daemon)
+	return launcher, middle, daemon
+}
+
+// StartUnreaped starts a fixture role as the test's own child, with no
+// subreaper: its orphans go to init. Only where init is ours (the test VMs).
+func StartUnreaped(t *testing.T, role string) *fixture.Tree {
+	t.Helper()
+	tree, err := fixture.StartUnreaped(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tree.Stop() })
+	return tree
+}
