@@ -249,3 +249,16 @@ func TestWatchReportsLoss(t *testing.T) {
 		t.Errorf("%d delivered + %d lost: want %d adoptions accounted for, some lost", delivered, lost, n)
 	}
 }
+
+// TestHelpListsSubcommands: --help names every subcommand dispatch knows.
+func TestHelpListsSubcommands(t *testing.T) {
+	var out, errOut strings.Builder
+	if code := dispatch([]string{"--help"}, &out, &errOut); code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	for _, sub := range []string{"features", "unwatch", "run"} {
+		if !strings.Contains(errOut.String(), "\n  "+sub+" ") || !strings.Contains(errOut.String(), "adoptwatch "+sub) {
+			t.Errorf("--help does not list %q:\n%s", sub, errOut.String())
+		}
+	}
+}
