@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
+	"github.com/adoptwatch/adoptwatch/internal/waitlog"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -27,35 +27,27 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// collector keeps every record an Observer delivers.
+// collector keeps every record an Observer delivers, finished, and every
+// record that failed to decode.
 type collector struct {
-	mu        sync.Mutex
-	cond      *sync.Cond
-	adoptions []*events.Adoption
-	tasks     []*events.Task
-	errs      []error
+	records *waitlog.Log[events.Record]
+	errs    *waitlog.Log[error]
 }
 
 func collect(obs *loader.Observer) *collector {
-	c := &collector{}
-	c.cond = sync.NewCond(&c.mu)
+	c := &collector{records: waitlog.New[events.Record](), errs: waitlog.New[error]()}
 	go func() {
 		for {
 			rec, err := obs.Read()
-			if errors.Is(err, loader.ErrClosed) {
-				return
-			}
-			c.mu.Lock()
 			switch {
+			case errors.Is(err, loader.ErrClosed):
+				c.records.End()
+				return
 			case err != nil:
-				c.errs = append(c.errs, err)
-			case rec.Adoption != nil:
-				c.adoptions = append(c.adoptions, rec.Adoption)
-			case rec.Task != nil:
-				c.tasks = append(c.tasks, rec.Task)
+				c.errs.Add(err)
+			default:
+				c.records.Add(rec)
 			}
-			c.cond.Broadcast()
-			c.mu.Unlock()
 		}
 	}()
 	return c
@@ -63,30 +55,20 @@ func collect(obs *loader.Observer) *collector {
 
 // waitFor waits until at least n adoptions match, and returns all that match.
 func (c *collector) waitFor(n int, timeout time.Duration, match func(*events.Adoption) bool) []*events.Adoption {
-	deadline := time.Now().Add(timeout)
-	wake := time.AfterFunc(timeout, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
-	defer wake.Stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for {
-		var out []*events.Adoption
-		for _, a := range c.adoptions {
-			if match(a) {
-				out = append(out, a)
+	var out []*events.Adoption
+	c.records.Wait(timeout, func(all []events.Record, _ bool) bool {
+		out = nil
+		for _, r := range all {
+			if r.Adoption != nil && match(r.Adoption) {
+				out = append(out, r.Adoption)
 			}
 		}
-		if len(out) >= n || time.Now().After(deadline) {
-			return out
-		}
-		c.cond.Wait()
-	}
+		return len(out) >= n
+	})
+	return out
 }
 
-func (c *collector) decodeErrors() []error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.errs)
-}
+func (c *collector) decodeErrors() []error { return c.errs.Items() }
 
 // eachHook runs the test once per adoption hook with an observer opened with
 // opts (testsupport.EachHook); a hook this kernel cannot attach is skipped.
@@ -355,12 +337,11 @@ func TestTaskRecords(t *testing.T) {
 		testsupport.KillAtEnd(t, testsupport.Next(t, tree, "daemon").Int(0))
 		one(t, c, middle)
 		var fork, exec, exit bool
-		deadline := time.Now().Add(5 * time.Second)
-		for !(fork && exec && exit) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-			c.mu.Lock()
-			for _, ev := range c.tasks {
+		c.records.Wait(5*time.Second, func(all []events.Record, _ bool) bool {
+			for _, r := range all {
+				ev := r.Task
 				switch {
+				case ev == nil:
 				case ev.Kind == events.KindFork && ev.Process.PID == uint32(launcher) && ev.Child.PID == uint32(middle):
 					fork = true
 				case ev.Kind == events.KindExec && ev.Process.PID == uint32(middle) && ev.Process.Comm == "aw-middle":
@@ -369,8 +350,8 @@ func TestTaskRecords(t *testing.T) {
 					exit = ev.ExitStatus == 0
 				}
 			}
-			c.mu.Unlock()
-		}
+			return fork && exec && exit
+		})
 		if !fork || !exec || !exit {
 			t.Errorf("fork launcher→middle %v, exec of middle %v, exit of launcher with status 0 %v", fork, exec, exit)
 		}

@@ -5,62 +5,56 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/adoptwatch/adoptwatch/internal/waitlog"
 )
 
 // Lines collects what a stream (a command's stdout or stderr) printed, line
 // by line: the one way tests read a command's output, as text or JSON.
 type Lines struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	all  []string
-	eof  bool
+	log *waitlog.Log[string]
 }
 
 // NewLines reads r until EOF.
 func NewLines(r io.Reader) *Lines {
-	l := &Lines{}
-	l.cond = sync.NewCond(&l.mu)
+	l := &Lines{log: waitlog.New[string]()}
 	go func() {
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			l.mu.Lock()
-			l.all = append(l.all, sc.Text())
-			l.cond.Broadcast()
-			l.mu.Unlock()
+			l.log.Add(sc.Text())
 		}
-		l.mu.Lock()
-		l.eof = true
-		l.cond.Broadcast()
-		l.mu.Unlock()
+		l.log.End()
 	}()
 	return l
 }
 
 // WaitFor returns the first line for which match is true, waiting up to timeout.
 func (l *Lines) WaitFor(timeout time.Duration, match func(string) bool) (string, bool) {
-	return l.wait(timeout, func(all []string) (string, bool) {
+	var got string
+	ok := l.log.Wait(timeout, func(all []string, _ bool) bool {
 		for _, s := range all {
 			if match(s) {
-				return s, true
+				got = s
+				return true
 			}
 		}
-		return "", false
+		return false
 	})
+	return got, ok
 }
 
 // WaitEOF waits up to timeout for the stream to end.
 func (l *Lines) WaitEOF(timeout time.Duration) {
-	l.WaitFor(timeout, func(string) bool { return false })
+	l.log.Wait(timeout, func(_ []string, ended bool) bool { return ended })
 }
 
 // JSON waits until at least n lines are JSON objects that match (n = 0: no
 // waiting), and returns all that do, in order.
 func (l *Lines) JSON(n int, timeout time.Duration, match func(map[string]any) bool) []map[string]any {
 	var out []map[string]any
-	l.wait(timeout, func(all []string) (string, bool) {
+	l.log.Wait(timeout, func(all []string, _ bool) bool {
 		out = nil
 		for _, s := range all {
 			var m map[string]any
@@ -68,36 +62,13 @@ func (l *Lines) JSON(n int, timeout time.Duration, match func(map[string]any) bo
 				out = append(out, m)
 			}
 		}
-		return "", len(out) >= n
+		return len(out) >= n
 	})
 	return out
 }
 
-// wait calls check with the lines so far until it is done, the stream ends
-// or timeout passes.
-func (l *Lines) wait(timeout time.Duration, check func([]string) (string, bool)) (string, bool) {
-	deadline := time.Now().Add(timeout)
-	wake := time.AfterFunc(timeout, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
-	defer wake.Stop()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for {
-		if got, done := check(l.all); done {
-			return got, true
-		}
-		if l.eof || !time.Now().Before(deadline) {
-			return "", false
-		}
-		l.cond.Wait()
-	}
-}
-
 // Text is everything so far, one line each.
-func (l *Lines) Text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n")
-}
+func (l *Lines) Text() string { return strings.Join(l.log.Items(), "\n") }
 
 // Decode converts a JSON object read by JSON into a typed value (such as
 // output.AdoptionJSON).
