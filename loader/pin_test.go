@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -68,7 +69,7 @@ var pinNames = []string{"lineages", "seeds", "watch_settings"}
 // the first runs, and the first's pins stay its own; on exit a watcher removes
 // only the pins that are still its maps.
 func TestPinsOneOwner(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireBPF(t)
 	dir := filepath.Join(privateBPFFS(t), "adoptwatch")
 	first, err := loader.Open(loader.Options{PinDir: dir})
 	if err != nil {
@@ -119,7 +120,7 @@ func TestPinsOneOwner(t *testing.T) {
 // TestStalePins: pins with no running watcher are stale: UnwatchPinned says
 // so and changes nothing; the next watcher replaces them and says so.
 func TestStalePins(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireBPF(t)
 	dir := filepath.Join(privateBPFFS(t), "adoptwatch")
 	stale := pinDummies(t, dir, pinNames...)
 	err := loader.UnwatchPinned(dir, os.Getpid())
@@ -153,7 +154,7 @@ func TestStalePins(t *testing.T) {
 
 // TestPinDirErrors: what is wrong with a pin directory is said plainly.
 func TestPinDirErrors(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireBPF(t)
 	_, err := loader.Open(loader.Options{PinDir: filepath.Join(t.TempDir(), "missing", "adoptwatch")})
 	if err == nil || !strings.Contains(err.Error(), "no such file or directory") || strings.Contains(err.Error(), "BPF file system") {
 		t.Errorf("pin dir under a missing parent: %v", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 // TestTextHostileNames: processes of an unprivileged user named to forge a
@@ -15,13 +16,13 @@ import (
 // watcher in text mode, as one line per adoption with the names escaped.
 func TestTextHostileNames(t *testing.T) {
 	c := startWatching(t, "--all")
-	tree := startTree(t, "rawnamed")
-	middle := mustNext(t, tree, "middle").Int(0)
-	line, ok := c.stdout.waitFor(15*time.Second, func(s string) bool {
+	tree := testsupport.StartTree(t, "rawnamed")
+	middle := testsupport.Next(t, tree, "middle").Int(0)
+	line, ok := c.stdout.WaitFor(15*time.Second, func(s string) bool {
 		return strings.Contains(s, " adopt ") && strings.Contains(s, " to "+itoa(tree.Reaper)+" ")
 	})
 	if !ok {
-		t.Fatalf("no adoption by the reaper %d printed; stdout:\n%q", tree.Reaper, c.stdout.text())
+		t.Fatalf("no adoption by the reaper %d printed; stdout:\n%q", tree.Reaper, c.stdout.Text())
 	}
 	// The kernel keeps 15 bytes of a name.
 	middleName, daemonName := fixture.HostileNames[0][:15], fixture.HostileNames[1]
@@ -39,7 +40,7 @@ func TestTextHostileNames(t *testing.T) {
 	c.stop(t)
 	clock := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{6} (adopt|fork |exec |exit ) `)
 	adoptions := 0
-	for _, l := range strings.Split(c.stdout.text(), "\n") {
+	for _, l := range strings.Split(c.stdout.Text(), "\n") {
 		if l == "" {
 			continue
 		}
@@ -61,7 +62,7 @@ func TestTextHostileNames(t *testing.T) {
 // TestRunHostileNames: `adoptwatch run` names the daemon it identifies, and
 // its lineage, escaped.
 func TestRunHostileNames(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	r := startRun(t, true, nil, "--", "{dir}/aw-sd-launch", "named")
 	middle := r.next(t, "middle").Int(0)
 	m := r.line(t, `adoptwatch run: daemon pid=(\d+) comm=(.*) identified .*: (.*)$`)
@@ -71,7 +72,7 @@ func TestRunHostileNames(t *testing.T) {
 	if want := output.Escape(fixture.HostileNames[0][:15]) + "[" + itoa(middle); !strings.Contains(m[3], want) {
 		t.Errorf("lineage %q lacks %q", m[3], want)
 	}
-	for _, l := range strings.Split(r.stderr.text(), "\n") {
+	for _, l := range strings.Split(r.stderr.Text(), "\n") {
 		if strings.ContainsAny(l, "\r\x1b\x7f") || strings.HasPrefix(l, "00:00 adopt") {
 			t.Errorf("raw control bytes or a forged line in run's output: %q", l)
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 // TestPinTwoWatchers: with a watcher running on a pin directory, a second one
@@ -17,7 +19,7 @@ import (
 // (no cleanup at all), unwatch says the pins are stale, and the next watcher
 // takes them over and says so.
 func TestPinTwoWatchers(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	fs := t.TempDir()
 	if err := unix.Mount("bpf", fs, "bpf", 0, ""); err != nil {
 		t.Skipf("cannot mount a BPF file system: %v", err)
@@ -36,7 +38,7 @@ func TestPinTwoWatchers(t *testing.T) {
 	if code := second.exitCode(t, 30*time.Second); code != 1 {
 		t.Errorf("second watcher exited %d, want 1", code)
 	}
-	errText := strings.TrimSpace(second.stderr.text())
+	errText := strings.TrimSpace(second.stderr.Text())
 	if strings.Contains(errText, "\n") || !strings.Contains(errText, "another adoptwatch is running") ||
 		!strings.Contains(errText, "pid "+itoa(first.cmd.Process.Pid)) {
 		t.Errorf("second watcher said %q, want one line naming pid %d", errText, first.cmd.Process.Pid)
@@ -58,7 +60,7 @@ func TestPinTwoWatchers(t *testing.T) {
 
 	third := startWatching(t, "--pin", "--pin-dir", dir)
 	if !hasStderr(third, "replaced stale pins at "+dir, 5*time.Second) {
-		t.Errorf("the takeover of stale pins was not reported:\n%s", third.stderr.text())
+		t.Errorf("the takeover of stale pins was not reported:\n%s", third.stderr.Text())
 	}
 	code, out, errOut = unwatch()
 	if code != 0 || !strings.Contains(out, "in adoptwatch pid "+itoa(third.cmd.Process.Pid)) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/subscribe"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 // What the watcher process holds, from /proc.
@@ -96,18 +97,19 @@ func settleFDs(t *testing.T, pid, want int) int {
 }
 
 // socketStats reads the final socket-stats line of a stopped --json watcher.
-func socketStats(t *testing.T, c *cli) subscribe.Stats {
+func socketStats(t *testing.T, c *cli) output.SocketStats {
 	t.Helper()
 	if code := c.stop(t); code != 0 {
-		t.Fatalf("adoptwatch exited %d; stderr:\n%s", code, c.stderr.text())
+		t.Fatalf("adoptwatch exited %d; stderr:\n%s", code, c.stderr.Text())
 	}
-	lines := jsonLines(c, 1, time.Second, func(m map[string]any) bool { return m["event"] == "socket-stats" })
+	lines := c.stdout.JSON(1, time.Second, func(m map[string]any) bool { return m["event"] == "socket-stats" })
 	if len(lines) != 1 {
 		t.Fatalf("no socket-stats line in the JSON stream")
 	}
-	var st subscribe.Stats
-	b, _ := json.Marshal(lines[0])
-	json.Unmarshal(b, &st)
+	var st output.SocketStats
+	if err := testsupport.Decode(lines[0], &st); err != nil {
+		t.Fatal(err)
+	}
 	return st
 }
 
@@ -116,10 +118,10 @@ func socketStats(t *testing.T, c *cli) subscribe.Stats {
 func expectAdoptionWithPidfd(t *testing.T, path string) {
 	t.Helper()
 	s := dial(t, path, "all")
-	tree := startTree(t, "doublefork")
-	mustNext(t, tree, "middle")
-	daemon := mustNext(t, tree, "daemon").Int(0)
-	killAtEnd(t, daemon)
+	tree := testsupport.StartTree(t, "doublefork")
+	testsupport.Next(t, tree, "middle")
+	daemon := testsupport.Next(t, tree, "daemon").Int(0)
+	testsupport.KillAtEnd(t, daemon)
 	d := adoptionsFrom(t, s, daemon)[daemon]
 	if d.Fields["pidfd"] != subscribe.PidfdPassed || d.Pidfd < 0 {
 		t.Fatalf("new subscriber: daemon's record has pidfd %v (fd %d)", d.Fields["pidfd"], d.Pidfd)
@@ -191,7 +193,7 @@ func TestSocketAbandonedConnections(t *testing.T) {
 		t.Errorf("RSS rose from %d KiB to a peak of %d and %d after", baseRSS, peakRSS, rss)
 	}
 	expectAdoptionWithPidfd(t, path)
-	if n := len(strings.Split(c.stderr.text(), "\n")); n > 2000 {
+	if n := len(strings.Split(c.stderr.Text(), "\n")); n > 2000 {
 		t.Errorf("%d lines on stderr for %d connections: a log flood", n, total)
 	}
 	st := socketStats(t, c)
@@ -225,7 +227,7 @@ func TestSocketNeverReadingSubscribers(t *testing.T) {
 		stalled = append(stalled, conn)
 	}
 	if n := awaitFDs(t, pid, baseFDs+stalledN+1); n < baseFDs+stalledN+1 {
-		t.Fatalf("the watcher holds %d fds: the subscribers did not all connect; stderr:\n%s", n, c.stderr.text())
+		t.Fatalf("the watcher holds %d fds: the subscribers did not all connect; stderr:\n%s", n, c.stderr.Text())
 	}
 
 	type result struct {
@@ -247,7 +249,7 @@ func TestSocketNeverReadingSubscribers(t *testing.T) {
 				res.err = err
 				break
 			}
-			if rec.Fields["event"] != "adopt" || party(rec.Fields, "new_parent") != r {
+			if rec.Fields["event"] != "adopt" || testsupport.PartyPID(rec.Fields, "new_parent") != r {
 				if rec.Pidfd >= 0 {
 					unix.Close(rec.Pidfd)
 				}
@@ -256,7 +258,7 @@ func TestSocketNeverReadingSubscribers(t *testing.T) {
 			if res.count++; res.count == cutBy {
 				close(pastCut)
 			}
-			if rec.Fields["pidfd"] == subscribe.PidfdPassed && rec.Pidfd >= 0 && pidfdPid(t, rec.Pidfd) == num(rec.Fields, "pid") {
+			if rec.Fields["pidfd"] == subscribe.PidfdPassed && rec.Pidfd >= 0 && pidfdPid(t, rec.Pidfd) == testsupport.Num(rec.Fields, "pid") {
 				res.fds++
 			}
 			if rec.Pidfd >= 0 {
@@ -293,7 +295,7 @@ func TestSocketNeverReadingSubscribers(t *testing.T) {
 			}(i)
 		}
 	}()
-	tree := startTree(t, fmt.Sprintf("rawlinger:%d", records))
+	tree := testsupport.StartTree(t, fmt.Sprintf("rawlinger:%d", records))
 	reaper <- tree.Reaper
 	res := <-done
 	if res.err != nil || res.count != records || res.fds != records {
@@ -397,13 +399,13 @@ func TestSocketAcceptErrors(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	restore()
 	var logged int
-	for _, l := range strings.Split(c.stderr.text(), "\n") {
+	for _, l := range strings.Split(c.stderr.Text(), "\n") {
 		if strings.Contains(l, "accept:") {
 			logged++
 		}
 	}
 	if logged != 1 || !hasStderr(c, "too many open files", 0) {
-		t.Errorf("%d accept errors logged in 3 s, want 1 saying too many open files:\n%s", logged, c.stderr.text())
+		t.Errorf("%d accept errors logged in 3 s, want 1 saying too many open files:\n%s", logged, c.stderr.Text())
 	}
 	for i, conn := range waiting {
 		sub := &subscribe.Client{Conn: conn}

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // These tests run a real server on a real socket, with real pidfds of a real
@@ -151,7 +153,7 @@ func TestClosedPeersAtOnce(t *testing.T) {
 	requireRoot(t)
 	s, _ := listen(t, Config{})
 	path := s.cfg.Path
-	waitFor := func(what string, cond func(Stats) bool) {
+	waitFor := func(what string, cond func(output.SocketStats) bool) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)
 		for !cond(s.Stats()) {
@@ -163,14 +165,14 @@ func TestClosedPeersAtOnce(t *testing.T) {
 	}
 	abandoned := connectAs(t, path, 0, 0)
 	abandoned.Close()
-	waitFor("abandoned before the filter", func(st Stats) bool { return st.Abandoned == 1 })
+	waitFor("abandoned before the filter", func(st output.SocketStats) bool { return st.Abandoned == 1 })
 
 	gone := connectAs(t, path, 0, 0)
 	if l := firstLine(t, gone, "all"); !strings.Contains(l, "subscribed") {
 		t.Fatal(l)
 	}
 	gone.Close()
-	waitFor("closed after subscribing", func(st Stats) bool { return st.ClosedByPeer == 1 })
+	waitFor("closed after subscribing", func(st output.SocketStats) bool { return st.ClosedByPeer == 1 })
 
 	half := connectAs(t, path, 0, 0)
 	if l := firstLine(t, half, "all"); !strings.Contains(l, "subscribed") {
@@ -179,7 +181,7 @@ func TestClosedPeersAtOnce(t *testing.T) {
 	half.CloseWrite()
 	time.Sleep(100 * time.Millisecond)
 	sleeper := startSleeper(t)
-	s.Publish(sleeper.adoption(), []byte(`{"event":"adopt"}`+"\n"))
+	s.Publish(sleeper.adoption(0))
 	c := &Client{Conn: half}
 	half.SetReadDeadline(time.Now().Add(5 * time.Second))
 	rec, err := c.Next()
@@ -188,12 +190,12 @@ func TestClosedPeersAtOnce(t *testing.T) {
 	}
 	unix.Close(rec.Pidfd)
 	half.Close()
-	waitFor("closed after shutting its write side", func(st Stats) bool { return st.ClosedByPeer == 2 })
+	waitFor("closed after shutting its write side", func(st output.SocketStats) bool { return st.ClosedByPeer == 2 })
 
 	if _, err := Listen(Config{Path: path}); err == nil || !strings.Contains(err.Error(), "another adoptwatch") {
 		t.Errorf("second server on a live socket: %v", err)
 	}
-	waitFor("probe", func(st Stats) bool { return st.Probes == 1 })
+	waitFor("probe", func(st output.SocketStats) bool { return st.Probes == 1 })
 	if st := s.Stats(); st.Accepted != 2 || st.WriteErrors != 0 || st.Refused != 0 {
 		t.Errorf("stats %+v: want 2 accepted, no write errors, none refused", st)
 	}
@@ -204,8 +206,7 @@ func TestClosedPeersAtOnce(t *testing.T) {
 
 // sleeper is a live process whose pidfds the records carry.
 type sleeper struct {
-	pid   int
-	start time.Duration
+	id procfs.ID
 }
 
 func startSleeper(t *testing.T) sleeper {
@@ -215,15 +216,16 @@ func startSleeper(t *testing.T) sleeper {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	k, err := procfs.ReadStat(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sleeper{cmd.Process.Pid, k.Start}
+	return sleeper{k.ID}
 }
 
-func (s sleeper) adoption() *events.Adoption {
-	return &events.Adoption{Child: events.Process{PID: uint32(s.pid), Start: s.start}}
+// adoption is a record of the sleeper, its comm padded to pad bytes.
+func (s sleeper) adoption(pad int) *output.Adoption {
+	return output.NewAdoption(&events.Adoption{Child: events.Process{ID: s.id, Comm: strings.Repeat("x", pad)}})
 }
 
 // TestBoundOnPidfdsHeld: subscribers that stop reading are cut off, furthest
@@ -249,7 +251,7 @@ func TestBoundOnPidfdsHeld(t *testing.T) {
 	}
 	sl := startSleeper(t)
 	// Lines of 4 KiB fill the stalled subscribers' socket buffers soon.
-	line := []byte(`{"event":"adopt","pad":"` + strings.Repeat("x", 4096) + `"}` + "\n")
+	rec := sl.adoption(4096)
 	var received, withFd atomic.Int64
 	errc := make(chan error, 1)
 	go func() {
@@ -274,7 +276,7 @@ func TestBoundOnPidfdsHeld(t *testing.T) {
 	}()
 	maxHeld := int64(0)
 	for i := 1; i <= records; i++ {
-		s.Publish(sl.adoption(), line)
+		s.Publish(rec)
 		maxHeld = max(maxHeld, s.heldPidfds.Load())
 		// Keep the reader within a few records: it must not be the one behind.
 		for int64(i)-received.Load() > bound/4 {

@@ -12,14 +12,12 @@
 package subscribe
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/user"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,7 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
 )
 
 // Defaults of the bounds (Config's zero values).
@@ -59,28 +57,6 @@ type Config struct {
 	// Grace bounds the final writes to a subscriber (overflow notice, shutdown).
 	Grace time.Duration
 	Log   func(format string, args ...any) // one line each, for stderr
-}
-
-// Stats counts what the server did. Each connection ends up counted as
-// Accepted, Refused (not allowed, over a bound, or a bad filter line),
-// Abandoned or Probes, or as a write error before it could subscribe.
-type Stats struct {
-	Accepted         uint64 `json:"accepted"` // got the "subscribed" line
-	Refused          uint64 `json:"refused"`
-	Overflowed       uint64 `json:"overflowed"`
-	WriteErrors      uint64 `json:"write_errors"` // disconnected because a write failed
-	RecordsSent      uint64 `json:"records_sent"`
-	RecordsDropped   uint64 `json:"records_dropped"` // queued for a subscriber that was cut off
-	PidfdsPassed     uint64 `json:"pidfds_passed"`
-	PidfdUnsupported uint64 `json:"pidfd_unsupported"`
-	PidfdGone        uint64 `json:"pidfd_gone"`
-	PidfdMismatch    uint64 `json:"pidfd_mismatch"`
-	PidfdErrors      uint64 `json:"pidfd_errors"`
-	CutOff           uint64 `json:"cut_off"`        // furthest behind when the overall bound on pidfds or bytes was hit
-	ClosedByPeer     uint64 `json:"closed_by_peer"` // subscribers that closed their end
-	Abandoned        uint64 `json:"abandoned"`      // connections closed before subscribing
-	Probes           uint64 `json:"probes"`         // another adoptwatch checking whether the socket is live
-	AcceptErrors     uint64 `json:"accept_errors"`
 }
 
 // Server is a listening subscriber socket.
@@ -365,7 +341,7 @@ func (s *Server) admit(conn *net.UnixConn) {
 		s.logs.printf("%s refused: %s", who, why)
 		// A new connection's send buffer is empty: this never waits long.
 		conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		conn.Write(eventLine("refused", map[string]any{"reason": why}))
+		conn.Write(output.NoticeLine(time.Now(), "refused", why))
 		conn.Close()
 		return
 	}
@@ -392,7 +368,7 @@ func (s *Server) remove(sub *subscriber) {
 
 // Publish hands one adoption to every subscriber, never blocking: the pidfd
 // is opened here, once, and shared by every queue the record goes into.
-func (s *Server) Publish(a *events.Adoption, jsonLine []byte) {
+func (s *Server) Publish(a *output.Adoption) {
 	s.mu.Lock()
 	subs := make([]*subscriber, 0, len(s.subs))
 	for sub := range s.subs {
@@ -404,9 +380,9 @@ func (s *Server) Publish(a *events.Adoption, jsonLine []byte) {
 	if len(subs) == 0 {
 		return
 	}
-	fd, status := OpenPidfd(a.Child.PID, a.Child.Start)
+	fd, status := OpenPidfd(a.Child.ID)
 	s.countPidfd(status)
-	rec := s.hold(seq, a, WithPidfd(jsonLine, status), fd)
+	rec := s.hold(seq, a.Adoption, a.WithPidfd(status), fd)
 	defer rec.release() // Publish's own reference
 	s.enforceTotals(subs)
 	for _, sub := range subs {
@@ -451,9 +427,9 @@ func (s *Server) countPidfd(status string) {
 }
 
 // Stats returns the counts so far.
-func (s *Server) Stats() Stats {
+func (s *Server) Stats() output.SocketStats {
 	st := &s.stats
-	return Stats{
+	return output.SocketStats{
 		Accepted: st.accepted.Load(), Refused: st.refused.Load(), Overflowed: st.overflowed.Load(),
 		WriteErrors: st.writeErrors.Load(), RecordsSent: st.sent.Load(), RecordsDropped: st.dropped.Load(),
 		PidfdsPassed: st.passed.Load(), PidfdUnsupported: st.unsupported.Load(), PidfdGone: st.gone.Load(),
@@ -471,7 +447,7 @@ func (s *Server) Held() (pidfds, bytes int64) {
 // Close stops accepting, lets each subscriber's writer send what it has
 // queued (within Grace), removes the socket file if it is still ours, and
 // returns the final counts.
-func (s *Server) Close() Stats {
+func (s *Server) Close() output.SocketStats {
 	s.mu.Lock()
 	if s.done {
 		s.mu.Unlock()
@@ -495,25 +471,6 @@ func (s *Server) Close() Stats {
 	s.wg.Wait()
 	s.logs.flush()
 	return s.Stats()
-}
-
-// WithPidfd adds the "pidfd" field to an adoption's JSON line.
-func WithPidfd(jsonLine []byte, status string) []byte {
-	body := strings.TrimRight(string(jsonLine), "\n")
-	if !strings.HasSuffix(body, "}") {
-		return jsonLine
-	}
-	v, _ := json.Marshal(status)
-	return []byte(body[:len(body)-1] + `,"pidfd":` + string(v) + "}\n")
-}
-
-func eventLine(event string, fields map[string]any) []byte {
-	m := map[string]any{"event": event, "time": time.Now().Format(time.RFC3339Nano)}
-	for k, v := range fields {
-		m[k] = v
-	}
-	b, _ := json.Marshal(m)
-	return append(b, '\n')
 }
 
 // rateLog passes at most perSecond lines a second (connection traffic is the

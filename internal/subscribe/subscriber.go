@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
 )
 
 // record is one adoption as sent to every subscriber: the line and the pidfd
@@ -209,7 +210,7 @@ func (sub *subscriber) read() {
 	case err != nil:
 		sub.srv.logs.printf("%s: %v", sub.who, err)
 		sub.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		sub.conn.Write(eventLine("error", map[string]any{"reason": err.Error()}))
+		sub.conn.Write(output.NoticeLine(time.Now(), "error", err.Error()))
 		sub.end(endBadFilter, "bad filter line")
 		return
 	case f.Kind == probeLine:
@@ -319,7 +320,7 @@ func (sub *subscriber) write() {
 		sub.finish(false)
 		return
 	}
-	hello := eventLine("subscribed", map[string]any{"id": sub.id, "filter": filter.String(), "queue": len(sub.ring)})
+	hello := output.SubscribedLine(time.Now(), sub.id, filter.String(), len(sub.ring))
 	if _, err := sub.conn.Write(hello); err != nil {
 		sub.writeFailed(err)
 		sub.finish(false)
@@ -401,7 +402,7 @@ func (sub *subscriber) finish(partial bool) {
 		sub.mu.Lock()
 		dropped := sub.dropped
 		sub.mu.Unlock()
-		msg := eventLine("overflow", map[string]any{"reason": why, "dropped": dropped})
+		msg := output.OverflowLine(time.Now(), why, dropped)
 		if partial {
 			msg = append([]byte("\n"), msg...) // end the cut-off record's line first
 		}
