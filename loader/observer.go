@@ -267,7 +267,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	if opts.PinDir != "" {
 		lock, stale, err := obs.watch.pin(opts.PinDir)
 		if err != nil {
-			return obs, configError{err}
+			return obs, configError{pinError{err}}
 		}
 		obs.pinDir, obs.pinLock, obs.ReplacedStalePins = opts.PinDir, lock, stale
 	}

@@ -23,6 +23,15 @@ var ErrPinsLive = errors.New("another adoptwatch is running with its maps pinned
 // ErrStalePins: pins whose watcher is gone.
 var ErrStalePins = errors.New("stale pins: the adoptwatch that pinned these maps is no longer running")
 
+// ErrPin marks every error of pinning the maps (Options.PinDir), for callers
+// that say so rather than "cannot attach".
+var ErrPin = errors.New("cannot pin the maps")
+
+type pinError struct{ error }
+
+func (e pinError) Is(target error) bool { return target == ErrPin }
+func (e pinError) Unwrap() error        { return e.error }
+
 // lockPinDir takes the pin directory's lock, or fails with ErrPinsLive.
 func lockPinDir(dir string) (*os.File, error) {
 	var lastErr error

@@ -70,6 +70,31 @@ func (f *notifyFlags) sinks(p *output.Printer) (sink.Set, error) {
 	return sinks, nil
 }
 
+// check refuses bad values of these flags before anything starts (exit 2).
+func (f *notifyFlags) check(fs *pflag.FlagSet) error {
+	if _, err := f.specs(); err != nil {
+		return err
+	}
+	switch {
+	case fs.Changed("socket") && f.socketPath == "":
+		return errors.New("--socket: empty path")
+	case f.socketPath == "" && f.socketGroup != "":
+		return errors.New("--socket-group needs --socket")
+	case f.socketQueue < 1:
+		return fmt.Errorf("--socket-queue %d: must be at least 1", f.socketQueue)
+	case f.socketMax < 1:
+		return fmt.Errorf("--socket-max-subscribers %d: must be at least 1", f.socketMax)
+	case f.socketUID < 1:
+		return fmt.Errorf("--socket-max-per-uid %d: must be at least 1", f.socketUID)
+	}
+	if f.socketGroup != "" {
+		if _, err := subscribe.LookupGroup(f.socketGroup); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // specs checks the --notify-pid/--notify-signal pairs.
 func (f *notifyFlags) specs() ([]notify.Spec, error) {
 	if len(f.pids) != len(f.sigs) {

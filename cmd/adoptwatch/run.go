@@ -76,21 +76,17 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "adoptwatch run: %v\nRun 'adoptwatch run --help' for usage.\n", err)
-		return 2
+		return usageError(stderr, "adoptwatch run", "%v (see adoptwatch run --help)", err)
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(stderr, "adoptwatch run: no command given\nRun 'adoptwatch run --help' for usage.\n")
-		return 2
+		return usageError(stderr, "adoptwatch run", "no command given (see adoptwatch run --help)")
 	}
 	var err error
 	if cfg.Hook, err = events.ParseHook(hook); err != nil {
-		fmt.Fprintf(stderr, "adoptwatch run: %v\n", err)
-		return 2
+		return usageError(stderr, "adoptwatch run", "%v", err)
 	}
 	if cfg.Settle < 0 || cfg.Timeout <= 0 || cfg.StopTimeout < 0 {
-		fmt.Fprintf(stderr, "adoptwatch run: --settle and --stop-timeout must not be negative, --timeout must be positive\n")
-		return 2
+		return usageError(stderr, "adoptwatch run", "--settle and --stop-timeout must not be negative, --timeout must be positive")
 	}
 	cfg.Command = fs.Args()
 	cfg.Stdin, cfg.Stdout, cfg.Stderr = os.Stdin, os.Stdout, os.Stderr
