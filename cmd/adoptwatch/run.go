@@ -34,6 +34,13 @@ it sends SIGTERM to the processes still adopted by it (SIGKILL after
 subreaper above run) and run follows it through a pidfd, learning its exit
 status from the kernel's exit record.
 
+If run itself is killed with SIGKILL it can do nothing: the daemon and its
+workers live on, adopted by the next reaper up (init), unsupervised. With
+--kill-tree-on-exit, CMD starts in a cgroup v2 of its own, and a guardian
+process that the kernel signals when run dies (PR_SET_PDEATHSIG) kills that
+cgroup (cgroup.kill) and removes it: whatever CMD started dies with run,
+however run exits. A process that moves itself to another cgroup escapes it.
+
 SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT go to the daemon. Before
 it is identified, SIGTERM, SIGINT and SIGQUIT go to CMD and the processes
 adopted so far; the others wait for the daemon.
@@ -63,6 +70,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Timeout, "timeout", supervise.DefaultTimeout, "give up if no daemon is identified within this time")
 	fs.StringVar(&cfg.PIDFile, "pidfile", "", "the daemon's pid `FILE`: the daemon is the adopted process it names")
 	fs.BoolVar(&cfg.NoSubreaper, "no-subreaper", false, "let init adopt the daemon; follow it through a pidfd (for pairing with an existing init)")
+	fs.BoolVar(&cfg.KillTreeOnExit, "kill-tree-on-exit", false, "when run exits, however it exits (even SIGKILL), SIGKILL what CMD started (a cgroup v2 of its own; Linux 5.14+)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", supervise.DefaultStopTimeout, "when run exits, SIGKILL leftover processes that ignore SIGTERM this long")
 	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact or exit-walk")
 	fs.BoolVarP(&cfg.Verbose, "verbose", "v", false, "also print every adoption, reaped process and forwarded signal")

@@ -63,8 +63,11 @@ type Config struct {
 	StopTimeout time.Duration // grace between SIGTERM and SIGKILL for leftovers
 	PIDFile     string        // the daemon's pid file: it must name the daemon
 	NoSubreaper bool          // leave adoption to init; follow the daemon by pidfd
-	Hook        events.Hook
-	Verbose     bool
+	// KillTreeOnExit kills whatever CMD started that still runs when run
+	// exits, however it exits, even by SIGKILL (see treeGuard).
+	KillTreeOnExit bool
+	Hook           events.Hook
+	Verbose        bool
 	// CMD's standard streams (run's own, normally).
 	Stdin, Stdout, Stderr *os.File
 	// Log receives run's messages, one line each.
@@ -90,8 +93,9 @@ type recordOrErr struct {
 }
 
 type supervisor struct {
-	cfg  Config
-	self uint32
+	cfg   Config
+	self  uint32
+	guard *treeGuard // KillTreeOnExit
 
 	records chan recordOrErr
 	reaps   chan reaped
@@ -181,10 +185,20 @@ func (s *supervisor) run() int {
 	defer obs.Close()
 	go s.readRecords(obs)
 
-	pid, err := syscall.ForkExec(path, s.cfg.Command, &syscall.ProcAttr{
+	attr := &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: []uintptr{s.cfg.Stdin.Fd(), s.cfg.Stdout.Fd(), s.cfg.Stderr.Fd()},
-	})
+	}
+	if s.cfg.KillTreeOnExit {
+		if s.guard, err = newTreeGuard(); err != nil {
+			s.logf("%v", err)
+			return ExitFailure
+		}
+		attr.Sys = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: s.guard.fd}
+		s.debugf("the tree lives in cgroup %s; guardian pid=%d", s.guard.dir, s.guard.guardian)
+	}
+	pid, err := syscall.ForkExec(path, s.cfg.Command, attr)
+	s.guard.release()
 	if err != nil {
 		s.logf("cannot start %s: %v", output.Escape(s.cfg.Command[0]), err)
 		if errors.Is(err, unix.ENOENT) {
@@ -306,7 +320,7 @@ func (s *supervisor) unrecorded() []string {
 	}
 	var out []string
 	for _, k := range procfs.Children(int(s.self)) {
-		if k.ID.Same(s.cmd) || s.tracker.member(k.ID) != nil {
+		if k.ID.Same(s.cmd) || s.tracker.member(k.ID) != nil || s.isGuardian(int(k.PID)) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, output.Escape(k.Comm)))
@@ -536,7 +550,9 @@ func (s *supervisor) finish(code int) int {
 			return pids
 		}
 		for _, k := range procfs.Children(os.Getpid()) {
-			pids = append(pids, int(k.PID))
+			if !s.isGuardian(int(k.PID)) {
+				pids = append(pids, int(k.PID))
+			}
 		}
 		return pids
 	})
@@ -584,6 +600,9 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 		}
 	}
 }
+
+// isGuardian: the KillTreeOnExit guardian is run's child but not of the tree.
+func (s *supervisor) isGuardian(pid int) bool { return s.guard != nil && s.guard.guardian == pid }
 
 // kill signals one of run's children: a pidfd opened while it is still our
 // child (it cannot have been reaped and reused: only run reaps its children).
