@@ -117,8 +117,12 @@ func socketStats(t *testing.T, c *cli) output.SocketStats {
 // daemon's adoption with a pidfd of exactly that daemon.
 func expectAdoptionWithPidfd(t *testing.T, path string) {
 	t.Helper()
-	s := dial(t, path, "all")
-	tree := testsupport.StartTree(t, "doublefork")
+	// Only this tree's adoptions: other tests on the machine may adopt a lot.
+	tree := testsupport.StartTree(t, "idle")
+	s := dial(t, path, fmt.Sprintf("parent %d", tree.Reaper))
+	if err := tree.Run("doublefork"); err != nil {
+		t.Fatal(err)
+	}
 	testsupport.Next(t, tree, "middle")
 	daemon := testsupport.Next(t, tree, "daemon").Int(0)
 	testsupport.KillAtEnd(t, daemon)
@@ -215,7 +219,10 @@ func TestSocketNeverReadingSubscribers(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	baseFDs, baseRSS := openFDs(t, pid), rssKiB(t, pid)
 	u := sample(t, pid)
-	good := dial(t, path, "all")
+	// The well-behaved subscriber asks for this test's adoptions only: other
+	// tests on the machine may adopt more than it could read.
+	tree := testsupport.StartTree(t, "idle")
+	good := dial(t, path, fmt.Sprintf("parent %d", tree.Reaper))
 	stalled := make([]*net.UnixConn, 0, stalledN)
 	for i := 0; i < stalledN; i++ {
 		conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
@@ -295,10 +302,13 @@ func TestSocketNeverReadingSubscribers(t *testing.T) {
 			}(i)
 		}
 	}()
-	tree := testsupport.StartTree(t, fmt.Sprintf("rawlinger:%d", records))
-	reaper <- tree.Reaper
+	reaper <- tree.Reaper // reading starts before the storm does
+	if err := tree.Run(fmt.Sprintf("rawlinger:%d", records)); err != nil {
+		t.Fatal(err)
+	}
 	res := <-done
 	if res.err != nil || res.count != records || res.fds != records {
+		t.Logf("watcher's stderr:\n%s", c.stderr.Text())
 		t.Fatalf("the well-behaved subscriber got %d of %d adoptions and %d pidfds: %v", res.count, records, res.fds, res.err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -414,6 +424,11 @@ func TestSocketAcceptErrors(t *testing.T) {
 			t.Errorf("subscriber %d, waiting while fds ran out: %v %s", i, err, rec.Line)
 		}
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("watcher's stderr:\n%s", c.stderr.Text())
+		}
+	})
 	expectAdoptionWithPidfd(t, path)
 	if st := socketStats(t, c); st.AcceptErrors == 0 || st.Accepted != 6 {
 		t.Errorf("stats %+v: want accept errors counted and 6 accepted", st)
