@@ -1,0 +1,178 @@
+// Package service tells the supervisor that started adoptwatch how it is
+// doing: systemd's notify protocol (READY=1, MAINPID=, STATUS=, STOPPING=1,
+// WATCHDOG=1, sent with go-systemd's daemon package to $NOTIFY_SOCKET) and the
+// s6 readiness convention (a newline written to an inherited fd, then closed).
+//
+// Neither is required: without NOTIFY_SOCKET and without a notify fd every
+// call does nothing. A notify socket that cannot be reached is reported once
+// on stderr and the program carries on: telling the supervisor is not worth
+// stopping the watch for.
+package service
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
+)
+
+// Notifier sends state changes to the service manager. Its methods are safe
+// for concurrent use (the watchdog loop runs beside the main loop).
+type Notifier struct {
+	stderr io.Writer
+
+	mu        sync.Mutex
+	readyFD   *os.File // --notify-fd, until readiness is written
+	failing   bool     // the last notify-socket send failed (reported once per outage)
+	failed    uint64   // sends that failed, in total
+	readyOnce bool
+}
+
+// New returns a Notifier writing readiness to readyFD (nil: no fd) and
+// reporting delivery problems to stderr.
+func New(readyFD *os.File, stderr io.Writer) *Notifier {
+	return &Notifier{readyFD: readyFD, stderr: stderr}
+}
+
+// OpenNotifyFD checks that fd is an open, writable descriptor other than
+// stdin, stdout and stderr, marks it close-on-exec (the processes adoptwatch
+// starts must not hold the supervisor's pipe open), and returns it.
+func OpenNotifyFD(fd int) (*os.File, error) {
+	if fd <= 2 {
+		return nil, fmt.Errorf("--notify-fd %d: must be a descriptor above 2 (0, 1 and 2 are stdin, stdout and stderr)", fd)
+	}
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		if errors.Is(err, unix.EBADF) {
+			return nil, fmt.Errorf("--notify-fd %d: not an open descriptor", fd)
+		}
+		return nil, fmt.Errorf("--notify-fd %d: %v", fd, err)
+	}
+	if mode := flags & unix.O_ACCMODE; mode != unix.O_WRONLY && mode != unix.O_RDWR {
+		return nil, fmt.Errorf("--notify-fd %d: not open for writing", fd)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("--notify-fd %d: %v", fd, err)
+	}
+	return os.NewFile(uintptr(fd), "notify-fd "+strconv.Itoa(fd)), nil
+}
+
+// Ready says that startup is complete: READY=1, and the newline on the
+// notify fd (which is then closed, as s6 expects). Only the first call counts.
+func (n *Notifier) Ready() { n.ready("") }
+
+// ReadyMainPID hands the service over to pid and says it is ready, in one
+// datagram: with NotifyAccess=main, systemd checks the sender once per
+// message, so READY=1 must travel with MAINPID= while the sender is still
+// the main process.
+func (n *Notifier) ReadyMainPID(pid int) {
+	n.ready("MAINPID=" + strconv.Itoa(pid) + "\n")
+}
+
+func (n *Notifier) ready(prefix string) {
+	n.mu.Lock()
+	first := !n.readyOnce
+	n.readyOnce = true
+	f := n.readyFD
+	n.readyFD = nil
+	n.mu.Unlock()
+	if !first {
+		return
+	}
+	n.send(prefix + daemon.SdNotifyReady)
+	if f != nil {
+		_, err := f.Write([]byte{'\n'})
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			fmt.Fprintf(n.stderr, "adoptwatch: %s: cannot signal readiness: %v\n", f.Name(), err)
+		}
+	}
+}
+
+// MainPID tells systemd that pid is now the service's main process (a
+// daemon that re-daemonised, for instance).
+func (n *Notifier) MainPID(pid int) { n.send("MAINPID=" + strconv.Itoa(pid)) }
+
+// Status sets the one-line status `systemctl status` shows. Newlines would
+// start a new assignment, so they are replaced.
+func (n *Notifier) Status(text string) {
+	n.send("STATUS=" + strings.NewReplacer("\n", " ", "\r", " ").Replace(text))
+}
+
+// Stopping says the service is shutting down.
+func (n *Notifier) Stopping() { n.send(daemon.SdNotifyStopping) }
+
+// Failed is the number of notify-socket messages that could not be sent.
+func (n *Notifier) Failed() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.failed
+}
+
+// send delivers one message. The first failure of an outage is reported on
+// one line; the program keeps going either way.
+func (n *Notifier) send(state string) {
+	sent, err := daemon.SdNotify(false, state)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err == nil {
+		n.failing = false
+		_ = sent // false: NOTIFY_SOCKET is not set, nobody to tell
+		return
+	}
+	n.failed++
+	if !n.failing {
+		n.failing = true
+		fmt.Fprintf(n.stderr, "adoptwatch: cannot notify the service manager at NOTIFY_SOCKET=%q: %v (continuing without it)\n",
+			os.Getenv("NOTIFY_SOCKET"), unwrapOp(err))
+	}
+}
+
+// unwrapOp shortens net.OpError's "dial unixgram /x: connect: ..." to the cause.
+func unwrapOp(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}
+
+// WatchdogInterval is how often the watchdog wants WATCHDOG=1: half of
+// WATCHDOG_USEC, as sd_watchdog_enabled(3) advises, or 0 when the service
+// manager set no watchdog for this process.
+func WatchdogInterval() (time.Duration, error) {
+	usec, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return 0, err
+	}
+	return usec / 2, nil
+}
+
+// Watchdog sends WATCHDOG=1 every interval until stop is closed. The pings
+// prove the process and its Go runtime are alive and scheduled (a hung or
+// frozen adoptwatch is restarted by systemd); close stop as soon as the
+// watch ends, so that a watcher that stopped watching stops pinging.
+func (n *Notifier) Watchdog(interval time.Duration, stop <-chan struct{}) {
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			n.send(daemon.SdNotifyWatchdog)
+		}
+	}
+}
