@@ -1,0 +1,237 @@
+package journal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
+	"golang.org/x/sys/unix"
+)
+
+// go-systemd's journal package always sends to /run/systemd/journal/socket.
+// journald does not run on the development machines, and a test must never
+// write into a real journal, so each test runs in a copy of this test binary
+// inside a private mount namespace, where /run is an empty tmpfs and the test
+// itself listens on /run/systemd/journal/socket. The bytes it receives are
+// what go-systemd sent: the native protocol, parsed here field by field.
+const nsEnv = "ADOPTWATCH_TEST_JOURNAL_NS"
+
+// inPrivateRun runs the calling test again in a child process with a private
+// mount namespace and an empty /run; it returns true in that child, where the
+// test goes on, and false in the parent, once the child passed.
+func inPrivateRun(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(nsEnv) == t.Name() {
+		if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+			t.Fatalf("tmpfs on /run in the private mount namespace: %v", err)
+		}
+		return true
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the test mounts its own /run in a private mount namespace")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), nsEnv+"="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil && strings.Contains(err.Error(), "operation not permitted") {
+		t.Skipf("cannot create a mount namespace here: %v", err)
+	}
+	t.Logf("in a private mount namespace:\n%s", out)
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("child test: %v", err)
+	}
+	return false
+}
+
+// listenJournal is the test's journald: a datagram socket at SocketPath.
+func listenJournal(t *testing.T) *net.UnixConn {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(SocketPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: SocketPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// parseNative parses one entry of journald's native protocol: "NAME=value\n",
+// or for values that may hold newlines "NAME\n", a 64-bit little-endian
+// length, the value, "\n".
+func parseNative(b []byte) (map[string]string, error) {
+	fields := map[string]string{}
+	for len(b) > 0 {
+		i := bytes.IndexAny(b, "=\n")
+		if i <= 0 {
+			return nil, fmt.Errorf("no field name at %q", b)
+		}
+		name := string(b[:i])
+		var value string
+		if b[i] == '=' {
+			end := bytes.IndexByte(b[i+1:], '\n')
+			if end < 0 {
+				return nil, fmt.Errorf("%s: no newline after the value", name)
+			}
+			value, b = string(b[i+1:i+1+end]), b[i+1+end+1:]
+		} else {
+			rest := b[i+1:]
+			if len(rest) < 8 {
+				return nil, fmt.Errorf("%s: short length", name)
+			}
+			n := binary.LittleEndian.Uint64(rest)
+			if uint64(len(rest)-8) < n+1 || rest[8+n] != '\n' {
+				return nil, fmt.Errorf("%s: value of %d bytes not followed by a newline", name, n)
+			}
+			value, b = string(rest[8:8+n]), rest[8+n+1:]
+		}
+		if _, dup := fields[name]; dup {
+			return nil, fmt.Errorf("field %s twice", name)
+		}
+		fields[name] = value
+	}
+	return fields, nil
+}
+
+func hostile() *events.Adoption {
+	return &events.Adoption{
+		Time:       time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC),
+		Hook:       events.HookExitWalk,
+		Child:      events.Process{PID: 4242, TID: 4242, SID: 4241, PGID: 4241, Start: 123456789 * time.Microsecond, Comm: "x\nADOPTWATCH_REAPER_KIND=init"},
+		PrevParent: events.Process{PID: 4241, Comm: "mid=dle"},
+		NewParent:  events.Process{PID: 77, Comm: "reaper"},
+		Reaper:     events.ReaperSubreaper,
+		Lineage: []events.Step{
+			{PID: 900, SID: 900, Comm: "bash"},
+			{PID: 4240, SID: 900, Comm: "launch", Exec: true},
+			{PID: 4241, SID: 4241, Comm: "mid=dle", Setsid: true},
+			{PID: 4242, SID: 4241, Comm: "x\nADOPTWATCH_REAPER_KIND=init"},
+		},
+		LineageComplete: false,
+	}
+}
+
+func TestEntryOnTheWire(t *testing.T) {
+	if !inPrivateRun(t) {
+		return
+	}
+	conn := listenJournal(t)
+	sink, err := Open()
+	if err != nil {
+		t.Fatalf("Open with a listening journal: %v", err)
+	}
+	a := hostile()
+	if err := sink.Adopt(a); err != nil {
+		t.Fatal(err)
+	}
+
+	buf := make([]byte, 1<<16)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("datagram: %q", buf[:n])
+	got, err := parseNative(buf[:n])
+	if err != nil {
+		t.Fatalf("not the native protocol: %v", err)
+	}
+	want := map[string]string{
+		"MESSAGE":                     output.AdoptionText(a),
+		"PRIORITY":                    "6",
+		"SYSLOG_IDENTIFIER":           "adoptwatch",
+		"ADOPTWATCH_EVENT":            "adopt",
+		"ADOPTWATCH_PID":              "4242",
+		"ADOPTWATCH_COMM":             "x\nADOPTWATCH_REAPER_KIND=init", // one field, binary-safe
+		"ADOPTWATCH_START":            "123456789000",
+		"ADOPTWATCH_PREV_PARENT":      "4241",
+		"ADOPTWATCH_PREV_PARENT_COMM": "mid=dle",
+		"ADOPTWATCH_NEW_PARENT":       "77",
+		"ADOPTWATCH_NEW_PARENT_COMM":  "reaper",
+		"ADOPTWATCH_REAPER_KIND":      "subreaper",
+		"ADOPTWATCH_PATTERN":          "double-fork",
+		"ADOPTWATCH_HOOK":             "exit-walk",
+		"ADOPTWATCH_LINEAGE":          output.LineageText(a.Lineage, false),
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			t.Errorf("%s = %q (present %v), want %q", k, g, ok, w)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected field %s=%q", k, got[k])
+		}
+	}
+	if !bytes.Contains(buf[:n], []byte("ADOPTWATCH_COMM\n")) {
+		t.Errorf("ADOPTWATCH_COMM holds a newline but was not sent length-prefixed")
+	}
+	if sink.Sent() != 1 || sink.Failed() != 0 {
+		t.Errorf("sent %d failed %d, want 1 and 0", sink.Sent(), sink.Failed())
+	}
+
+	// journald gone after start-up: the send fails, counted and returned.
+	conn.Close()
+	os.Remove(SocketPath)
+	if err := sink.Adopt(a); err == nil {
+		t.Error("Adopt with no journal: no error")
+	}
+	if sink.Sent() != 1 || sink.Failed() != 1 {
+		t.Errorf("sent %d failed %d, want 1 and 1", sink.Sent(), sink.Failed())
+	}
+}
+
+func TestOpenWithoutJournal(t *testing.T) {
+	if !inPrivateRun(t) {
+		return
+	}
+	_, err := Open()
+	if err == nil || err.Error() != "no journal is running: /run/systemd/journal/socket missing" {
+		t.Fatalf("Open with no socket: %v", err)
+	}
+
+	// A socket file nobody listens on (journald died): refused, also one line.
+	if err := os.MkdirAll(filepath.Dir(SocketPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: SocketPath}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	_, err = Open()
+	if err == nil || err.Error() != "no journal is running: /run/systemd/journal/socket does not accept connections" {
+		t.Fatalf("Open with a dead socket: %v", err)
+	}
+}
+
+func TestParseNative(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("A=1\nB\n")
+	binary.Write(&b, binary.LittleEndian, uint64(3))
+	b.WriteString("x\ny\nC=\n")
+	got, err := parseNative(b.Bytes())
+	if err != nil || len(got) != 3 || got["A"] != "1" || got["B"] != "x\ny" || got["C"] != "" {
+		t.Fatalf("parseNative = %q, %v", got, err)
+	}
+	for _, bad := range []string{"A=1", "=1\n", "B\n\x05\x00\x00\x00\x00\x00\x00\x00ab\n", "A=1\nA=2\n"} {
+		if _, err := parseNative([]byte(bad)); err == nil {
+			t.Errorf("parseNative(%q): no error", bad)
+		}
+	}
+}
