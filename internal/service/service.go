@@ -68,12 +68,12 @@ func OpenNotifyFD(fd int) (*os.File, error) {
 // notify fd (which is then closed, as s6 expects). Only the first call counts.
 func (n *Notifier) Ready() { n.ready("") }
 
-// ReadyMainPID hands the service over to pid and says it is ready, in one
-// datagram: with NotifyAccess=main, systemd checks the sender once per
-// message, so READY=1 must travel with MAINPID= while the sender is still
-// the main process.
-func (n *Notifier) ReadyMainPID(pid int) {
-	n.ready("MAINPID=" + strconv.Itoa(pid) + "\n")
+// ReadyMainPID hands the service over to pid, says it is ready and sets the
+// status, in one datagram: with NotifyAccess=main systemd checks the sender
+// once per message, and once MAINPID= has moved the main process to pid,
+// later messages from this process are no longer the main process's.
+func (n *Notifier) ReadyMainPID(pid int, status string) {
+	n.ready("MAINPID=" + strconv.Itoa(pid) + "\n" + statusLine(status) + "\n")
 }
 
 func (n *Notifier) ready(prefix string) {
@@ -104,8 +104,10 @@ func (n *Notifier) MainPID(pid int) { n.send("MAINPID=" + strconv.Itoa(pid)) }
 
 // Status sets the one-line status `systemctl status` shows. Newlines would
 // start a new assignment, so they are replaced.
-func (n *Notifier) Status(text string) {
-	n.send("STATUS=" + strings.NewReplacer("\n", " ", "\r", " ").Replace(text))
+func (n *Notifier) Status(text string) { n.send(statusLine(text)) }
+
+func statusLine(text string) string {
+	return "STATUS=" + strings.NewReplacer("\n", " ", "\r", " ").Replace(text)
 }
 
 // Stopping says the service is shutting down.

@@ -24,16 +24,16 @@ func TestNotifyMessagesOneByOne(t *testing.T) {
 	me := int32(os.Getpid())
 
 	n.Status("waiting for the daemon")
-	n.ReadyMainPID(4242)
+	n.ReadyMainPID(4242, "following 4242 nginx")
 	n.Ready() // a second readiness is not sent again
-	n.Status("following 4242 nginx\nSTOPPING=1")
+	n.Status("daemon 4343 re-daemonised\nSTOPPING=1")
 	n.MainPID(4343)
 	n.Stopping()
 
 	for _, want := range []string{
 		"STATUS=waiting for the daemon",
-		"MAINPID=4242\nREADY=1",
-		"STATUS=following 4242 nginx STOPPING=1", // a newline cannot smuggle in an assignment
+		"MAINPID=4242\nSTATUS=following 4242 nginx\nREADY=1",
+		"STATUS=daemon 4343 re-daemonised STOPPING=1", // a newline cannot smuggle in an assignment
 		"MAINPID=4343",
 		"STOPPING=1",
 	} {
@@ -53,7 +53,7 @@ func TestReadyAlone(t *testing.T) {
 	n := New(nil, io.Discard)
 	n.Ready()
 	l.Expect(t, wait, "READY=1")
-	n.ReadyMainPID(1)
+	n.ReadyMainPID(1, "x")
 	l.ExpectNone(t, 200*time.Millisecond)
 }
 
