@@ -35,6 +35,9 @@ type Notifier struct {
 	readyOnce bool
 }
 
+// A nil *Notifier is valid and does nothing, so callers need not check
+// whether a supervisor is listening.
+
 // New returns a Notifier writing readiness to readyFD (nil: no fd) and
 // reporting delivery problems to stderr.
 func New(readyFD *os.File, stderr io.Writer) *Notifier {
@@ -77,6 +80,9 @@ func (n *Notifier) ReadyMainPID(pid int, status string) {
 }
 
 func (n *Notifier) ready(prefix string) {
+	if n == nil {
+		return
+	}
 	n.mu.Lock()
 	first := !n.readyOnce
 	n.readyOnce = true
@@ -99,8 +105,10 @@ func (n *Notifier) ready(prefix string) {
 }
 
 // MainPID tells systemd that pid is now the service's main process (a
-// daemon that re-daemonised, for instance).
-func (n *Notifier) MainPID(pid int) { n.send("MAINPID=" + strconv.Itoa(pid)) }
+// daemon that re-daemonised, for instance), with the status that says so.
+func (n *Notifier) MainPID(pid int, status string) {
+	n.send("MAINPID=" + strconv.Itoa(pid) + "\n" + statusLine(status))
+}
 
 // Status sets the one-line status `systemctl status` shows. Newlines would
 // start a new assignment, so they are replaced.
@@ -115,6 +123,9 @@ func (n *Notifier) Stopping() { n.send(daemon.SdNotifyStopping) }
 
 // Failed is the number of notify-socket messages that could not be sent.
 func (n *Notifier) Failed() uint64 {
+	if n == nil {
+		return 0
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.failed
@@ -123,6 +134,9 @@ func (n *Notifier) Failed() uint64 {
 // send delivers one message. The first failure of an outage is reported on
 // one line; the program keeps going either way.
 func (n *Notifier) send(state string) {
+	if n == nil {
+		return
+	}
 	sent, err := daemon.SdNotify(false, state)
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -164,7 +178,7 @@ func WatchdogInterval() (time.Duration, error) {
 // frozen adoptwatch is restarted by systemd); close stop as soon as the
 // watch ends, so that a watcher that stopped watching stops pinging.
 func (n *Notifier) Watchdog(interval time.Duration, stop <-chan struct{}) {
-	if interval <= 0 {
+	if n == nil || interval <= 0 {
 		return
 	}
 	t := time.NewTicker(interval)

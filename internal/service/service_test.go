@@ -27,14 +27,14 @@ func TestNotifyMessagesOneByOne(t *testing.T) {
 	n.ReadyMainPID(4242, "following 4242 nginx")
 	n.Ready() // a second readiness is not sent again
 	n.Status("daemon 4343 re-daemonised\nSTOPPING=1")
-	n.MainPID(4343)
+	n.MainPID(4343, "following 4343 nginx (re-daemonised)")
 	n.Stopping()
 
 	for _, want := range []string{
 		"STATUS=waiting for the daemon",
 		"MAINPID=4242\nSTATUS=following 4242 nginx\nREADY=1",
 		"STATUS=daemon 4343 re-daemonised STOPPING=1", // a newline cannot smuggle in an assignment
-		"MAINPID=4343",
+		"MAINPID=4343\nSTATUS=following 4343 nginx (re-daemonised)",
 		"STOPPING=1",
 	} {
 		if m := l.Expect(t, wait, want); m.PID != me {
@@ -45,6 +45,22 @@ func TestNotifyMessagesOneByOne(t *testing.T) {
 	if stderr.Len() != 0 || n.Failed() != 0 {
 		t.Errorf("stderr %q, failed %d: want nothing", stderr.String(), n.Failed())
 	}
+}
+
+func TestNilNotifierDoesNothing(t *testing.T) {
+	l := notifytest.Listen(t)
+	l.Setenv(t)
+	var n *Notifier
+	n.Ready()
+	n.ReadyMainPID(1, "x")
+	n.MainPID(1, "x")
+	n.Status("x")
+	n.Stopping()
+	n.Watchdog(time.Millisecond, nil)
+	if n.Failed() != 0 {
+		t.Error("Failed() != 0")
+	}
+	l.ExpectNone(t, 100*time.Millisecond)
 }
 
 func TestReadyAlone(t *testing.T) {
