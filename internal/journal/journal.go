@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	sdjournal "github.com/coreos/go-systemd/v22/journal"
 
@@ -28,36 +29,59 @@ const SocketPath = "/run/systemd/journal/socket"
 // Identifier is the SYSLOG_IDENTIFIER of every entry: `journalctl -t adoptwatch`.
 const Identifier = "adoptwatch"
 
-// Sink sends adoptions to the journal and counts what it could not send.
+// Sink is the --journal sink: one entry per adoption. It counts what the
+// journal did not take and says so: the first failure of an outage as a
+// warning (stderr, or a "warning" line in the JSON stream), the totals on Close.
 type Sink struct {
+	p            *output.Printer
 	sent, failed atomic.Uint64
+	failing      atomic.Bool
 }
 
-// Open checks that a journal is listening, so that `--journal` fails at
+// Open checks that a journal is listening, so that --journal fails at
 // start-up with one line rather than at the first adoption.
-func Open() (*Sink, error) {
+func Open(p *output.Printer) (*Sink, error) {
 	if !sdjournal.Enabled() {
 		if _, err := os.Stat(SocketPath); errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no journal is running: %s missing", SocketPath)
 		}
 		return nil, fmt.Errorf("no journal is running: %s does not accept connections", SocketPath)
 	}
-	return &Sink{}, nil
+	return &Sink{p: p}, nil
 }
 
-// Adopt sends one entry for the adoption.
-func (s *Sink) Adopt(a *events.Adoption) error {
-	if err := sdjournal.Send(output.AdoptionText(a), sdjournal.PriInfo, Fields(a)); err != nil {
+// Adoption sends one entry.
+func (s *Sink) Adoption(a *output.Adoption) {
+	if err := Send(a.Adoption); err != nil {
 		s.failed.Add(1)
-		return fmt.Errorf("journal: %w", err)
+		if !s.failing.Swap(true) {
+			msg := fmt.Sprintf("journal: cannot send the adoption of %d: %v (counting until it works again)", a.Child.PID, err)
+			s.p.Warn(output.WarningLine(time.Now(), msg), "%s", msg)
+		}
+		return
 	}
+	s.failing.Store(false)
 	s.sent.Add(1)
+}
+
+// Close reports entries that could not be sent, if any.
+func (s *Sink) Close() error {
+	if n := s.failed.Load(); n > 0 {
+		msg := fmt.Sprintf("journal: %d adoptions sent, %d could not be sent", s.sent.Load(), n)
+		s.p.Warn(output.WarningLine(time.Now(), msg), "%s", msg)
+	}
 	return nil
 }
 
-// Sent and Failed count entries sent and entries the journal refused.
+// Sent and Failed count entries sent and entries the journal did not take.
 func (s *Sink) Sent() uint64   { return s.sent.Load() }
 func (s *Sink) Failed() uint64 { return s.failed.Load() }
+
+// Send writes one adoption to the journal: MESSAGE is the text line, the
+// other fields are Fields(a).
+func Send(a *events.Adoption) error {
+	return sdjournal.Send(output.AdoptionText(a), sdjournal.PriInfo, Fields(a))
+}
 
 // Fields are an adoption's structured fields besides MESSAGE and PRIORITY.
 // Their names are an interface (README, "The journal"): only add to them.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,15 +110,15 @@ func hostile() *events.Adoption {
 	return &events.Adoption{
 		Time:       time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC),
 		Hook:       events.HookExitWalk,
-		Child:      events.Process{PID: 4242, TID: 4242, SID: 4241, PGID: 4241, Start: 123456789 * time.Microsecond, Comm: "x\nADOPTWATCH_REAPER_KIND=init"},
-		PrevParent: events.Process{PID: 4241, Comm: "mid=dle"},
-		NewParent:  events.Process{PID: 77, Comm: "reaper"},
+		Child:      events.Process{ID: procfs.ID{PID: 4242, Start: 123456789 * time.Microsecond}, TID: 4242, SID: 4241, PGID: 4241, Comm: "x\nADOPTWATCH_REAPER_KIND=init"},
+		PrevParent: events.Process{ID: procfs.ID{PID: 4241}, Comm: "mid=dle"},
+		NewParent:  events.Process{ID: procfs.ID{PID: 77}, Comm: "reaper"},
 		Reaper:     events.ReaperSubreaper,
 		Lineage: []events.Step{
-			{PID: 900, SID: 900, Comm: "bash"},
-			{PID: 4240, SID: 900, Comm: "launch", Exec: true},
-			{PID: 4241, SID: 4241, Comm: "mid=dle", Setsid: true},
-			{PID: 4242, SID: 4241, Comm: "x\nADOPTWATCH_REAPER_KIND=init"},
+			{ID: procfs.ID{PID: 900}, SID: 900, Comm: "bash"},
+			{ID: procfs.ID{PID: 4240}, SID: 900, Comm: "launch", Exec: true},
+			{ID: procfs.ID{PID: 4241}, SID: 4241, Comm: "mid=dle", Setsid: true},
+			{ID: procfs.ID{PID: 4242}, SID: 4241, Comm: "x\nADOPTWATCH_REAPER_KIND=init"},
 		},
 		LineageComplete: false,
 	}
@@ -128,14 +129,13 @@ func TestEntryOnTheWire(t *testing.T) {
 		return
 	}
 	conn := listenJournal(t)
-	sink, err := Open()
+	var stdout, stderr bytes.Buffer
+	sink, err := Open(output.NewPrinter(&stdout, &stderr, false))
 	if err != nil {
 		t.Fatalf("Open with a listening journal: %v", err)
 	}
 	a := hostile()
-	if err := sink.Adopt(a); err != nil {
-		t.Fatal(err)
-	}
+	sink.Adoption(output.NewAdoption(a))
 
 	buf := make([]byte, 1<<16)
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -182,14 +182,24 @@ func TestEntryOnTheWire(t *testing.T) {
 		t.Errorf("sent %d failed %d, want 1 and 0", sink.Sent(), sink.Failed())
 	}
 
-	// journald gone after start-up: the send fails, counted and returned.
+	if stderr.Len() != 0 {
+		t.Errorf("stderr: %q", stderr.String())
+	}
+
+	// journald gone after start-up: each failed entry is counted, the outage
+	// is reported once, the totals on Close.
 	conn.Close()
 	os.Remove(SocketPath)
-	if err := sink.Adopt(a); err == nil {
-		t.Error("Adopt with no journal: no error")
+	sink.Adoption(output.NewAdoption(a))
+	sink.Adoption(output.NewAdoption(a))
+	if sink.Sent() != 1 || sink.Failed() != 2 {
+		t.Errorf("sent %d failed %d, want 1 and 2", sink.Sent(), sink.Failed())
 	}
-	if sink.Sent() != 1 || sink.Failed() != 1 {
-		t.Errorf("sent %d failed %d, want 1 and 1", sink.Sent(), sink.Failed())
+	sink.Close()
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "journal: cannot send the adoption of 4242") ||
+		!strings.Contains(lines[1], "journal: 1 adoptions sent, 2 could not be sent") {
+		t.Errorf("stderr: want the outage once and the totals, got %q", stderr.String())
 	}
 }
 
@@ -197,7 +207,7 @@ func TestOpenWithoutJournal(t *testing.T) {
 	if !inPrivateRun(t) {
 		return
 	}
-	_, err := Open()
+	_, err := Open(nil)
 	if err == nil || err.Error() != "no journal is running: /run/systemd/journal/socket missing" {
 		t.Fatalf("Open with no socket: %v", err)
 	}
@@ -214,7 +224,7 @@ func TestOpenWithoutJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Close(fd)
-	_, err = Open()
+	_, err = Open(nil)
 	if err == nil || err.Error() != "no journal is running: /run/systemd/journal/socket does not accept connections" {
 		t.Fatalf("Open with a dead socket: %v", err)
 	}
