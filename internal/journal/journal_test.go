@@ -2,8 +2,6 @@ package journal
 
 import (
 	"bytes"
-	"encoding/binary"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/journal/journaltest"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"golang.org/x/sys/unix"
@@ -69,43 +68,6 @@ func listenJournal(t *testing.T) *net.UnixConn {
 	return conn
 }
 
-// parseNative parses one entry of journald's native protocol: "NAME=value\n",
-// or for values that may hold newlines "NAME\n", a 64-bit little-endian
-// length, the value, "\n".
-func parseNative(b []byte) (map[string]string, error) {
-	fields := map[string]string{}
-	for len(b) > 0 {
-		i := bytes.IndexAny(b, "=\n")
-		if i <= 0 {
-			return nil, fmt.Errorf("no field name at %q", b)
-		}
-		name := string(b[:i])
-		var value string
-		if b[i] == '=' {
-			end := bytes.IndexByte(b[i+1:], '\n')
-			if end < 0 {
-				return nil, fmt.Errorf("%s: no newline after the value", name)
-			}
-			value, b = string(b[i+1:i+1+end]), b[i+1+end+1:]
-		} else {
-			rest := b[i+1:]
-			if len(rest) < 8 {
-				return nil, fmt.Errorf("%s: short length", name)
-			}
-			n := binary.LittleEndian.Uint64(rest)
-			if uint64(len(rest)-8) < n+1 || rest[8+n] != '\n' {
-				return nil, fmt.Errorf("%s: value of %d bytes not followed by a newline", name, n)
-			}
-			value, b = string(rest[8:8+n]), rest[8+n+1:]
-		}
-		if _, dup := fields[name]; dup {
-			return nil, fmt.Errorf("field %s twice", name)
-		}
-		fields[name] = value
-	}
-	return fields, nil
-}
-
 func hostile() *events.Adoption {
 	return &events.Adoption{
 		Time:       time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC),
@@ -144,7 +106,7 @@ func TestEntryOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("datagram: %q", buf[:n])
-	got, err := parseNative(buf[:n])
+	got, err := journaltest.Parse(buf[:n])
 	if err != nil {
 		t.Fatalf("not the native protocol: %v", err)
 	}
@@ -227,21 +189,5 @@ func TestOpenWithoutJournal(t *testing.T) {
 	_, err = Open(nil)
 	if err == nil || err.Error() != "no journal is running: /run/systemd/journal/socket does not accept connections" {
 		t.Fatalf("Open with a dead socket: %v", err)
-	}
-}
-
-func TestParseNative(t *testing.T) {
-	var b bytes.Buffer
-	b.WriteString("A=1\nB\n")
-	binary.Write(&b, binary.LittleEndian, uint64(3))
-	b.WriteString("x\ny\nC=\n")
-	got, err := parseNative(b.Bytes())
-	if err != nil || len(got) != 3 || got["A"] != "1" || got["B"] != "x\ny" || got["C"] != "" {
-		t.Fatalf("parseNative = %q, %v", got, err)
-	}
-	for _, bad := range []string{"A=1", "=1\n", "B\n\x05\x00\x00\x00\x00\x00\x00\x00ab\n", "A=1\nA=2\n"} {
-		if _, err := parseNative([]byte(bad)); err == nil {
-			t.Errorf("parseNative(%q): no error", bad)
-		}
 	}
 }
