@@ -32,6 +32,9 @@ const nsEnv = "ADOPTWATCH_TEST_JOURNAL_NS"
 func inPrivateRun(t *testing.T) bool {
 	t.Helper()
 	if os.Getenv(nsEnv) == t.Name() {
+		if err := os.MkdirAll("/run", 0o755); err != nil { // an initramfs may have none
+			t.Fatal(err)
+		}
 		if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 			t.Fatalf("tmpfs on /run in the private mount namespace: %v", err)
 		}

@@ -24,15 +24,17 @@ import (
 )
 
 // Notifier sends state changes to the service manager. Its methods are safe
-// for concurrent use (the watchdog loop runs beside the main loop).
+// for concurrent use (the watchdog loop runs beside the main loop); messages
+// go out one at a time, in the order of the calls.
 type Notifier struct {
 	stderr io.Writer
 
-	mu        sync.Mutex
-	readyFD   *os.File // --notify-fd, until readiness is written
-	failing   bool     // the last notify-socket send failed (reported once per outage)
-	failed    uint64   // sends that failed, in total
+	mu        sync.Mutex // held for each whole send
+	readyFD   *os.File   // --notify-fd, until readiness is written
+	failing   bool       // the last notify-socket send failed (reported once per outage)
+	failed    uint64     // sends that failed, in total
 	readyOnce bool
+	stopping  bool // STOPPING=1 was sent: no more watchdog pings
 }
 
 // A nil *Notifier is valid and does nothing, so callers need not check
@@ -84,16 +86,14 @@ func (n *Notifier) ready(prefix string) {
 		return
 	}
 	n.mu.Lock()
-	first := !n.readyOnce
-	n.readyOnce = true
-	f := n.readyFD
-	n.readyFD = nil
-	n.mu.Unlock()
-	if !first {
+	defer n.mu.Unlock()
+	if n.readyOnce {
 		return
 	}
-	n.send(prefix + daemon.SdNotifyReady)
-	if f != nil {
+	n.readyOnce = true
+	n.sendLocked(prefix + daemon.SdNotifyReady)
+	if f := n.readyFD; f != nil {
+		n.readyFD = nil
 		_, err := f.Write([]byte{'\n'})
 		if cerr := f.Close(); err == nil {
 			err = cerr
@@ -118,8 +118,25 @@ func statusLine(text string) string {
 	return "STATUS=" + strings.NewReplacer("\n", " ", "\r", " ").Replace(text)
 }
 
-// Stopping says the service is shutting down.
-func (n *Notifier) Stopping() { n.send(daemon.SdNotifyStopping) }
+// Stopping says the service is shutting down; the watchdog pings end.
+func (n *Notifier) Stopping() {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.stopping = true
+	n.sendLocked(daemon.SdNotifyStopping)
+}
+
+// ping is one WATCHDOG=1, unless the service is stopping.
+func (n *Notifier) ping() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.stopping {
+		n.sendLocked(daemon.SdNotifyWatchdog)
+	}
+}
 
 // Failed is the number of notify-socket messages that could not be sent.
 func (n *Notifier) Failed() uint64 {
@@ -137,20 +154,23 @@ func (n *Notifier) send(state string) {
 	if n == nil {
 		return
 	}
-	sent, err := daemon.SdNotify(false, state)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err == nil {
-		n.failing = false
-		_ = sent // false: NOTIFY_SOCKET is not set, nobody to tell
+	n.sendLocked(state)
+}
+
+func (n *Notifier) sendLocked(state string) {
+	// sent is false when NOTIFY_SOCKET is unset: nobody to tell, not an error.
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		n.failed++
+		if !n.failing {
+			n.failing = true
+			fmt.Fprintf(n.stderr, "adoptwatch: cannot notify the service manager at NOTIFY_SOCKET=%q: %v (continuing without it)\n",
+				os.Getenv("NOTIFY_SOCKET"), unwrapOp(err))
+		}
 		return
 	}
-	n.failed++
-	if !n.failing {
-		n.failing = true
-		fmt.Fprintf(n.stderr, "adoptwatch: cannot notify the service manager at NOTIFY_SOCKET=%q: %v (continuing without it)\n",
-			os.Getenv("NOTIFY_SOCKET"), unwrapOp(err))
-	}
+	n.failing = false
 }
 
 // unwrapOp shortens net.OpError's "dial unixgram /x: connect: ..." to the cause.
@@ -173,7 +193,8 @@ func WatchdogInterval() (time.Duration, error) {
 	return usec / 2, nil
 }
 
-// Watchdog sends WATCHDOG=1 every interval until stop is closed. The pings
+// Watchdog sends WATCHDOG=1 every interval until stop is closed or Stopping
+// is called. The pings
 // prove the process and its Go runtime are alive and scheduled (a hung or
 // frozen adoptwatch is restarted by systemd); close stop as soon as the
 // watch ends, so that a watcher that stopped watching stops pinging.
@@ -188,7 +209,7 @@ func (n *Notifier) Watchdog(interval time.Duration, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			n.send(daemon.SdNotifyWatchdog)
+			n.ping()
 		}
 	}
 }

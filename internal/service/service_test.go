@@ -149,15 +149,23 @@ func TestWatchdog(t *testing.T) {
 	if el := time.Since(start); el < 3*interval {
 		t.Errorf("3 pings in %v: faster than one per %v", el, interval)
 	}
-	close(stop)
-	<-done
+	// STOPPING=1 ends the pings, although the loop still runs: none follows it.
+	n.Stopping()
 	for {
-		m, ok := l.Next(t, 3*interval)
+		m, ok := l.Next(t, wait)
 		if !ok {
+			t.Fatal("no STOPPING=1")
+		}
+		if m.Text == "STOPPING=1" {
 			break
 		}
-		t.Fatalf("after stop: %q", m.Text) // pings sent before stop were all read above
+		if m.Text != "WATCHDOG=1" {
+			t.Fatalf("unexpected %q", m.Text)
+		}
 	}
+	l.ExpectNone(t, 3*interval)
+	close(stop)
+	<-done
 }
 
 func TestWatchdogInterval(t *testing.T) {

@@ -111,6 +111,9 @@ func PrivateRun() error {
 		return nil
 	}
 	os.Unsetenv(EnvPrivateRun)
+	if err := os.MkdirAll("/run", 0o755); err != nil { // an initramfs may have none
+		return err
+	}
 	if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 		return fmt.Errorf("tmpfs on /run: %w", err)
 	}
