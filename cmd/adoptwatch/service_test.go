@@ -316,3 +316,22 @@ func TestRunNotifyFD(t *testing.T) {
 		t.Errorf("run exited %d, want 42", code)
 	}
 }
+
+// TestRunNotifySocketNowhere: run under a NOTIFY_SOCKET that names no socket
+// says so once and supervises the daemon all the same.
+func TestRunNotifySocketNowhere(t *testing.T) {
+	testsupport.RequireBPF(t)
+	nowhere := filepath.Join(t.TempDir(), "nobody.sock")
+	r := startRun(t, true, []string{"NOTIFY_SOCKET=" + nowhere, fixture.EnvSDTermCode + "=42"}, "--", "{dir}/aw-sd-launch")
+	daemon := r.next(t, "daemon").Int(0)
+	if got := r.identified(t); got != daemon {
+		t.Fatalf("identified %d, the daemon is %d", got, daemon)
+	}
+	r.signalRun(t, unix.SIGTERM)
+	if code := r.exitCode(t); code != 42 {
+		t.Errorf("run exited %d, want the daemon's 42", code)
+	}
+	if n := strings.Count(r.stderr.Text(), "cannot notify the service manager at NOTIFY_SOCKET="); n != 1 {
+		t.Errorf("%d lines about NOTIFY_SOCKET, want 1; stderr:\n%s", n, r.stderr.Text())
+	}
+}
