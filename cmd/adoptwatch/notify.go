@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/adoptwatch/adoptwatch/internal/journal"
 	"github.com/adoptwatch/adoptwatch/internal/notify"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/sink"
@@ -22,6 +23,7 @@ type notifyFlags struct {
 	socketQueue int
 	socketMax   int // subscribers at once
 	socketUID   int // subscribers at once per non-root uid
+	journal     bool
 }
 
 func (f *notifyFlags) add(fs *pflag.FlagSet) {
@@ -33,6 +35,7 @@ func (f *notifyFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&f.socketQueue, "socket-queue", subscribe.DefaultQueue, "records queued per subscriber before it is disconnected as stalled")
 	fs.IntVar(&f.socketMax, "socket-max-subscribers", subscribe.DefaultMaxSubscribers, "subscribers connected at once; more are refused")
 	fs.IntVar(&f.socketUID, "socket-max-per-uid", subscribe.DefaultMaxPerUID, "subscribers connected at once per non-root uid; more are refused")
+	fs.BoolVar(&f.journal, "journal", false, "also write each adoption to the systemd journal, with ADOPTWATCH_* fields (journalctl ADOPTWATCH_REAPER_KIND=init)")
 }
 
 // sinks builds the printer and the sinks the flags ask for; they report through p.
@@ -64,6 +67,14 @@ func (f *notifyFlags) sinks(p *output.Printer) (sink.Set, error) {
 		if err != nil {
 			sinks.Close()
 			return nil, fmt.Errorf("--socket: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	if f.journal {
+		s, err := journal.Open(p)
+		if err != nil {
+			sinks.Close()
+			return nil, fmt.Errorf("--journal: %w", err)
 		}
 		sinks = append(sinks, s)
 	}

@@ -23,12 +23,19 @@ have been started with --pin, which pins its watch maps under DIR
 Flags:
 `
 
+// unwatchFlags defines unwatch's flags, for --help and the man page.
+func unwatchFlags(pinDir *string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("adoptwatch unwatch", pflag.ContinueOnError)
+	fs.StringVar(pinDir, "pin-dir", loader.DefaultPinDir, "where the running adoptwatch pinned its maps")
+	return fs
+}
+
 // unwatchCommand is `adoptwatch unwatch PID...`: it reaches the running
 // watcher's kernel maps through their pins; no socket, no daemon protocol.
 func unwatchCommand(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("adoptwatch unwatch", pflag.ContinueOnError)
+	var pinDir string
+	fs := unwatchFlags(&pinDir)
 	fs.SetOutput(stderr)
-	pinDir := fs.String("pin-dir", loader.DefaultPinDir, "where the running adoptwatch pinned its maps")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, unwatchUsage)
 		fs.PrintDefaults()
@@ -47,7 +54,7 @@ func unwatchCommand(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		return usageError(stderr, "adoptwatch unwatch", "no PID given (see adoptwatch unwatch --help)")
 	}
-	if *pinDir == "" {
+	if pinDir == "" {
 		return usageError(stderr, "adoptwatch unwatch", "--pin-dir: empty path")
 	}
 	var pids []int
@@ -60,12 +67,12 @@ func unwatchCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	status := 0
 	for _, pid := range pids {
-		if err := loader.UnwatchPinned(*pinDir, pid); err != nil {
+		if err := loader.UnwatchPinned(pinDir, pid); err != nil {
 			fmt.Fprintf(stderr, "adoptwatch unwatch: %v\n", err)
 			status = 1
 			continue
 		}
-		if owner, err := loader.PinOwner(*pinDir); err == nil && owner > 0 {
+		if owner, err := loader.PinOwner(pinDir); err == nil && owner > 0 {
 			fmt.Fprintf(stdout, "unwatched %d and its descendants in adoptwatch pid %d\n", pid, owner)
 		} else {
 			fmt.Fprintf(stdout, "unwatched %d and its descendants\n", pid)
