@@ -1,5 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* One adoption record: the child, its previous and new parent, and its lineage. */
+#ifndef ADOPTWATCH_ADOPT_BPF_H
+#define ADOPTWATCH_ADOPT_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "records.h"
+#include "maps.bpf.h"
+#include "task_info.bpf.h"
+#include "watch.bpf.h"
 
 /* What user space needs to name the reaper: namespace reaper, subreaper, or neither. */
 static __always_inline __u32 reaper_flags_of(struct task_struct *child,
@@ -60,3 +70,5 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	/* Adoptions are rare and wanted at once: wake the reader even if it lags. */
 	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
 }
+
+#endif

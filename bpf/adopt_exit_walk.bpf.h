@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The portable fallback, in two phases (see DESIGN.md for why prediction at
- * exit time alone loses adoptions):
+ * The portable fallback, in two phases. Predicting the reaper at exit time
+ * (re-doing find_new_reaper()) loses adoptions: children hang off the thread
+ * that forked them, and in an exit_group the sibling threads become
+ * PF_EXITING only as each gets to run. So the kernel's own choice is read
+ * after it has been made:
  *   1. sched_process_exit, before exit_notify(): remember the exiting thread's
  *      children (task pointer and pid of each).
  *   2. that thread's final sched_switch (exit_state is set only after
@@ -13,6 +16,16 @@
  * resolves it instead, while its task struct is still valid (see
  * pending_children).
  */
+#ifndef ADOPTWATCH_ADOPT_EXIT_WALK_BPF_H
+#define ADOPTWATCH_ADOPT_EXIT_WALK_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "config.bpf.h"
+#include "maps.bpf.h"
+#include "watch.bpf.h"
+#include "adopt.bpf.h"
 
 static __always_inline void snapshot_children(struct task_struct *task, __u32 copy)
 {
@@ -97,30 +110,4 @@ static __always_inline void resolve_freed_child(struct task_struct *child)
 	resolve_child(child, dying);
 }
 
-SEC("raw_tp/sched_switch")
-int BPF_PROG(on_switch, bool preempt, struct task_struct *prev)
-{
-	/* Runs on every context switch: leave at once unless prev has exited. */
-	if (!BPF_CORE_READ(prev, exit_state))
-		return 0;
-
-	__u32 tid = BPF_CORE_READ(prev, pid);
-	struct children_snapshot *snap = bpf_map_lookup_elem(&exiting_children, &tid);
-	if (!snap)
-		return 0;
-
-	for (int i = 0; i < MAX_CHILDREN; i++) {
-		if (i >= snap->count)
-			break;
-		if (!claim_child(snap->kids[i].pid, tid))
-			continue;
-		struct task_struct *child = (struct task_struct *)snap->kids[i].task;
-		if (BPF_CORE_READ(child, pid) != snap->kids[i].pid) {
-			count(COUNTER_STALE_CHILD);
-			continue;
-		}
-		resolve_child(child, prev);
-	}
-	bpf_map_delete_elem(&exiting_children, &tid);
-	return 0;
-}
+#endif

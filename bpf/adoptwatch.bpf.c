@@ -1,40 +1,40 @@
 //go:build ignore
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * adoptwatch's kernel side: one compilation unit, one concern per header.
+ * adoptwatch's kernel side: every entry point (SEC program) is in this file;
+ * the helpers they use are in headers, one concern each, each standing alone:
  *
+ *   records.h             the records sent to user space (the only definition)
+ *   kernel_types.h        the kernel fields read, as CO-RE relocations
+ *   config.bpf.h          what the loader sets before loading
+ *   maps.bpf.h            the maps, and the counters of what was dropped
+ *   task_info.bpf.h       who a task is: pid, start, session, comm
  *   watch.bpf.h           the per-process watch flag: entry, seed, cgroup, or watch_all
- *   lineage.bpf.h         each watched process carries its ancestry (fork, exec, free)
+ *   lineage.bpf.h         each watched process carries its ancestry
  *   adopt.bpf.h           build and send one adoption record
- *   adopt_exact.bpf.h     the exact hook: kill_orphaned_pgrp(child, old_parent)
  *   adopt_exit_walk.bpf.h the portable fallback: exit snapshot + final sched_switch
  *   task_records.bpf.h    fork/exec/exit records, only when user space asks (--all)
+ *   copies.bpf.h          spare copies of the fork/exec/exit programs (preemption)
  *
  * User space loads only the programs of the hook it chose (loader/).
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <asm/ptrace.h> /* the architecture's struct pt_regs, which BPF_KPROBE reads */
 #include <bpf/bpf_tracing.h>
 #include "records.h"
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* Set by the loader before load (RewriteConstants). */
-const volatile bool watch_all = true;          /* entry-less processes are watched (else: scoped) */
-const volatile bool emit_task_records = false; /* --all: fork/exec/exit records */
-const volatile bool exit_walk = false;         /* snapshot children at exit (fallback hook) */
-const volatile __u32 wakeup_every = 64;        /* task records per forced wakeup, per CPU */
-const volatile __u64 watch_cgroup_id = 0;      /* also watch this cgroup v2 subtree (0: none) */
-
+#include "config.bpf.h"
 #include "maps.bpf.h"
 #include "task_info.bpf.h"
 #include "watch.bpf.h"
 #include "lineage.bpf.h"
 #include "adopt.bpf.h"
-#include "adopt_exact.bpf.h"
 #include "adopt_exit_walk.bpf.h"
 #include "task_records.bpf.h"
+#include "copies.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Make the record types part of the object's BTF so bpf2go generates them. */
 const struct adopt_record *unused_adopt_record __attribute__((unused));
@@ -47,3 +47,116 @@ const enum lineage_flag *unused_lineage_flag __attribute__((unused));
 const enum watch_flag *unused_watch_flag __attribute__((unused));
 const enum seed_state *unused_seed_state __attribute__((unused));
 const enum exit_flag *unused_exit_flag __attribute__((unused));
+
+/* ---- Lineage, and fork/exec/exit records: whatever the hook ---- */
+
+static __always_inline void handle_fork(struct task_struct *parent, struct task_struct *child,
+					__u32 copy)
+{
+	/* A new thread is not a new process: it shares its process's lineage. */
+	if (BPF_CORE_READ(child, tgid) == BPF_CORE_READ(parent, tgid))
+		return;
+	if (!inherit_lineage(parent, child, copy))
+		return;
+	if (emit_task_records)
+		record_fork(parent, child);
+}
+
+static __always_inline void handle_exec(struct task_struct *task)
+{
+	struct lineage *lin = lineage_of(task);
+	bool off;
+
+	if (lin)
+		lin->self_flags |= LINEAGE_EXECED;
+	if (emit_task_records && is_watched(task, lin, task, &off))
+		record_exec(task);
+}
+
+static __always_inline void handle_exit(struct task_struct *task, __u32 copy)
+{
+	if (exit_walk)
+		snapshot_children(task, copy);
+	if (emit_task_records && watched(task))
+		record_exit(task);
+}
+
+COPIES(sched_process_fork, on_fork, 0, child, handle_fork(parent, child, copy),
+       struct task_struct *parent, struct task_struct *child)
+COPIES(sched_process_exec, on_exec, 1, task, handle_exec(task), struct task_struct *task)
+COPIES(sched_process_exit, on_exit, 2, task, handle_exit(task, copy), struct task_struct *task)
+
+/* The task struct is freed: its process can no longer be adopted or be an ancestor
+ * that user space must find, so its lineage entry goes. */
+SEC("raw_tp/sched_process_free")
+int BPF_PROG(on_free, struct task_struct *task)
+{
+	struct proc_key key;
+
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
+		return 0; /* a thread: the process's entry belongs to its leader */
+	if (exit_walk)
+		resolve_freed_child(task); /* needs the lineage entry: first */
+	key.pid = BPF_CORE_READ(task, tgid);
+	key.pad = 0;
+	key.start_ns = BPF_CORE_READ(task, start_boottime);
+	bpf_map_delete_elem(&lineages, &key);
+	if (seeds_in_use() && seed_of(task))
+		bpf_map_delete_elem(&seeds, &key.pid);
+	return 0;
+}
+
+/* ---- The exact hook ----
+ * forget_original_parent() calls reparent_leader() for every child adopted
+ * outside the dying thread group, and that calls kill_orphaned_pgrp(child,
+ * old_parent) after child->real_parent already points at the new reaper.
+ * exit_notify() also calls it with parent == NULL: not an adoption. Re-parents
+ * to a sibling thread never get here.
+ */
+
+SEC("fentry/kill_orphaned_pgrp")
+int BPF_PROG(adopt_fentry, struct task_struct *child, struct task_struct *old_parent)
+{
+	if (old_parent)
+		emit_adoption(child, old_parent, HOOK_EXACT);
+	return 0;
+}
+
+/* The same hook where fentry is refused but kprobes exist. */
+SEC("kprobe/kill_orphaned_pgrp")
+int BPF_KPROBE(adopt_kprobe, struct task_struct *child, struct task_struct *old_parent)
+{
+	if (old_parent)
+		emit_adoption(child, old_parent, HOOK_EXACT);
+	return 0;
+}
+
+/* ---- The exit-walk hook, phase 2 (phase 1 is on_exit) ---- */
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev)
+{
+	/* Runs on every context switch: leave at once unless prev has exited. */
+	if (!BPF_CORE_READ(prev, exit_state))
+		return 0;
+
+	__u32 tid = BPF_CORE_READ(prev, pid);
+	struct children_snapshot *snap = bpf_map_lookup_elem(&exiting_children, &tid);
+	if (!snap)
+		return 0;
+
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		if (i >= snap->count)
+			break;
+		if (!claim_child(snap->kids[i].pid, tid))
+			continue;
+		struct task_struct *child = (struct task_struct *)snap->kids[i].task;
+		if (BPF_CORE_READ(child, pid) != snap->kids[i].pid) {
+			count(COUNTER_STALE_CHILD);
+			continue;
+		}
+		resolve_child(child, prev);
+	}
+	bpf_map_delete_elem(&exiting_children, &tid);
+	return 0;
+}

@@ -221,7 +221,6 @@ const (
 	AdoptwatchVarUnusedSeedState   = "unused_seed_state"
 	AdoptwatchVarUnusedTaskRecord  = "unused_task_record"
 	AdoptwatchVarUnusedWatchFlag   = "unused_watch_flag"
-	AdoptwatchVarWakeupEvery       = "wakeup_every"
 	AdoptwatchVarWatchAll          = "watch_all"
 	AdoptwatchVarWatchCgroupId     = "watch_cgroup_id"
 )
@@ -316,7 +315,6 @@ type AdoptwatchVariableSpecs struct {
 	UnusedSeedState   *ebpf.VariableSpec `ebpf:"unused_seed_state"`
 	UnusedTaskRecord  *ebpf.VariableSpec `ebpf:"unused_task_record"`
 	UnusedWatchFlag   *ebpf.VariableSpec `ebpf:"unused_watch_flag"`
-	WakeupEvery       *ebpf.VariableSpec `ebpf:"wakeup_every"`
 	WatchAll          *ebpf.VariableSpec `ebpf:"watch_all"`
 	WatchCgroupId     *ebpf.VariableSpec `ebpf:"watch_cgroup_id"`
 }
@@ -386,7 +384,6 @@ type AdoptwatchVariables struct {
 	UnusedSeedState   *ebpf.Variable `ebpf:"unused_seed_state"`
 	UnusedTaskRecord  *ebpf.Variable `ebpf:"unused_task_record"`
 	UnusedWatchFlag   *ebpf.Variable `ebpf:"unused_watch_flag"`
-	WakeupEvery       *ebpf.Variable `ebpf:"wakeup_every"`
 	WatchAll          *ebpf.Variable `ebpf:"watch_all"`
 	WatchCgroupId     *ebpf.Variable `ebpf:"watch_cgroup_id"`
 }

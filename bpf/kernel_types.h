@@ -99,12 +99,6 @@ struct pid_namespace {
 	unsigned int level;
 };
 
-/* x86-64 kprobe context: the first two argument registers. */
-struct pt_regs {
-	unsigned long di;
-	unsigned long si;
-};
-
 #pragma clang attribute pop
 
 /* signal_struct.flags: the group is exiting (exit_group or a fatal signal). */

@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Maps shared by all programs. Sizes here are defaults; the loader may resize. */
+#ifndef ADOPTWATCH_MAPS_BPF_H
+#define ADOPTWATCH_MAPS_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include "records.h"
 
 /* Most children of one exiting thread that the fallback hook follows. */
 #define MAX_CHILDREN 64
@@ -119,7 +125,7 @@ struct {
 } pending_children SEC(".maps");
 
 /* Values too large for the 512-byte BPF stack are built here, one slot per
- * copy of a program (see COPIES in lineage.bpf.h). */
+ * copy of a program (see copies.bpf.h). */
 #define SCRATCH_SLOTS 3
 
 struct {
@@ -137,7 +143,7 @@ struct {
 } snapshot_scratch SEC(".maps");
 
 /* Per CPU, for fork, exec and exit: the task of the event a copy of the
- * program last claimed (see COPIES in lineage.bpf.h). */
+ * program last claimed (see copies.bpf.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 3);
@@ -168,3 +174,5 @@ static __always_inline void count(__u32 counter)
 	if (value)
 		*value += 1;
 }
+
+#endif

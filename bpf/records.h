@@ -7,6 +7,8 @@
 #ifndef ADOPTWATCH_RECORDS_H
 #define ADOPTWATCH_RECORDS_H
 
+#include <linux/types.h>
+
 #define COMM_LEN 16
 /* Generations of ancestry each watched process carries (oldest dropped first). */
 #define LINEAGE_MAX 8

@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Reading who a task is, the same way on every kernel (CO-RE). */
+#ifndef ADOPTWATCH_TASK_INFO_BPF_H
+#define ADOPTWATCH_TASK_INFO_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "records.h"
+#include "maps.bpf.h"
 
 /* The pid number as the initial pid namespace sees it. */
 static __always_inline __u32 pid_number(struct pid *pid)
@@ -48,3 +56,5 @@ static __always_inline void fill_header(struct record_header *hdr, __u32 kind)
 	hdr->kind = kind;
 	hdr->cpu = bpf_get_smp_processor_id();
 }
+
+#endif
