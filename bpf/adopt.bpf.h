@@ -35,15 +35,15 @@ static __always_inline __u32 reaper_flags_of(struct task_struct *child,
 static __always_inline void emit_adoption(struct task_struct *child,
 					  struct task_struct *old_parent, __u32 hook)
 {
-	struct task_struct *new_parent = BPF_CORE_READ(child, real_parent);
-	struct lineage *lin = lineage_of(child);
-	bool off;
-
 	count(COUNTER_ADOPTIONS);
-	if (!is_watched(child, lin, child, &off)) {
+	/* Only the answer stays live past this point: however it was reached,
+	 * the verifier then checks what follows once (the exit walk inlines this
+	 * for every child it resolves). */
+	if (!watched(child)) {
 		count(COUNTER_UNWATCHED_ADOPTIONS);
 		return;
 	}
+	struct task_struct *new_parent = BPF_CORE_READ(child, real_parent);
 
 	struct adopt_record *rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
 	if (!rec) {
@@ -57,6 +57,7 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	fill_ident(&rec->child, child);
 	fill_ident(&rec->prev_parent, old_parent);
 	fill_ident(&rec->new_parent, new_parent);
+	struct lineage *lin = lineage_of(child);
 	if (lin && lin->len) {
 		rec->lineage_len = lin->len;
 		rec->lineage_flags = lin->flags;

@@ -47,6 +47,7 @@ const enum lineage_flag *unused_lineage_flag __attribute__((unused));
 const enum watch_flag *unused_watch_flag __attribute__((unused));
 const enum seed_state *unused_seed_state __attribute__((unused));
 const enum exit_flag *unused_exit_flag __attribute__((unused));
+const enum limit *unused_limit __attribute__((unused));
 
 /* ---- Lineage, and fork/exec/exit records: whatever the hook ---- */
 
@@ -73,18 +74,18 @@ static __always_inline void handle_exec(struct task_struct *task)
 		record_exec(task);
 }
 
-static __always_inline void handle_exit(struct task_struct *task, __u32 copy)
+static __always_inline void handle_exit(void *ctx, struct task_struct *task, __u32 copy)
 {
-	if (exit_walk)
-		snapshot_children(task, copy);
 	if (emit_task_records && watched(task))
 		record_exit(task);
+	if (exit_walk)
+		snapshot_children(ctx, task, copy); /* last: it may tail-call */
 }
 
 COPIES(sched_process_fork, on_fork, 0, child, handle_fork(parent, child, copy),
        struct task_struct *parent, struct task_struct *child)
 COPIES(sched_process_exec, on_exec, 1, task, handle_exec(task), struct task_struct *task)
-COPIES(sched_process_exit, on_exit, 2, task, handle_exit(task, copy), struct task_struct *task)
+COPIES(sched_process_exit, on_exit, 2, task, handle_exit(ctx, task, copy), struct task_struct *task)
 
 /* The task struct is freed: its process can no longer be adopted or be an ancestor
  * that user space must find, so its lineage entry goes. */
@@ -133,30 +134,62 @@ int BPF_KPROBE(adopt_kprobe, struct task_struct *child, struct task_struct *old_
 
 /* ---- The exit-walk hook, phase 2 (phase 1 is on_exit) ---- */
 
+/* Phase 1 goes on here when a thread has more children than one run walks:
+ * one program per copy of on_exit (snapshot_progs[copy]). */
+SEC("raw_tp")
+int BPF_PROG(snapshot_more, struct task_struct *task)
+{
+	snapshot_continue(ctx, task, 0);
+	return 0;
+}
+
+SEC("raw_tp")
+int BPF_PROG(snapshot_more_spare, struct task_struct *task)
+{
+	snapshot_continue(ctx, task, 1);
+	return 0;
+}
+
+SEC("raw_tp")
+int BPF_PROG(snapshot_more_spare2, struct task_struct *task)
+{
+	snapshot_continue(ctx, task, 2);
+	return 0;
+}
+
+/* ... and beyond EXIT_WALK_MAX_CHILDREN, only counts (count_progs[copy]). */
+SEC("raw_tp")
+int BPF_PROG(count_more, struct task_struct *task)
+{
+	count_continue(ctx, task, 0);
+	return 0;
+}
+
+SEC("raw_tp")
+int BPF_PROG(count_more_spare, struct task_struct *task)
+{
+	count_continue(ctx, task, 1);
+	return 0;
+}
+
+SEC("raw_tp")
+int BPF_PROG(count_more_spare2, struct task_struct *task)
+{
+	count_continue(ctx, task, 2);
+	return 0;
+}
+
 SEC("raw_tp/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev)
 {
-	/* Runs on every context switch: leave at once unless prev has exited. */
-	if (!BPF_CORE_READ(prev, exit_state))
-		return 0;
+	resolve_children(ctx, prev);
+	return 0;
+}
 
-	__u32 tid = BPF_CORE_READ(prev, pid);
-	struct children_snapshot *snap = bpf_map_lookup_elem(&exiting_children, &tid);
-	if (!snap)
-		return 0;
-
-	for (int i = 0; i < MAX_CHILDREN; i++) {
-		if (i >= snap->count)
-			break;
-		if (!claim_child(snap->kids[i].pid, tid))
-			continue;
-		struct task_struct *child = (struct task_struct *)snap->kids[i].task;
-		if (BPF_CORE_READ(child, pid) != snap->kids[i].pid) {
-			count(COUNTER_STALE_CHILD);
-			continue;
-		}
-		resolve_child(child, prev);
-	}
-	bpf_map_delete_elem(&exiting_children, &tid);
+/* Phase 2 goes on here (resolve_progs[0]). */
+SEC("raw_tp")
+int BPF_PROG(resolve_more, bool preempt, struct task_struct *prev)
+{
+	resolve_continue(ctx, prev);
 	return 0;
 }

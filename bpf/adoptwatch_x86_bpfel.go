@@ -45,7 +45,7 @@ type AdoptwatchAncestor struct {
 	Comm    [16]int8
 }
 
-type AdoptwatchChildrenSnapshot struct {
+type AdoptwatchChildrenChunk struct {
 	_     structs.HostLayout
 	Count uint32
 	Pad   uint32
@@ -55,6 +55,12 @@ type AdoptwatchChildrenSnapshot struct {
 		Pid  uint32
 		Pad  uint32
 	}
+}
+
+type AdoptwatchChunkKey struct {
+	_     structs.HostLayout
+	Tid   uint32
+	Index uint32
 }
 
 type AdoptwatchCounter uint32
@@ -70,13 +76,32 @@ const (
 	AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS AdoptwatchCounter = 7
 	AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL  AdoptwatchCounter = 8
 	AdoptwatchCounterCOUNTER_SPARE_RUNS          AdoptwatchCounter = 9
-	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 10
+	AdoptwatchCounterCOUNTER_UNFOLLOWED          AdoptwatchCounter = 10
+	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 11
 )
 
 type AdoptwatchExitFlag uint32
 
 const (
 	AdoptwatchExitFlagEXIT_GROUP_DEAD AdoptwatchExitFlag = 1
+)
+
+type AdoptwatchExitingThread struct {
+	_          structs.HostLayout
+	Task       uint64
+	Pos        uint64
+	Chunks     uint32
+	Resolved   uint32
+	Unfollowed uint32
+	Reaper     uint32
+	Direct     uint32
+	Pad        uint32
+}
+
+type AdoptwatchLimit uint32
+
+const (
+	AdoptwatchLimitEXIT_WALK_MAX_CHILDREN AdoptwatchLimit = 4096
 )
 
 type AdoptwatchLineage struct {
@@ -185,44 +210,57 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	AdoptwatchMapClaimedEvent      = "claimed_event"
-	AdoptwatchMapCounters          = "counters"
-	AdoptwatchMapExitingChildren   = "exiting_children"
-	AdoptwatchMapLineageScratch    = "lineage_scratch"
-	AdoptwatchMapLineages          = "lineages"
-	AdoptwatchMapPendingChildren   = "pending_children"
-	AdoptwatchMapRecords           = "records"
-	AdoptwatchMapSeeds             = "seeds"
-	AdoptwatchMapSnapshotScratch   = "snapshot_scratch"
-	AdoptwatchMapTaskRecordsSent   = "task_records_sent"
-	AdoptwatchMapWatchSettings     = "watch_settings"
-	AdoptwatchProgAdoptFentry      = "adopt_fentry"
-	AdoptwatchProgAdoptKprobe      = "adopt_kprobe"
-	AdoptwatchProgOnExec           = "on_exec"
-	AdoptwatchProgOnExecSpare      = "on_exec_spare"
-	AdoptwatchProgOnExecSpare2     = "on_exec_spare2"
-	AdoptwatchProgOnExit           = "on_exit"
-	AdoptwatchProgOnExitSpare      = "on_exit_spare"
-	AdoptwatchProgOnExitSpare2     = "on_exit_spare2"
-	AdoptwatchProgOnFork           = "on_fork"
-	AdoptwatchProgOnForkSpare      = "on_fork_spare"
-	AdoptwatchProgOnForkSpare2     = "on_fork_spare2"
-	AdoptwatchProgOnFree           = "on_free"
-	AdoptwatchProgOnSwitch         = "on_switch"
-	AdoptwatchVarEmitTaskRecords   = "emit_task_records"
-	AdoptwatchVarExitWalk          = "exit_walk"
-	AdoptwatchVarUnusedAdoptHook   = "unused_adopt_hook"
-	AdoptwatchVarUnusedAdoptRecord = "unused_adopt_record"
-	AdoptwatchVarUnusedCounter     = "unused_counter"
-	AdoptwatchVarUnusedExitFlag    = "unused_exit_flag"
-	AdoptwatchVarUnusedLineageFlag = "unused_lineage_flag"
-	AdoptwatchVarUnusedReaperFlag  = "unused_reaper_flag"
-	AdoptwatchVarUnusedRecordKind  = "unused_record_kind"
-	AdoptwatchVarUnusedSeedState   = "unused_seed_state"
-	AdoptwatchVarUnusedTaskRecord  = "unused_task_record"
-	AdoptwatchVarUnusedWatchFlag   = "unused_watch_flag"
-	AdoptwatchVarWatchAll          = "watch_all"
-	AdoptwatchVarWatchCgroupId     = "watch_cgroup_id"
+	AdoptwatchMapChunkScratch        = "chunk_scratch"
+	AdoptwatchMapClaimedEvent        = "claimed_event"
+	AdoptwatchMapCountProgs          = "count_progs"
+	AdoptwatchMapCounters            = "counters"
+	AdoptwatchMapExitChunks          = "exit_chunks"
+	AdoptwatchMapExitingThreads      = "exiting_threads"
+	AdoptwatchMapLineageScratch      = "lineage_scratch"
+	AdoptwatchMapLineages            = "lineages"
+	AdoptwatchMapPendingChildren     = "pending_children"
+	AdoptwatchMapRecords             = "records"
+	AdoptwatchMapResolveProgs        = "resolve_progs"
+	AdoptwatchMapSeeds               = "seeds"
+	AdoptwatchMapSnapshotProgs       = "snapshot_progs"
+	AdoptwatchMapTaskRecordsSent     = "task_records_sent"
+	AdoptwatchMapWalkScratch         = "walk_scratch"
+	AdoptwatchMapWatchSettings       = "watch_settings"
+	AdoptwatchProgAdoptFentry        = "adopt_fentry"
+	AdoptwatchProgAdoptKprobe        = "adopt_kprobe"
+	AdoptwatchProgCountMore          = "count_more"
+	AdoptwatchProgCountMoreSpare     = "count_more_spare"
+	AdoptwatchProgCountMoreSpare2    = "count_more_spare2"
+	AdoptwatchProgOnExec             = "on_exec"
+	AdoptwatchProgOnExecSpare        = "on_exec_spare"
+	AdoptwatchProgOnExecSpare2       = "on_exec_spare2"
+	AdoptwatchProgOnExit             = "on_exit"
+	AdoptwatchProgOnExitSpare        = "on_exit_spare"
+	AdoptwatchProgOnExitSpare2       = "on_exit_spare2"
+	AdoptwatchProgOnFork             = "on_fork"
+	AdoptwatchProgOnForkSpare        = "on_fork_spare"
+	AdoptwatchProgOnForkSpare2       = "on_fork_spare2"
+	AdoptwatchProgOnFree             = "on_free"
+	AdoptwatchProgOnSwitch           = "on_switch"
+	AdoptwatchProgResolveMore        = "resolve_more"
+	AdoptwatchProgSnapshotMore       = "snapshot_more"
+	AdoptwatchProgSnapshotMoreSpare  = "snapshot_more_spare"
+	AdoptwatchProgSnapshotMoreSpare2 = "snapshot_more_spare2"
+	AdoptwatchVarEmitTaskRecords     = "emit_task_records"
+	AdoptwatchVarExitWalk            = "exit_walk"
+	AdoptwatchVarUnusedAdoptHook     = "unused_adopt_hook"
+	AdoptwatchVarUnusedAdoptRecord   = "unused_adopt_record"
+	AdoptwatchVarUnusedCounter       = "unused_counter"
+	AdoptwatchVarUnusedExitFlag      = "unused_exit_flag"
+	AdoptwatchVarUnusedLimit         = "unused_limit"
+	AdoptwatchVarUnusedLineageFlag   = "unused_lineage_flag"
+	AdoptwatchVarUnusedReaperFlag    = "unused_reaper_flag"
+	AdoptwatchVarUnusedRecordKind    = "unused_record_kind"
+	AdoptwatchVarUnusedSeedState     = "unused_seed_state"
+	AdoptwatchVarUnusedTaskRecord    = "unused_task_record"
+	AdoptwatchVarUnusedWatchFlag     = "unused_watch_flag"
+	AdoptwatchVarWatchAll            = "watch_all"
+	AdoptwatchVarWatchCgroupId       = "watch_cgroup_id"
 )
 
 // LoadAdoptwatch returns the embedded CollectionSpec for Adoptwatch.
@@ -267,35 +305,47 @@ type AdoptwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchProgramSpecs struct {
-	AdoptFentry  *ebpf.ProgramSpec `ebpf:"adopt_fentry"`
-	AdoptKprobe  *ebpf.ProgramSpec `ebpf:"adopt_kprobe"`
-	OnExec       *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExecSpare  *ebpf.ProgramSpec `ebpf:"on_exec_spare"`
-	OnExecSpare2 *ebpf.ProgramSpec `ebpf:"on_exec_spare2"`
-	OnExit       *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnExitSpare  *ebpf.ProgramSpec `ebpf:"on_exit_spare"`
-	OnExitSpare2 *ebpf.ProgramSpec `ebpf:"on_exit_spare2"`
-	OnFork       *ebpf.ProgramSpec `ebpf:"on_fork"`
-	OnForkSpare  *ebpf.ProgramSpec `ebpf:"on_fork_spare"`
-	OnForkSpare2 *ebpf.ProgramSpec `ebpf:"on_fork_spare2"`
-	OnFree       *ebpf.ProgramSpec `ebpf:"on_free"`
-	OnSwitch     *ebpf.ProgramSpec `ebpf:"on_switch"`
+	AdoptFentry        *ebpf.ProgramSpec `ebpf:"adopt_fentry"`
+	AdoptKprobe        *ebpf.ProgramSpec `ebpf:"adopt_kprobe"`
+	CountMore          *ebpf.ProgramSpec `ebpf:"count_more"`
+	CountMoreSpare     *ebpf.ProgramSpec `ebpf:"count_more_spare"`
+	CountMoreSpare2    *ebpf.ProgramSpec `ebpf:"count_more_spare2"`
+	OnExec             *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExecSpare        *ebpf.ProgramSpec `ebpf:"on_exec_spare"`
+	OnExecSpare2       *ebpf.ProgramSpec `ebpf:"on_exec_spare2"`
+	OnExit             *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnExitSpare        *ebpf.ProgramSpec `ebpf:"on_exit_spare"`
+	OnExitSpare2       *ebpf.ProgramSpec `ebpf:"on_exit_spare2"`
+	OnFork             *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnForkSpare        *ebpf.ProgramSpec `ebpf:"on_fork_spare"`
+	OnForkSpare2       *ebpf.ProgramSpec `ebpf:"on_fork_spare2"`
+	OnFree             *ebpf.ProgramSpec `ebpf:"on_free"`
+	OnSwitch           *ebpf.ProgramSpec `ebpf:"on_switch"`
+	ResolveMore        *ebpf.ProgramSpec `ebpf:"resolve_more"`
+	SnapshotMore       *ebpf.ProgramSpec `ebpf:"snapshot_more"`
+	SnapshotMoreSpare  *ebpf.ProgramSpec `ebpf:"snapshot_more_spare"`
+	SnapshotMoreSpare2 *ebpf.ProgramSpec `ebpf:"snapshot_more_spare2"`
 }
 
 // AdoptwatchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchMapSpecs struct {
+	ChunkScratch    *ebpf.MapSpec `ebpf:"chunk_scratch"`
 	ClaimedEvent    *ebpf.MapSpec `ebpf:"claimed_event"`
+	CountProgs      *ebpf.MapSpec `ebpf:"count_progs"`
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
-	ExitingChildren *ebpf.MapSpec `ebpf:"exiting_children"`
+	ExitChunks      *ebpf.MapSpec `ebpf:"exit_chunks"`
+	ExitingThreads  *ebpf.MapSpec `ebpf:"exiting_threads"`
 	LineageScratch  *ebpf.MapSpec `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.MapSpec `ebpf:"lineages"`
 	PendingChildren *ebpf.MapSpec `ebpf:"pending_children"`
 	Records         *ebpf.MapSpec `ebpf:"records"`
+	ResolveProgs    *ebpf.MapSpec `ebpf:"resolve_progs"`
 	Seeds           *ebpf.MapSpec `ebpf:"seeds"`
-	SnapshotScratch *ebpf.MapSpec `ebpf:"snapshot_scratch"`
+	SnapshotProgs   *ebpf.MapSpec `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.MapSpec `ebpf:"task_records_sent"`
+	WalkScratch     *ebpf.MapSpec `ebpf:"walk_scratch"`
 	WatchSettings   *ebpf.MapSpec `ebpf:"watch_settings"`
 }
 
@@ -309,6 +359,7 @@ type AdoptwatchVariableSpecs struct {
 	UnusedAdoptRecord *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
 	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedExitFlag    *ebpf.VariableSpec `ebpf:"unused_exit_flag"`
+	UnusedLimit       *ebpf.VariableSpec `ebpf:"unused_limit"`
 	UnusedLineageFlag *ebpf.VariableSpec `ebpf:"unused_lineage_flag"`
 	UnusedReaperFlag  *ebpf.VariableSpec `ebpf:"unused_reaper_flag"`
 	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
@@ -339,31 +390,41 @@ func (o *AdoptwatchObjects) Close() error {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchMaps struct {
+	ChunkScratch    *ebpf.Map `ebpf:"chunk_scratch"`
 	ClaimedEvent    *ebpf.Map `ebpf:"claimed_event"`
+	CountProgs      *ebpf.Map `ebpf:"count_progs"`
 	Counters        *ebpf.Map `ebpf:"counters"`
-	ExitingChildren *ebpf.Map `ebpf:"exiting_children"`
+	ExitChunks      *ebpf.Map `ebpf:"exit_chunks"`
+	ExitingThreads  *ebpf.Map `ebpf:"exiting_threads"`
 	LineageScratch  *ebpf.Map `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.Map `ebpf:"lineages"`
 	PendingChildren *ebpf.Map `ebpf:"pending_children"`
 	Records         *ebpf.Map `ebpf:"records"`
+	ResolveProgs    *ebpf.Map `ebpf:"resolve_progs"`
 	Seeds           *ebpf.Map `ebpf:"seeds"`
-	SnapshotScratch *ebpf.Map `ebpf:"snapshot_scratch"`
+	SnapshotProgs   *ebpf.Map `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.Map `ebpf:"task_records_sent"`
+	WalkScratch     *ebpf.Map `ebpf:"walk_scratch"`
 	WatchSettings   *ebpf.Map `ebpf:"watch_settings"`
 }
 
 func (m *AdoptwatchMaps) Close() error {
 	return _AdoptwatchClose(
+		m.ChunkScratch,
 		m.ClaimedEvent,
+		m.CountProgs,
 		m.Counters,
-		m.ExitingChildren,
+		m.ExitChunks,
+		m.ExitingThreads,
 		m.LineageScratch,
 		m.Lineages,
 		m.PendingChildren,
 		m.Records,
+		m.ResolveProgs,
 		m.Seeds,
-		m.SnapshotScratch,
+		m.SnapshotProgs,
 		m.TaskRecordsSent,
+		m.WalkScratch,
 		m.WatchSettings,
 	)
 }
@@ -378,6 +439,7 @@ type AdoptwatchVariables struct {
 	UnusedAdoptRecord *ebpf.Variable `ebpf:"unused_adopt_record"`
 	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedExitFlag    *ebpf.Variable `ebpf:"unused_exit_flag"`
+	UnusedLimit       *ebpf.Variable `ebpf:"unused_limit"`
 	UnusedLineageFlag *ebpf.Variable `ebpf:"unused_lineage_flag"`
 	UnusedReaperFlag  *ebpf.Variable `ebpf:"unused_reaper_flag"`
 	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
@@ -392,25 +454,35 @@ type AdoptwatchVariables struct {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchPrograms struct {
-	AdoptFentry  *ebpf.Program `ebpf:"adopt_fentry"`
-	AdoptKprobe  *ebpf.Program `ebpf:"adopt_kprobe"`
-	OnExec       *ebpf.Program `ebpf:"on_exec"`
-	OnExecSpare  *ebpf.Program `ebpf:"on_exec_spare"`
-	OnExecSpare2 *ebpf.Program `ebpf:"on_exec_spare2"`
-	OnExit       *ebpf.Program `ebpf:"on_exit"`
-	OnExitSpare  *ebpf.Program `ebpf:"on_exit_spare"`
-	OnExitSpare2 *ebpf.Program `ebpf:"on_exit_spare2"`
-	OnFork       *ebpf.Program `ebpf:"on_fork"`
-	OnForkSpare  *ebpf.Program `ebpf:"on_fork_spare"`
-	OnForkSpare2 *ebpf.Program `ebpf:"on_fork_spare2"`
-	OnFree       *ebpf.Program `ebpf:"on_free"`
-	OnSwitch     *ebpf.Program `ebpf:"on_switch"`
+	AdoptFentry        *ebpf.Program `ebpf:"adopt_fentry"`
+	AdoptKprobe        *ebpf.Program `ebpf:"adopt_kprobe"`
+	CountMore          *ebpf.Program `ebpf:"count_more"`
+	CountMoreSpare     *ebpf.Program `ebpf:"count_more_spare"`
+	CountMoreSpare2    *ebpf.Program `ebpf:"count_more_spare2"`
+	OnExec             *ebpf.Program `ebpf:"on_exec"`
+	OnExecSpare        *ebpf.Program `ebpf:"on_exec_spare"`
+	OnExecSpare2       *ebpf.Program `ebpf:"on_exec_spare2"`
+	OnExit             *ebpf.Program `ebpf:"on_exit"`
+	OnExitSpare        *ebpf.Program `ebpf:"on_exit_spare"`
+	OnExitSpare2       *ebpf.Program `ebpf:"on_exit_spare2"`
+	OnFork             *ebpf.Program `ebpf:"on_fork"`
+	OnForkSpare        *ebpf.Program `ebpf:"on_fork_spare"`
+	OnForkSpare2       *ebpf.Program `ebpf:"on_fork_spare2"`
+	OnFree             *ebpf.Program `ebpf:"on_free"`
+	OnSwitch           *ebpf.Program `ebpf:"on_switch"`
+	ResolveMore        *ebpf.Program `ebpf:"resolve_more"`
+	SnapshotMore       *ebpf.Program `ebpf:"snapshot_more"`
+	SnapshotMoreSpare  *ebpf.Program `ebpf:"snapshot_more_spare"`
+	SnapshotMoreSpare2 *ebpf.Program `ebpf:"snapshot_more_spare2"`
 }
 
 func (p *AdoptwatchPrograms) Close() error {
 	return _AdoptwatchClose(
 		p.AdoptFentry,
 		p.AdoptKprobe,
+		p.CountMore,
+		p.CountMoreSpare,
+		p.CountMoreSpare2,
 		p.OnExec,
 		p.OnExecSpare,
 		p.OnExecSpare2,
@@ -422,6 +494,10 @@ func (p *AdoptwatchPrograms) Close() error {
 		p.OnForkSpare2,
 		p.OnFree,
 		p.OnSwitch,
+		p.ResolveMore,
+		p.SnapshotMore,
+		p.SnapshotMoreSpare,
+		p.SnapshotMoreSpare2,
 	)
 }
 

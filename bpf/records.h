@@ -13,6 +13,11 @@
 /* Generations of ancestry each watched process carries (oldest dropped first). */
 #define LINEAGE_MAX 8
 
+/* Bounds user space reports in its messages. */
+enum limit {
+	EXIT_WALK_MAX_CHILDREN = 4096, /* children the exit walk follows per exiting thread */
+};
+
 /* record_header.kind */
 enum record_kind {
 	RECORD_ADOPT = 1,
@@ -103,8 +108,10 @@ enum counter {
 	COUNTER_LOST_ADOPT = 0,      /* adoption records that found the ring buffer full */
 	COUNTER_LOST_TASK,           /* fork/exec/exit records that found it full */
 	COUNTER_LINEAGE_FULL,        /* forks whose lineage did not fit the lineage map */
-	COUNTER_SNAPSHOT_FULL,       /* exiting threads whose children did not fit the map */
-	COUNTER_CHILDREN_TRUNCATED,  /* children beyond MAX_CHILDREN of one exiting thread */
+	COUNTER_SNAPSHOT_FULL,       /* exiting threads the exit walk could not remember (map
+	                                full): their children are counted as unfollowed */
+	COUNTER_CHILDREN_TRUNCATED,  /* exiting threads with more children than the exit walk
+	                                can even count: COUNTER_UNFOLLOWED is a lower bound */
 	COUNTER_STALE_CHILD,         /* snapshotted children gone before the final switch */
 	COUNTER_ADOPTIONS,           /* adoptions seen in the kernel (sent or lost) */
 	COUNTER_UNWATCHED_ADOPTIONS, /* adoptions of unwatched processes: not sent, by design */
@@ -112,6 +119,9 @@ enum counter {
 	                                "unwatched" mark: the lineage map was full */
 	COUNTER_SPARE_RUNS,          /* forks, execs, exits handled by a spare copy of a
 	                                program (the first was preempted on that CPU) */
+	COUNTER_UNFOLLOWED,          /* adoptions the exit walk could not follow (children
+	                                beyond EXIT_WALK_MAX_CHILDREN of one exiting thread,
+	                                or its maps full): lost, one per child */
 	COUNTER_MAX,
 };
 

@@ -120,6 +120,30 @@ var exitPrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnExitSpare2, "sched_process_exit"},
 }
 
+// tailCall is a program another one tail-calls: it is loaded, never attached,
+// and put in a program array at an index.
+type tailCall struct {
+	array string
+	index uint32
+	prog  string
+}
+
+// exitWalkTailCalls continue the exit walk of a thread with many children
+// (bpf/adopt_exit_walk.bpf.h): each copy of on_exit has its own continuation.
+var exitWalkTailCalls = []tailCall{
+	{bpf.AdoptwatchMapSnapshotProgs, 0, bpf.AdoptwatchProgSnapshotMore},
+	{bpf.AdoptwatchMapSnapshotProgs, 1, bpf.AdoptwatchProgSnapshotMoreSpare},
+	{bpf.AdoptwatchMapSnapshotProgs, 2, bpf.AdoptwatchProgSnapshotMoreSpare2},
+	{bpf.AdoptwatchMapCountProgs, 0, bpf.AdoptwatchProgCountMore},
+	{bpf.AdoptwatchMapCountProgs, 1, bpf.AdoptwatchProgCountMoreSpare},
+	{bpf.AdoptwatchMapCountProgs, 2, bpf.AdoptwatchProgCountMoreSpare2},
+	{bpf.AdoptwatchMapResolveProgs, 0, bpf.AdoptwatchProgResolveMore},
+}
+
+// ExitWalkMaxChildren is how many children of one exiting thread the exit-walk
+// hook follows; adoptions of the others are counted (Counters.UnfollowedAdoptions).
+const ExitWalkMaxChildren = int(bpf.AdoptwatchLimitEXIT_WALK_MAX_CHILDREN)
+
 func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	spec, err := bpf.LoadAdoptwatch()
 	if err != nil {
@@ -161,6 +185,9 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	for _, p := range exitPrograms {
 		wanted[p.name] = needExit
 	}
+	for _, tc := range exitWalkTailCalls {
+		wanted[tc.prog] = exitWalk
+	}
 	for name := range spec.Programs {
 		if !wanted[name] {
 			delete(spec.Programs, name)
@@ -190,6 +217,14 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 			obs = nil
 		}
 	}()
+	if exitWalk {
+		// Before anything is attached: a walk must find its continuation.
+		for _, tc := range exitWalkTailCalls {
+			if err := coll.Maps[tc.array].Put(tc.index, coll.Programs[tc.prog]); err != nil {
+				return obs, fmt.Errorf("put %s in %s: %w", tc.prog, tc.array, err)
+			}
+		}
+	}
 	defaultWatched := uint32(0)
 	if !opts.Scoped() || cgroup != 0 {
 		defaultWatched = 1
@@ -297,11 +332,19 @@ func (o *Observer) Read() (events.Record, error) {
 
 // Counters are the kernel side's running totals (bpf/records.h enum counter).
 type Counters struct {
-	LostAdoptions     uint64 // adoption records that found the ring buffer full
-	LostTaskRecords   uint64 // fork/exec/exit records that found it full
-	LineageFull       uint64 // processes left without lineage: the map was full
-	SnapshotFull      uint64 // exiting threads whose children could not be remembered
-	ChildrenTruncated uint64 // exiting threads with more children than followed
+	LostAdoptions   uint64 // adoption records that found the ring buffer full
+	LostTaskRecords uint64 // fork/exec/exit records that found it full
+	LineageFull     uint64 // processes left without lineage: the map was full
+	// UnfollowedAdoptions are adoptions lost because the exit-walk hook could
+	// not follow the child (beyond ExitWalkMaxChildren of one exiting thread,
+	// or its maps full): one per child, so that reported + lost = adoptions.
+	UnfollowedAdoptions uint64
+	// SnapshotFull: exiting threads whose children could not be remembered
+	// (the map was full); their children are in UnfollowedAdoptions.
+	SnapshotFull uint64
+	// ChildrenTruncated: exiting threads with more children than the exit walk
+	// can even count; UnfollowedAdoptions is then a lower bound.
+	ChildrenTruncated uint64
 	StaleChildren     uint64 // remembered children gone before the check
 	Adoptions         uint64 // adoptions seen in the kernel, sent or lost
 	// UnwatchedAdoptions are adoptions of unwatched processes: seen, not sent.
@@ -351,6 +394,7 @@ func (o *Observer) Counters() (Counters, error) {
 		{&c.Adoptions, bpf.AdoptwatchCounterCOUNTER_ADOPTIONS},
 		{&c.UnwatchedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS},
 		{&c.UnwatchMarksFull, bpf.AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL},
+		{&c.UnfollowedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNFOLLOWED},
 	} {
 		if *f.dst, err = sum(f.idx); err != nil {
 			return c, err

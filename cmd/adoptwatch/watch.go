@@ -268,8 +268,12 @@ func (r *lossReporter) check() {
 		msg := fmt.Sprintf("%d children of exiting threads were gone before the exit-walk hook could check them: their adoptions may be missing", n)
 		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
 	}
-	if n := (now.SnapshotFull + now.ChildrenTruncated) - (last.SnapshotFull + last.ChildrenTruncated); n > 0 {
-		msg := fmt.Sprintf("%d exiting threads had more children than the exit-walk hook follows: their adoptions may be missing", n)
+	if n := now.UnfollowedAdoptions - last.UnfollowedAdoptions; n > 0 {
+		msg := fmt.Sprintf("%d adoptions lost: their parents had more children than the exit-walk hook follows (%d per exiting thread) or its maps were full", n, loader.ExitWalkMaxChildren)
+		r.p.warn(output.LostLine(time.Now(), "adopt", n), "%s", msg)
+	}
+	if n := now.ChildrenTruncated - last.ChildrenTruncated; n > 0 {
+		msg := fmt.Sprintf("%d exiting threads had more children than the exit-walk hook can count: more adoptions were lost than reported", n)
 		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
 	}
 }
