@@ -36,9 +36,6 @@ static __always_inline void emit_adoption(struct task_struct *child,
 					  struct task_struct *old_parent, __u32 hook)
 {
 	count(COUNTER_ADOPTIONS);
-	/* Only the answer stays live past this point: however it was reached,
-	 * the verifier then checks what follows once (the exit walk inlines this
-	 * for every child it resolves). */
 	if (!watched(child)) {
 		count(COUNTER_UNWATCHED_ADOPTIONS);
 		return;
@@ -57,6 +54,11 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	fill_ident(&rec->child, child);
 	fill_ident(&rec->prev_parent, old_parent);
 	fill_ident(&rec->new_parent, new_parent);
+	/* The pids the reaper itself sees (in a container: the container's). */
+	struct pid_namespace *reaper_ns = pid_ns_of(new_parent);
+	rec->child.reaper_ns_pid = tgid_in_ns(child, reaper_ns);
+	rec->prev_parent.reaper_ns_pid = tgid_in_ns(old_parent, reaper_ns);
+	rec->new_parent.reaper_ns_pid = tgid_in_ns(new_parent, reaper_ns);
 	struct lineage *lin = lineage_of(child);
 	if (lin && lin->len) {
 		rec->lineage_len = lin->len;
@@ -70,6 +72,19 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	}
 	/* Adoptions are rare and wanted at once: wake the reader even if it lags. */
 	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+}
+
+/*
+ * Every hook reports through this global function: the verifier checks a
+ * global function once, on its own, instead of once per call site, and the
+ * exit walk calls it for each of up to 128 children per program run, in a
+ * loop the verifier unrolls (5.10 has no bpf_loop). Its arguments are plain
+ * numbers, as global functions require: the tasks are only ever probe-read.
+ */
+__noinline int report_adoption(__u64 child, __u64 old_parent, __u32 hook)
+{
+	emit_adoption((struct task_struct *)child, (struct task_struct *)old_parent, hook);
+	return 0;
 }
 
 #endif

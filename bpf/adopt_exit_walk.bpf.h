@@ -390,7 +390,7 @@ static __always_inline bool resolve_child(struct task_struct *child, struct task
 {
 	if (BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
 		return true; /* a sibling thread took it: a threaded re-parent */
-	emit_adoption(child, dying, HOOK_EXIT_WALK);
+	report_adoption((__u64)child, (__u64)dying, HOOK_EXIT_WALK);
 	return false;
 }
 

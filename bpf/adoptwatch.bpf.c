@@ -119,7 +119,7 @@ SEC("fentry/kill_orphaned_pgrp")
 int BPF_PROG(adopt_fentry, struct task_struct *child, struct task_struct *old_parent)
 {
 	if (old_parent)
-		emit_adoption(child, old_parent, HOOK_EXACT);
+		report_adoption((__u64)child, (__u64)old_parent, HOOK_EXACT);
 	return 0;
 }
 
@@ -128,7 +128,7 @@ SEC("kprobe/kill_orphaned_pgrp")
 int BPF_KPROBE(adopt_kprobe, struct task_struct *child, struct task_struct *old_parent)
 {
 	if (old_parent)
-		emit_adoption(child, old_parent, HOOK_EXACT);
+		report_adoption((__u64)child, (__u64)old_parent, HOOK_EXACT);
 	return 0;
 }
 

@@ -36,13 +36,14 @@ type AdoptwatchAdoptRecord struct {
 }
 
 type AdoptwatchAncestor struct {
-	_       structs.HostLayout
-	Pid     uint32
-	Sid     uint32
-	Pgid    uint32
-	Flags   uint32
-	StartNs uint64
-	Comm    [16]int8
+	_        structs.HostLayout
+	Pid      uint32
+	Sid      uint32
+	Pgid     uint32
+	Flags    uint32
+	StartNs  uint64
+	Comm     [16]int8
+	CgroupId uint64
 }
 
 type AdoptwatchChildrenChunk struct {
@@ -180,15 +181,20 @@ type AdoptwatchSettings struct {
 }
 
 type AdoptwatchTaskIdent struct {
-	_       structs.HostLayout
-	Pid     uint32
-	Tid     uint32
-	Ppid    uint32
-	Sid     uint32
-	Pgid    uint32
-	Uid     uint32
-	StartNs uint64
-	Comm    [16]int8
+	_           structs.HostLayout
+	Pid         uint32
+	Tid         uint32
+	Ppid        uint32
+	Sid         uint32
+	Pgid        uint32
+	Uid         uint32
+	StartNs     uint64
+	Comm        [16]int8
+	CgroupId    uint64
+	PidnsInum   uint32
+	NsPid       uint32
+	ReaperNsPid uint32
+	Pad         uint32
 }
 
 type AdoptwatchTaskRecord struct {

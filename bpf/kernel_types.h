@@ -94,9 +94,14 @@ struct task_struct {
 	struct css_set *cgroups;
 };
 
+struct ns_common {
+	unsigned int inum; /* the inode number the links in /proc/PID/ns name */
+};
+
 struct pid_namespace {
 	struct task_struct *child_reaper;
 	unsigned int level;
+	struct ns_common ns;
 };
 
 #pragma clang attribute pop

@@ -36,6 +36,7 @@ static __always_inline void append_ancestor(struct lineage *lin, struct task_str
 	a->flags = parent_flags & LINEAGE_EXECED;
 	a->start_ns = process_start(parent);
 	BPF_CORE_READ_STR_INTO(&a->comm, parent, comm);
+	a->cgroup_id = cgroup_id_of(parent);
 	lin->len = n + 1;
 }
 

@@ -61,6 +61,13 @@ struct task_ident {
 	__u32 uid;      /* real uid */
 	__u64 start_ns; /* group leader start, CLOCK_BOOTTIME ns (as /proc/PID/stat) */
 	char comm[COMM_LEN];
+	__u64 cgroup_id;      /* its cgroup v2 (kernfs node id = the directory's inode
+	                         number); 0: unknown */
+	__u32 pidns_inum;     /* its pid namespace (inode of /proc/PID/ns/pid); 0: unknown */
+	__u32 ns_pid;         /* pid as its own pid namespace sees it */
+	__u32 reaper_ns_pid;  /* adopt_record only: pid as the new parent's pid namespace
+	                         sees it, 0 where it is not visible there */
+	__u32 pad;
 };
 
 /* One generation of a process's ancestry, as it was when it forked its child. */
@@ -71,6 +78,7 @@ struct ancestor {
 	__u32 flags; /* LINEAGE_EXECED */
 	__u64 start_ns;
 	char comm[COMM_LEN];
+	__u64 cgroup_id; /* its cgroup v2 then (0: unknown) */
 };
 
 struct record_header {

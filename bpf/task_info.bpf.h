@@ -38,6 +38,48 @@ static __always_inline void proc_key_of(struct task_struct *task, struct proc_ke
 	key->start_ns = process_start(task);
 }
 
+/* The task's cgroup v2 id: its cgroup in the default hierarchy (which exists
+ * whether or not cgroup2 is mounted, as on hybrid hosts). */
+static __always_inline __u64 cgroup_id_of(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->cgroups) || !bpf_core_field_exists(struct kernfs_node, id))
+		return 0;
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+}
+
+/* Deepest pid namespace level looked at; the kernel allows 32 below the initial one. */
+#define PID_NS_LEVELS 64
+
+/* The pid namespace the task lives in (task_active_pid_ns()). */
+static __always_inline struct pid_namespace *pid_ns_of(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+
+	return BPF_CORE_READ(pid, numbers[level & (PID_NS_LEVELS - 1)].ns);
+}
+
+static __always_inline __u32 pid_ns_inum(struct pid_namespace *ns)
+{
+	if (!bpf_core_field_exists(ns->ns.inum))
+		return 0;
+	return BPF_CORE_READ(ns, ns.inum);
+}
+
+/* The process's pid as namespace ns sees it (pid_nr_ns() of its tgid): 0 when
+ * it is not visible there, or no longer has a pid (being freed). */
+static __always_inline __u32 tgid_in_ns(struct task_struct *task, struct pid_namespace *ns)
+{
+	struct pid *pid = BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID]);
+	unsigned int level = BPF_CORE_READ(ns, level) & (PID_NS_LEVELS - 1);
+
+	if (!pid || !ns || level > BPF_CORE_READ(pid, level))
+		return 0;
+	if (BPF_CORE_READ(pid, numbers[level].ns) != ns)
+		return 0;
+	return BPF_CORE_READ(pid, numbers[level].nr);
+}
+
 static __always_inline void fill_ident(struct task_ident *id, struct task_struct *task)
 {
 	id->pid = BPF_CORE_READ(task, tgid);
@@ -48,6 +90,12 @@ static __always_inline void fill_ident(struct task_ident *id, struct task_struct
 	id->uid = BPF_CORE_READ(task, real_cred, uid.val);
 	id->start_ns = process_start(task);
 	BPF_CORE_READ_STR_INTO(&id->comm, task, comm);
+	id->cgroup_id = cgroup_id_of(task);
+	struct pid_namespace *ns = pid_ns_of(task);
+	id->pidns_inum = pid_ns_inum(ns);
+	id->ns_pid = tgid_in_ns(task, ns);
+	id->reaper_ns_pid = 0;
+	id->pad = 0;
 }
 
 static __always_inline void fill_header(struct record_header *hdr, __u32 kind)

@@ -82,7 +82,7 @@ func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
 		NSLevel:    raw.NsLevel,
 		Zombie:     raw.ExitState != 0,
 	}
-	for _, g := range raw.Lineage[:raw.LineageLen] {
+	for i, g := range raw.Lineage[:raw.LineageLen] {
 		a.Lineage = append(a.Lineage, Step{
 			PID:    g.Pid,
 			Start:  time.Duration(g.StartNs),
@@ -92,10 +92,11 @@ func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
 			Exec:   g.Flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_EXECED) != 0,
 			Source: "kernel",
 		})
+		a.Lineage[i].CgroupID = g.CgroupId
 	}
 	a.Lineage = append(a.Lineage, Step{
 		PID: a.Child.PID, Start: a.Child.Start, Comm: a.Child.Comm,
-		SID: a.Child.SID, PGID: a.Child.PGID, Source: "kernel",
+		SID: a.Child.SID, PGID: a.Child.PGID, Source: "kernel", CgroupID: a.Child.CgroupID,
 	})
 	flags := raw.LineageFlags
 	a.LineageComplete = flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_TRUNCATED|bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING) == 0
@@ -132,6 +133,7 @@ func process(id bpf.AdoptwatchTaskIdent) Process {
 	return Process{
 		PID: id.Pid, TID: id.Tid, PPID: id.Ppid, SID: id.Sid, PGID: id.Pgid, UID: id.Uid,
 		Start: time.Duration(id.StartNs), Comm: comm(id.Comm),
+		CgroupID: id.CgroupId, PidNSInode: id.PidnsInum, NSPid: id.NsPid, ReaperNSPid: id.ReaperNsPid,
 	}
 }
 

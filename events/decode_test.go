@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,6 +49,23 @@ func doubleForkRecord() bpf.AdoptwatchAdoptRecord {
 	return rec
 }
 
+// inContainer puts doubleForkRecord's processes in a container: the daemon and
+// its previous parent in a child pid namespace whose reaper is the new parent
+// (pids 1, 7, 8 inside), each lineage step in its cgroup of the time.
+func inContainer(rec bpf.AdoptwatchAdoptRecord) bpf.AdoptwatchAdoptRecord {
+	const hostNS, containerNS = 4026531836, 4026532999
+	set := func(id *bpf.AdoptwatchTaskIdent, cgroup uint64, ns, nsPid, reaperNSPid uint32) {
+		id.CgroupId, id.PidnsInum, id.NsPid, id.ReaperNsPid = cgroup, ns, nsPid, reaperNSPid
+	}
+	set(&rec.Child, 9003, containerNS, 8, 8)
+	set(&rec.PrevParent, 9003, containerNS, 7, 7)
+	set(&rec.NewParent, 9002, containerNS, 1, 1)
+	for i := range rec.Lineage[:rec.LineageLen] {
+		rec.Lineage[i].CgroupId = 9000 + uint64(i)
+	}
+	return rec
+}
+
 func TestDecodeAdoption(t *testing.T) {
 	clock := Clock{bootEpoch: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	rec, err := Decoder{Clock: clock}.Decode(encode(t, doubleForkRecord()))
@@ -83,6 +101,36 @@ func TestDecodeAdoption(t *testing.T) {
 	}
 	if DaemonPattern(a.Lineage) != PatternDoubleFork {
 		t.Errorf("pattern %s", DaemonPattern(a.Lineage))
+	}
+}
+
+func TestDecodeContext(t *testing.T) {
+	rec, err := Decoder{}.Decode(encode(t, inContainer(doubleForkRecord())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rec.Adoption
+	for _, c := range []struct {
+		name                   string
+		got                    Process
+		cgroup                 uint64
+		ns, nsPid, reaperNSPid uint32
+	}{
+		{"child", a.Child, 9003, 4026532999, 8, 8},
+		{"previous parent", a.PrevParent, 9003, 4026532999, 7, 7},
+		{"new parent", a.NewParent, 9002, 4026532999, 1, 1},
+	} {
+		if c.got.CgroupID != c.cgroup || c.got.PidNSInode != c.ns || c.got.NSPid != c.nsPid || c.got.ReaperNSPid != c.reaperNSPid {
+			t.Errorf("%s: cgroup %d, pid ns %d, ns pid %d, reaper's ns pid %d; want %d, %d, %d, %d", c.name,
+				c.got.CgroupID, c.got.PidNSInode, c.got.NSPid, c.got.ReaperNSPid, c.cgroup, c.ns, c.nsPid, c.reaperNSPid)
+		}
+	}
+	var cgroups []uint64
+	for _, s := range a.Lineage {
+		cgroups = append(cgroups, s.CgroupID)
+	}
+	if want := []uint64{9000, 9001, 9002, 9003}; !slices.Equal(cgroups, want) {
+		t.Errorf("lineage cgroups %v, want %v (each step's, the daemon's last)", cgroups, want)
 	}
 }
 
@@ -133,6 +181,7 @@ func TestDecodeRejects(t *testing.T) {
 // FuzzDecode: no input may crash the decoder, and what it accepts is consistent.
 func FuzzDecode(f *testing.F) {
 	f.Add(encode(f, doubleForkRecord()))
+	f.Add(encode(f, inContainer(doubleForkRecord())))
 	f.Add(encode(f, bpf.AdoptwatchTaskRecord{Hdr: bpf.AdoptwatchRecordHeader{Kind: 2}}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, sample []byte) {
@@ -145,6 +194,9 @@ func FuzzDecode(f *testing.F) {
 			a := rec.Adoption
 			if len(a.Lineage) < 1 || len(a.Lineage) > 9 || a.Lineage[len(a.Lineage)-1].PID != a.Child.PID {
 				t.Fatalf("lineage must end with the adopted process: %+v", a)
+			}
+			if last := a.Lineage[len(a.Lineage)-1]; last.CgroupID != a.Child.CgroupID {
+				t.Fatalf("the last lineage step is the adopted process, in its cgroup: %+v", a)
 			}
 		case rec.Task != nil && rec.Adoption == nil:
 			if rec.Task.Kind == KindFork && rec.Task.Child == nil {

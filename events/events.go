@@ -44,6 +44,14 @@ type Process struct {
 	UID   uint32        // real uid
 	Start time.Duration // process start, CLOCK_BOOTTIME (as /proc/PID/stat)
 	Comm  string
+
+	CgroupID   uint64 // cgroup v2 id (the cgroup directory's inode number); 0: unknown
+	PidNSInode uint32 // its pid namespace: the inode /proc/PID/ns/pid names; 0: unknown
+	NSPid      uint32 // its pid as its own pid namespace sees it
+	// ReaperNSPid (adoptions only) is its pid as the new parent's pid
+	// namespace sees it: what ps shows inside the reaper's container; 0 where
+	// it is not visible there.
+	ReaperNSPid uint32
 }
 
 // Step is one generation in a lineage, oldest first, ending with the adopted process.
@@ -56,6 +64,8 @@ type Step struct {
 	Exec   bool   // it had called execve by then
 	Setsid bool   // it started a new session: its sid differs from its parent's
 	Source string // "kernel" (recorded at fork) or "proc" (read at start-up)
+
+	CgroupID uint64 // its cgroup v2 id when it forked the next generation (0: unknown)
 }
 
 // Adoption is one orphan re-parented to a reaper.
