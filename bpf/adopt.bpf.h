@@ -10,6 +10,7 @@
 #include "maps.bpf.h"
 #include "task_info.bpf.h"
 #include "watch.bpf.h"
+#include "adoptee.bpf.h"
 
 /* What user space needs to name the reaper: namespace reaper, subreaper, or neither. */
 static __always_inline __u32 reaper_flags_of(struct task_struct *child,
@@ -72,6 +73,7 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	}
 	/* Adoptions are rare and wanted at once: wake the reader even if it lags. */
 	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+	follow_adoptee(child);
 }
 
 /*

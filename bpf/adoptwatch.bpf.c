@@ -12,6 +12,7 @@
  *   watch.bpf.h           the per-process watch flag: entry, seed, cgroup, or watch_all
  *   lineage.bpf.h         each watched process carries its ancestry
  *   adopt.bpf.h           build and send one adoption record
+ *   adoptee.bpf.h         follow each adopted process to its exit and release
  *   adopt_exit_walk.bpf.h the portable fallback: exit snapshot + final sched_switch
  *   task_records.bpf.h    fork/exec/exit records, only when user space asks (--all)
  *   copies.bpf.h          spare copies of the fork/exec/exit programs (preemption)
@@ -30,6 +31,7 @@
 #include "watch.bpf.h"
 #include "lineage.bpf.h"
 #include "adopt.bpf.h"
+#include "adoptee.bpf.h"
 #include "adopt_exit_walk.bpf.h"
 #include "task_records.bpf.h"
 #include "copies.bpf.h"
@@ -39,6 +41,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Make the record types part of the object's BTF so bpf2go generates them. */
 const struct adopt_record *unused_adopt_record __attribute__((unused));
 const struct task_record *unused_task_record __attribute__((unused));
+const struct adoptee_record *unused_adoptee_record __attribute__((unused));
+const enum adoptee_flag *unused_adoptee_flag __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const enum record_kind *unused_record_kind __attribute__((unused));
 const enum adopt_hook *unused_adopt_hook __attribute__((unused));
@@ -49,7 +53,7 @@ const enum seed_state *unused_seed_state __attribute__((unused));
 const enum exit_flag *unused_exit_flag __attribute__((unused));
 const enum limit *unused_limit __attribute__((unused));
 
-/* ---- Lineage, and fork/exec/exit records: whatever the hook ---- */
+/* ---- Lineage, adoptees, and fork/exec/exit records: whatever the hook ---- */
 
 static __always_inline void handle_fork(struct task_struct *parent, struct task_struct *child,
 					__u32 copy)
@@ -76,6 +80,7 @@ static __always_inline void handle_exec(struct task_struct *task)
 
 static __always_inline void handle_exit(void *ctx, struct task_struct *task, __u32 copy)
 {
+	adoptee_exit(task);
 	if (emit_task_records && watched(task))
 		record_exit(task);
 	if (exit_walk)
@@ -98,6 +103,7 @@ int BPF_PROG(on_free, struct task_struct *task)
 		return 0; /* a thread: the process's entry belongs to its leader */
 	if (exit_walk)
 		resolve_freed_child(task); /* needs the lineage entry: first */
+	adoptee_released(task);        /* after its adoption, if that was just now */
 	key.pid = BPF_CORE_READ(task, tgid);
 	key.pad = 0;
 	key.start_ns = BPF_CORE_READ(task, start_boottime);

@@ -35,6 +35,31 @@ type AdoptwatchAdoptRecord struct {
 	Lineage      [8]AdoptwatchAncestor
 }
 
+type AdoptwatchAdoptee struct {
+	_        structs.HostLayout
+	ExitNs   uint64
+	ExitCode uint32
+	Flags    uint32
+	Reaper   AdoptwatchTaskIdent
+}
+
+type AdoptwatchAdopteeFlag uint32
+
+const (
+	AdoptwatchAdopteeFlagADOPTEE_EXITED_BEFORE AdoptwatchAdopteeFlag = 1
+	AdoptwatchAdopteeFlagADOPTEE_EXIT_UNSEEN   AdoptwatchAdopteeFlag = 2
+)
+
+type AdoptwatchAdopteeRecord struct {
+	_        structs.HostLayout
+	Hdr      AdoptwatchRecordHeader
+	ExitNs   uint64
+	ExitCode uint32
+	Flags    uint32
+	Adoptee  AdoptwatchTaskIdent
+	Reaper   AdoptwatchTaskIdent
+}
+
 type AdoptwatchAncestor struct {
 	_        structs.HostLayout
 	Pid      uint32
@@ -78,7 +103,9 @@ const (
 	AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL  AdoptwatchCounter = 8
 	AdoptwatchCounterCOUNTER_SPARE_RUNS          AdoptwatchCounter = 9
 	AdoptwatchCounterCOUNTER_UNFOLLOWED          AdoptwatchCounter = 10
-	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 11
+	AdoptwatchCounterCOUNTER_ADOPTEES_FULL       AdoptwatchCounter = 11
+	AdoptwatchCounterCOUNTER_LOST_ADOPTEE        AdoptwatchCounter = 12
+	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 13
 )
 
 type AdoptwatchExitFlag uint32
@@ -154,10 +181,12 @@ type AdoptwatchRecordHeader struct {
 type AdoptwatchRecordKind uint32
 
 const (
-	AdoptwatchRecordKindRECORD_ADOPT AdoptwatchRecordKind = 1
-	AdoptwatchRecordKindRECORD_FORK  AdoptwatchRecordKind = 2
-	AdoptwatchRecordKindRECORD_EXEC  AdoptwatchRecordKind = 3
-	AdoptwatchRecordKindRECORD_EXIT  AdoptwatchRecordKind = 4
+	AdoptwatchRecordKindRECORD_ADOPT          AdoptwatchRecordKind = 1
+	AdoptwatchRecordKindRECORD_FORK           AdoptwatchRecordKind = 2
+	AdoptwatchRecordKindRECORD_EXEC           AdoptwatchRecordKind = 3
+	AdoptwatchRecordKindRECORD_EXIT           AdoptwatchRecordKind = 4
+	AdoptwatchRecordKindRECORD_ADOPTEE_EXIT   AdoptwatchRecordKind = 5
+	AdoptwatchRecordKindRECORD_ADOPTEE_REAPED AdoptwatchRecordKind = 6
 )
 
 type AdoptwatchSeed struct {
@@ -216,6 +245,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	AdoptwatchMapAdoptees            = "adoptees"
 	AdoptwatchMapChunkScratch        = "chunk_scratch"
 	AdoptwatchMapClaimedEvent        = "claimed_event"
 	AdoptwatchMapCountProgs          = "count_progs"
@@ -256,6 +286,8 @@ const (
 	AdoptwatchVarExitWalk            = "exit_walk"
 	AdoptwatchVarUnusedAdoptHook     = "unused_adopt_hook"
 	AdoptwatchVarUnusedAdoptRecord   = "unused_adopt_record"
+	AdoptwatchVarUnusedAdopteeFlag   = "unused_adoptee_flag"
+	AdoptwatchVarUnusedAdopteeRecord = "unused_adoptee_record"
 	AdoptwatchVarUnusedCounter       = "unused_counter"
 	AdoptwatchVarUnusedExitFlag      = "unused_exit_flag"
 	AdoptwatchVarUnusedLimit         = "unused_limit"
@@ -337,6 +369,7 @@ type AdoptwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchMapSpecs struct {
+	Adoptees        *ebpf.MapSpec `ebpf:"adoptees"`
 	ChunkScratch    *ebpf.MapSpec `ebpf:"chunk_scratch"`
 	ClaimedEvent    *ebpf.MapSpec `ebpf:"claimed_event"`
 	CountProgs      *ebpf.MapSpec `ebpf:"count_progs"`
@@ -359,21 +392,23 @@ type AdoptwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchVariableSpecs struct {
-	EmitTaskRecords   *ebpf.VariableSpec `ebpf:"emit_task_records"`
-	ExitWalk          *ebpf.VariableSpec `ebpf:"exit_walk"`
-	UnusedAdoptHook   *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
-	UnusedAdoptRecord *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
-	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedExitFlag    *ebpf.VariableSpec `ebpf:"unused_exit_flag"`
-	UnusedLimit       *ebpf.VariableSpec `ebpf:"unused_limit"`
-	UnusedLineageFlag *ebpf.VariableSpec `ebpf:"unused_lineage_flag"`
-	UnusedReaperFlag  *ebpf.VariableSpec `ebpf:"unused_reaper_flag"`
-	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
-	UnusedSeedState   *ebpf.VariableSpec `ebpf:"unused_seed_state"`
-	UnusedTaskRecord  *ebpf.VariableSpec `ebpf:"unused_task_record"`
-	UnusedWatchFlag   *ebpf.VariableSpec `ebpf:"unused_watch_flag"`
-	WatchAll          *ebpf.VariableSpec `ebpf:"watch_all"`
-	WatchCgroupId     *ebpf.VariableSpec `ebpf:"watch_cgroup_id"`
+	EmitTaskRecords     *ebpf.VariableSpec `ebpf:"emit_task_records"`
+	ExitWalk            *ebpf.VariableSpec `ebpf:"exit_walk"`
+	UnusedAdoptHook     *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
+	UnusedAdoptRecord   *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
+	UnusedAdopteeFlag   *ebpf.VariableSpec `ebpf:"unused_adoptee_flag"`
+	UnusedAdopteeRecord *ebpf.VariableSpec `ebpf:"unused_adoptee_record"`
+	UnusedCounter       *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedExitFlag      *ebpf.VariableSpec `ebpf:"unused_exit_flag"`
+	UnusedLimit         *ebpf.VariableSpec `ebpf:"unused_limit"`
+	UnusedLineageFlag   *ebpf.VariableSpec `ebpf:"unused_lineage_flag"`
+	UnusedReaperFlag    *ebpf.VariableSpec `ebpf:"unused_reaper_flag"`
+	UnusedRecordKind    *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedSeedState     *ebpf.VariableSpec `ebpf:"unused_seed_state"`
+	UnusedTaskRecord    *ebpf.VariableSpec `ebpf:"unused_task_record"`
+	UnusedWatchFlag     *ebpf.VariableSpec `ebpf:"unused_watch_flag"`
+	WatchAll            *ebpf.VariableSpec `ebpf:"watch_all"`
+	WatchCgroupId       *ebpf.VariableSpec `ebpf:"watch_cgroup_id"`
 }
 
 // AdoptwatchObjects contains all objects after they have been loaded into the kernel.
@@ -396,6 +431,7 @@ func (o *AdoptwatchObjects) Close() error {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchMaps struct {
+	Adoptees        *ebpf.Map `ebpf:"adoptees"`
 	ChunkScratch    *ebpf.Map `ebpf:"chunk_scratch"`
 	ClaimedEvent    *ebpf.Map `ebpf:"claimed_event"`
 	CountProgs      *ebpf.Map `ebpf:"count_progs"`
@@ -416,6 +452,7 @@ type AdoptwatchMaps struct {
 
 func (m *AdoptwatchMaps) Close() error {
 	return _AdoptwatchClose(
+		m.Adoptees,
 		m.ChunkScratch,
 		m.ClaimedEvent,
 		m.CountProgs,
@@ -439,21 +476,23 @@ func (m *AdoptwatchMaps) Close() error {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchVariables struct {
-	EmitTaskRecords   *ebpf.Variable `ebpf:"emit_task_records"`
-	ExitWalk          *ebpf.Variable `ebpf:"exit_walk"`
-	UnusedAdoptHook   *ebpf.Variable `ebpf:"unused_adopt_hook"`
-	UnusedAdoptRecord *ebpf.Variable `ebpf:"unused_adopt_record"`
-	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedExitFlag    *ebpf.Variable `ebpf:"unused_exit_flag"`
-	UnusedLimit       *ebpf.Variable `ebpf:"unused_limit"`
-	UnusedLineageFlag *ebpf.Variable `ebpf:"unused_lineage_flag"`
-	UnusedReaperFlag  *ebpf.Variable `ebpf:"unused_reaper_flag"`
-	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
-	UnusedSeedState   *ebpf.Variable `ebpf:"unused_seed_state"`
-	UnusedTaskRecord  *ebpf.Variable `ebpf:"unused_task_record"`
-	UnusedWatchFlag   *ebpf.Variable `ebpf:"unused_watch_flag"`
-	WatchAll          *ebpf.Variable `ebpf:"watch_all"`
-	WatchCgroupId     *ebpf.Variable `ebpf:"watch_cgroup_id"`
+	EmitTaskRecords     *ebpf.Variable `ebpf:"emit_task_records"`
+	ExitWalk            *ebpf.Variable `ebpf:"exit_walk"`
+	UnusedAdoptHook     *ebpf.Variable `ebpf:"unused_adopt_hook"`
+	UnusedAdoptRecord   *ebpf.Variable `ebpf:"unused_adopt_record"`
+	UnusedAdopteeFlag   *ebpf.Variable `ebpf:"unused_adoptee_flag"`
+	UnusedAdopteeRecord *ebpf.Variable `ebpf:"unused_adoptee_record"`
+	UnusedCounter       *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedExitFlag      *ebpf.Variable `ebpf:"unused_exit_flag"`
+	UnusedLimit         *ebpf.Variable `ebpf:"unused_limit"`
+	UnusedLineageFlag   *ebpf.Variable `ebpf:"unused_lineage_flag"`
+	UnusedReaperFlag    *ebpf.Variable `ebpf:"unused_reaper_flag"`
+	UnusedRecordKind    *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedSeedState     *ebpf.Variable `ebpf:"unused_seed_state"`
+	UnusedTaskRecord    *ebpf.Variable `ebpf:"unused_task_record"`
+	UnusedWatchFlag     *ebpf.Variable `ebpf:"unused_watch_flag"`
+	WatchAll            *ebpf.Variable `ebpf:"watch_all"`
+	WatchCgroupId       *ebpf.Variable `ebpf:"watch_cgroup_id"`
 }
 
 // AdoptwatchPrograms contains all programs after they have been loaded into the kernel.

@@ -24,6 +24,8 @@ enum record_kind {
 	RECORD_FORK = 2,
 	RECORD_EXEC = 3,
 	RECORD_EXIT = 4,
+	RECORD_ADOPTEE_EXIT = 5,   /* an adopted process's last thread exited */
+	RECORD_ADOPTEE_REAPED = 6, /* an adopted process was released: reaped, or autoreaped */
 };
 
 /* adopt_record.hook: which kernel path saw the adoption. */
@@ -49,6 +51,14 @@ enum lineage_flag {
 /* exit_record.flags */
 enum exit_flag {
 	EXIT_GROUP_DEAD = 1 << 0, /* the last thread of the process: the process is gone */
+};
+
+/* adoptee_record.flags */
+enum adoptee_flag {
+	ADOPTEE_EXITED_BEFORE = 1 << 0, /* exit: it was a zombie when adopted; ts_ns is the
+	                                   adoption's, exit_code what wait(2) will say */
+	ADOPTEE_EXIT_UNSEEN = 1 << 1,   /* reaped: its exit was not seen (exit_ns is 0, the
+	                                   reaper zeroes, exit_code read at the release) */
 };
 
 /* Who a task is. Process identity is (pid, start_ns), never pid alone. */
@@ -111,6 +121,21 @@ struct task_record {
 	__u32 flags;             /* enum exit_flag */
 };
 
+/*
+ * RECORD_ADOPTEE_EXIT, RECORD_ADOPTEE_REAPED: what became of a process whose
+ * adoption was reported, sent whatever the options. For each one, the exit
+ * record comes before the reaped record.
+ */
+struct adoptee_record {
+	struct record_header hdr;  /* ts_ns: when it exited; when it was released */
+	__u64 exit_ns;             /* when it exited, CLOCK_BOOTTIME (0: not seen) */
+	__u32 exit_code;           /* wait(2) status of the process */
+	__u32 flags;               /* enum adoptee_flag */
+	struct task_ident adoptee; /* exit: as its last thread exited; reaped: pid, tid,
+	                              start_ns, comm and cgroup_id only */
+	struct task_ident reaper;  /* its parent when it exited (the same in both records) */
+};
+
 /* Indexes of the counters map: what the kernel side could not do, never silent. */
 enum counter {
 	COUNTER_LOST_ADOPT = 0,      /* adoption records that found the ring buffer full */
@@ -130,6 +155,10 @@ enum counter {
 	COUNTER_UNFOLLOWED,          /* adoptions the exit walk could not follow (children
 	                                beyond EXIT_WALK_MAX_CHILDREN of one exiting thread,
 	                                or its maps full): lost, one per child */
+	COUNTER_ADOPTEES_FULL,       /* reported adoptions whose process could not be
+	                                followed to its end: the adoptees map was full */
+	COUNTER_LOST_ADOPTEE,        /* adoptee exit/reaped records that found the ring
+	                                buffer full */
 	COUNTER_MAX,
 };
 

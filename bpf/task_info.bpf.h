@@ -98,6 +98,18 @@ static __always_inline void fill_ident(struct task_ident *id, struct task_struct
 	id->pad = 0;
 }
 
+/* What wait(2) reports for a process whose last thread has exited (see
+ * wait_task_zombie()): the group's exit code if one was set for all, else the
+ * group leader's. */
+static __always_inline __u32 process_exit_code(struct task_struct *task)
+{
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+
+	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+		return BPF_CORE_READ(sig, group_exit_code);
+	return BPF_CORE_READ(task, group_leader, exit_code);
+}
+
 static __always_inline void fill_header(struct record_header *hdr, __u32 kind)
 {
 	hdr->ts_ns = bpf_ktime_get_boot_ns();

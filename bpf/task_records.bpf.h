@@ -69,11 +69,7 @@ static __always_inline void record_exit(struct task_struct *task)
 	/* signal->live was decremented before this tracepoint: 0 means the last thread. */
 	if (BPF_CORE_READ(sig, live.counter) == 0) {
 		rec->flags |= EXIT_GROUP_DEAD;
-		/* What wait(2) will report for the process (see wait_task_zombie). */
-		if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
-			rec->exit_code = BPF_CORE_READ(sig, group_exit_code);
-		else
-			rec->exit_code = BPF_CORE_READ(task, group_leader, exit_code);
+		rec->exit_code = process_exit_code(task);
 	} else {
 		rec->exit_code = BPF_CORE_READ(task, exit_code);
 	}

@@ -11,9 +11,10 @@ import (
 
 // Sizes of the records as the kernel writes them (bpf/records.h).
 var (
-	headerSize = binary.Size(bpf.AdoptwatchRecordHeader{})
-	adoptSize  = binary.Size(bpf.AdoptwatchAdoptRecord{})
-	taskSize   = binary.Size(bpf.AdoptwatchTaskRecord{})
+	headerSize  = binary.Size(bpf.AdoptwatchRecordHeader{})
+	adoptSize   = binary.Size(bpf.AdoptwatchAdoptRecord{})
+	taskSize    = binary.Size(bpf.AdoptwatchTaskRecord{})
+	adopteeSize = binary.Size(bpf.AdoptwatchAdopteeRecord{})
 )
 
 // Decoder turns raw ring-buffer samples into Records. It needs the boot clock's
@@ -46,6 +47,12 @@ func (d Decoder) Decode(sample []byte) (Record, error) {
 			return Record{}, err
 		}
 		return Record{Task: d.task(&raw)}, nil
+	case bpf.AdoptwatchRecordKindRECORD_ADOPTEE_EXIT, bpf.AdoptwatchRecordKindRECORD_ADOPTEE_REAPED:
+		var raw bpf.AdoptwatchAdopteeRecord
+		if err := decodeExact(sample, adopteeSize, &raw); err != nil {
+			return Record{}, err
+		}
+		return Record{Adoptee: d.adoptee(&raw)}, nil
 	default:
 		return Record{}, fmt.Errorf("unknown record kind %d", hdr.Kind)
 	}
@@ -127,6 +134,24 @@ func (d Decoder) task(raw *bpf.AdoptwatchTaskRecord) *Task {
 		t.ProcessExit = raw.Flags&uint32(bpf.AdoptwatchExitFlagEXIT_GROUP_DEAD) != 0
 	}
 	return t
+}
+
+func (d Decoder) adoptee(raw *bpf.AdoptwatchAdopteeRecord) *Adoptee {
+	a := &Adoptee{
+		Time:                 d.Clock.Wall(raw.Hdr.TsNs),
+		Kind:                 KindAdopteeExit,
+		Process:              process(raw.Adoptee),
+		Reaper:               process(raw.Reaper),
+		ExitStatus:           raw.ExitCode,
+		ExitedBeforeAdoption: raw.Flags&uint32(bpf.AdoptwatchAdopteeFlagADOPTEE_EXITED_BEFORE) != 0,
+	}
+	if bpf.AdoptwatchRecordKind(raw.Hdr.Kind) == bpf.AdoptwatchRecordKindRECORD_ADOPTEE_REAPED {
+		a.Kind = KindAdopteeReaped
+	}
+	if raw.ExitNs != 0 && raw.Flags&uint32(bpf.AdoptwatchAdopteeFlagADOPTEE_EXIT_UNSEEN) == 0 {
+		a.ExitTime = d.Clock.Wall(raw.ExitNs)
+	}
+	return a
 }
 
 func process(id bpf.AdoptwatchTaskIdent) Process {

@@ -14,6 +14,9 @@ const (
 	KindFork  Kind = "fork"
 	KindExec  Kind = "exec"
 	KindExit  Kind = "exit"
+	// What became of an adopted process (sent whatever the options).
+	KindAdopteeExit   Kind = "adoptee-exit"   // its last thread exited
+	KindAdopteeReaped Kind = "adoptee-reaped" // it was released: reaped, or autoreaped
 )
 
 // Hook names the kernel path that saw an adoption.
@@ -97,8 +100,24 @@ type Task struct {
 	ProcessExit bool     // exit: the last thread, so the process is gone
 }
 
+// Adoptee is what became of a process whose adoption was reported: its exit
+// (KindAdopteeExit), then its release (KindAdopteeReaped).
+type Adoptee struct {
+	Time       time.Time // when it exited; when it was released
+	Kind       Kind
+	Process    Process // exit: as its last thread exited; reaped: PID, TID, Start, Comm, CgroupID
+	Reaper     Process // its parent when it exited (zero if the exit was not seen)
+	ExitStatus uint32  // wait(2) status
+	// ExitTime is when it exited; zero when its exit was not seen (it was
+	// adopted while it was exiting).
+	ExitTime time.Time
+	// ExitedBeforeAdoption: it was a zombie when adopted; Time is the adoption's.
+	ExitedBeforeAdoption bool
+}
+
 // Record is what one ring-buffer sample decodes to: exactly one field is set.
 type Record struct {
 	Adoption *Adoption
 	Task     *Task
+	Adoptee  *Adoptee
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -64,7 +63,7 @@ type Observer struct {
 	links   []link.Link
 	reader  *ringbuf.Reader
 	decoder events.Decoder
-	poll    time.Duration // > 0: also read on a timer (records sent without wakeup)
+	poll    time.Duration // also read on a timer (records sent without wakeup)
 	watch   watchMaps
 	pinDir  string
 	// Seeded is how many running processes WatchPIDs seeded as watched.
@@ -101,8 +100,10 @@ func (e configError) Unwrap() error { return e.error }
 // tracepointProgram is a program for one raw tracepoint.
 type tracepointProgram struct{ name, tracepoint string }
 
-// lineagePrograms run whatever the hook: they keep each process's ancestry.
-// Attach order matters: each primary before its spare (bpf/lineage.bpf.h).
+// lineagePrograms run whatever the hook: they keep each process's ancestry,
+// follow adopted processes to their exit and release (bpf/adoptee.bpf.h), and
+// at exit take the exit-walk hook's first phase and the --all exit records.
+// Attach order matters: each primary before its spare (bpf/copies.bpf.h).
 var lineagePrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnFork, "sched_process_fork"},
 	{bpf.AdoptwatchProgOnForkSpare, "sched_process_fork"},
@@ -110,14 +111,10 @@ var lineagePrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnExec, "sched_process_exec"},
 	{bpf.AdoptwatchProgOnExecSpare, "sched_process_exec"},
 	{bpf.AdoptwatchProgOnExecSpare2, "sched_process_exec"},
-	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
-}
-
-// exitPrograms run for the exit-walk hook and for task records.
-var exitPrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnExit, "sched_process_exit"},
 	{bpf.AdoptwatchProgOnExitSpare, "sched_process_exit"},
 	{bpf.AdoptwatchProgOnExitSpare2, "sched_process_exit"},
+	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
 }
 
 // tailCall is a program another one tail-calls: it is loaded, never attached,
@@ -150,7 +147,6 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		return nil, fmt.Errorf("parse BPF object: %w", err)
 	}
 	exitWalk := m.Hook == HookExitWalk
-	needExit := exitWalk || opts.TaskRecords
 	var cgroup uint64
 	if opts.WatchCgroup != "" {
 		if cgroup, err = cgroupID(opts.WatchCgroup); err != nil {
@@ -181,9 +177,6 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	}
 	for _, name := range m.programs {
 		wanted[name] = true
-	}
-	for _, p := range exitPrograms {
-		wanted[p.name] = needExit
 	}
 	for _, tc := range exitWalkTailCalls {
 		wanted[tc.prog] = exitWalk
@@ -254,11 +247,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
-	attach := lineagePrograms
-	if needExit {
-		attach = append(slices.Clone(attach), exitPrograms...)
-	}
-	for _, p := range attach {
+	for _, p := range lineagePrograms {
 		l, err := rawTracepoint(coll, p.tracepoint, p.name)
 		if err != nil {
 			return obs, err
@@ -292,10 +281,9 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	if err != nil {
 		return obs, fmt.Errorf("ring buffer reader: %w", err)
 	}
-	if opts.TaskRecords {
-		// Task records are submitted without wakeups; collect them on a timer.
-		obs.poll = 50 * time.Millisecond
-	}
+	// Adoptee and task records are submitted without wakeups (a wakeup costs
+	// far more than a record); collect them on a timer.
+	obs.poll = 50 * time.Millisecond
 	return obs, nil
 }
 
@@ -355,6 +343,12 @@ type Counters struct {
 	// SpareRuns: forks, execs and exits that a spare copy of a program handled
 	// because the first was preempted on that CPU (bpf/lineage.bpf.h).
 	SpareRuns uint64
+	// AdopteesFull: reported adoptions whose process could not be followed to
+	// its exit and release (the kernel's adoptees map was full).
+	AdopteesFull uint64
+	// LostAdopteeRecords: adoptee exit and reaped records that found the ring
+	// buffer full.
+	LostAdopteeRecords uint64
 	// UnseenEvents bounds the forks, execs and exits that no copy saw (the
 	// kernel skipped them while all copies were busy on that CPU): an unseen
 	// exit can hide adoptions.
@@ -395,6 +389,8 @@ func (o *Observer) Counters() (Counters, error) {
 		{&c.UnwatchedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS},
 		{&c.UnwatchMarksFull, bpf.AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL},
 		{&c.UnfollowedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNFOLLOWED},
+		{&c.AdopteesFull, bpf.AdoptwatchCounterCOUNTER_ADOPTEES_FULL},
+		{&c.LostAdopteeRecords, bpf.AdoptwatchCounterCOUNTER_LOST_ADOPTEE},
 	} {
 		if *f.dst, err = sum(f.idx); err != nil {
 			return c, err
