@@ -20,8 +20,9 @@ import (
 // follows, each adoption not reported is counted, so that reported + counted
 // = N exactly.
 func TestManyChildren(t *testing.T) {
-	// Scoped to this test's tree, so the counters count only its adoptions.
-	eachHook(t, loader.Options{WatchPIDs: []int{os.Getpid()}}, func(t *testing.T, obs *loader.Observer, c *collector) {
+	// Scoped to this test's tree, so the counters count only its adoptions;
+	// room for 5,000 records at once, should the reader be slow (test VMs).
+	eachHook(t, loader.Options{WatchPIDs: []int{os.Getpid()}, RingBytes: 16 << 20}, func(t *testing.T, obs *loader.Observer, c *collector) {
 		tree := startTree(t, "idle")
 		for _, n := range []int{0, 1, 64, 65, 1000, 4096, 5000} {
 			t.Run(fmt.Sprintf("children=%d", n), func(t *testing.T) {
