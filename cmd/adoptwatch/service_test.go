@@ -105,6 +105,40 @@ func TestWatchNotifyFD(t *testing.T) {
 	}
 }
 
+// TestWatchNotifySocketStalled: a service manager that stops reading its
+// socket (watchdog pings every 10ms fill it) holds up neither the watch nor
+// SIGINT: adoptions are still reported, the watcher exits 0 at once, and
+// stderr says what the manager did not get.
+func TestWatchNotifySocketStalled(t *testing.T) {
+	testsupport.RequireBPF(t)
+	l := notifytest.Listen(t) // never read
+	c := startCLIWith(t, cliOptions{env: []string{l.Env(), "WATCHDOG_USEC=20000"}}, "--json")
+	c.waitReady(t)
+	time.Sleep(500 * time.Millisecond) // the socket and the notifier's queue fill up
+	tree := testsupport.StartTree(t, "doublefork")
+	_, _, daemon := testsupport.DoubleFork(t, tree)
+	jsonAdoptionOf(t, c, daemon)
+
+	c.cmd.Process.Signal(unix.SIGINT)
+	began := time.Now()
+	if code := c.exitCode(t, 5*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGINT, want 0", code)
+	}
+	t.Logf("exited %v after SIGINT; stderr:\n%s", time.Since(began), c.stderr.Text())
+	var drops, left int
+	for _, line := range strings.Split(c.stderr.Text(), "\n") {
+		if strings.Contains(line, "it is not reading its socket") {
+			drops++
+		}
+		if strings.Contains(line, "did not take") && strings.HasSuffix(line, "messages within 1s: not sent") {
+			left++
+		}
+	}
+	if drops != 1 || left != 1 {
+		t.Errorf("want one line about the drops and one about what was left at exit; stderr:\n%s", c.stderr.Text())
+	}
+}
+
 // TestNotifyFDRefused: --notify-fd must name an open, writable descriptor
 // above 2: otherwise exit 2 with one line, for the watcher and for run.
 func TestNotifyFDRefused(t *testing.T) {
@@ -344,6 +378,28 @@ func TestRunNotifySocket(t *testing.T) {
 				l.ExpectNone(t, 300*time.Millisecond)
 			})
 		})
+	}
+}
+
+// TestRunNotifySocketStalled: run under a service manager that does not
+// read its socket (full from the start) follows the daemon all the same and
+// stops at once on SIGTERM, saying what the manager did not get.
+func TestRunNotifySocketStalled(t *testing.T) {
+	testsupport.RequireBPF(t)
+	l := notifytest.Listen(t) // never read
+	l.Fill(t)
+	r := startRun(t, true, []string{l.Env(), fixture.EnvSDTermCode + "=42"}, "--", "{dir}/aw-sd-launch")
+	daemon := r.next(t, "daemon").Int(0)
+	if got := r.identified(t); got != daemon {
+		t.Fatalf("identified %d, the daemon is %d", got, daemon)
+	}
+	r.signalRun(t, unix.SIGTERM)
+	if code := r.exitCode(t); code != 42 {
+		t.Errorf("run exited %d, want the daemon's 42", code)
+	}
+	// STATUS=waiting... (blocked in the socket), MAINPID=...READY=1, STOPPING=1.
+	if !strings.Contains(r.stderr.Text(), "did not take 3 messages within 1s: not sent") {
+		t.Errorf("want a line saying the 3 messages were not sent; stderr:\n%s", r.stderr.Text())
 	}
 }
 
