@@ -241,7 +241,7 @@ func TestStalledJournal(t *testing.T) {
 	}
 
 	stall()
-	flood(200) // the sender blocks on the first; 16 wait; the rest are dropped
+	flood(200) // the sender blocks on one; 16 wait; the rest are dropped
 	if sink.Dropped() == 0 || episodes() != 1 {
 		t.Fatalf("dropped %d, %d warnings; want drops, warned once; stderr %q", sink.Dropped(), episodes(), stderr.String())
 	}
@@ -263,8 +263,10 @@ func TestStalledJournal(t *testing.T) {
 		}
 		received++
 	}
-	if received != queue+1 {
-		t.Errorf("received %d entries, want the one blocked in the socket and the %d queued", received, queue)
+	// A full queue, and the one blocked in the socket if the sender took it
+	// before the queue was full.
+	if received < queue || received > queue+1 {
+		t.Errorf("received %d entries, want the %d queued (and maybe one more)", received, queue)
 	}
 	if uint64(received) != sink.Sent() || received+int(sink.Dropped()) != calls {
 		t.Errorf("received %d, sent %d, dropped %d, of %d", received, sink.Sent(), sink.Dropped(), calls)
