@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -148,5 +149,17 @@ func TestSystemdSuites(t *testing.T) {
 	}
 	if got := systemdSuites("sid", ks[3:], false); !reflect.DeepEqual(got, map[string]string{"7.x": "sid"}) {
 		t.Errorf("sid: %v", got)
+	}
+}
+
+func TestExecStart(t *testing.T) {
+	unit := t.TempDir() + "/a.service"
+	os.WriteFile(unit, []byte("[Service]\nType=notify\nExecStart=-/usr/bin/adoptwatch --journal\nExecStart=/bin/false\n"), 0o644)
+	if got := execStart(unit); got != "/usr/bin/adoptwatch" {
+		t.Errorf("execStart = %q", got)
+	}
+	os.WriteFile(unit, []byte("[Service]\nExecStart=adoptwatch\n"), 0o644)
+	if got := execStart(unit); got != "" {
+		t.Errorf("relative ExecStart: %q", got)
 	}
 }

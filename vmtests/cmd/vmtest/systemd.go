@@ -110,6 +110,10 @@ func writeSystemdInitrd(out, base string, p *systemdParts) error {
 	// the tests start them.
 	for _, u := range p.Units {
 		a.Copy("etc/systemd/system/"+filepath.Base(u), u, 0o644)
+		// Where the unit expects the command, if not where vmtest puts it.
+		if exe := execStart(u); exe != "" && exe != "/"+watcherPath && filepath.Base(exe) == "adoptwatch" {
+			a.Symlink(exe, "/"+watcherPath)
+		}
 	}
 
 	f, err := os.Create(out)
@@ -130,6 +134,27 @@ func writeSystemdInitrd(out, base string, p *systemdParts) error {
 		err = cerr
 	}
 	return err
+}
+
+// execStart returns the program of a unit file's first ExecStart= line
+// (without systemd's "-@:+!" prefixes), or "" if there is none.
+func execStart(unit string) string {
+	data, err := os.ReadFile(unit)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "ExecStart=")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(strings.TrimLeft(v, "-@:+!"))
+		if len(f) > 0 && strings.HasPrefix(f[0], "/") {
+			return f[0]
+		}
+		return ""
+	}
+	return ""
 }
 
 // systemdSuites says which suite's systemd boots each kernel: the pairs of

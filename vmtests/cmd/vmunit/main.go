@@ -37,9 +37,6 @@ func main() {
 	_ = unix.Uname(&uts)
 	release := unix.ByteSliceToString(uts.Release[:])
 	say(guestlog.KernelLine(release))
-	if comm, err := os.ReadFile("/proc/1/comm"); err == nil {
-		say(guestlog.NoteLine("PID 1 is " + strings.TrimSpace(string(comm))))
-	}
 
 	summary := guestlog.Summary{Kernel: release}
 	timeout := 180 * time.Second

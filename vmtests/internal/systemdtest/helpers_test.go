@@ -245,8 +245,10 @@ func launchDaemon(t *testing.T, sup *fixture.Supervised) (daemon, middle int) {
 	t.Helper()
 	cmd := exec.Command(sup.Path("launch"), "daemon")
 	cmd.Env = append(os.Environ(), sup.Env()...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s daemon: %v\n%s", sup.Path("launch"), err, out)
+	// Not captured: the daemon inherits stderr and keeps it open for ever.
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s daemon: %v", sup.Path("launch"), err)
 	}
 	m, err := sup.Reports.Next("middle", eventTimeout)
 	if err != nil {
