@@ -338,6 +338,9 @@ SuccessExitStatus=`+strconv.Itoa(termCode)+`
 	if !gone(daemon, eventTimeout) {
 		t.Errorf("daemon %d still running after systemctl stop", daemon)
 	}
+	// systemd reads exit statuses of its own children only; the daemon is
+	// run's (or init's) child. run has to hand systemd a status it can
+	// read, e.g. take MAINPID back before it exits with the daemon's code.
 	code, status := show(t, unit, "ExecMainCode"), show(t, unit, "ExecMainStatus")
 	if code != "1" || status != strconv.Itoa(termCode) { // 1: CLD_EXITED
 		logUnit(t, unit)
