@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 
 // Options configure an Observer.
 type Options struct {
-	Hook Hook
+	Hook events.Hook
 	// TaskRecords asks for fork, exec and exit records too (--all).
 	TaskRecords bool
 	// RingBytes sizes the ring buffer (a power of two; 0: the default, 4 MiB).
@@ -41,6 +40,9 @@ type Options struct {
 	// beneath it when they fork, exec or are adopted, and all they fork. It
 	// combines with WatchPIDs (either one suffices). Empty: no cgroup scoping.
 	WatchCgroup string
+	// KnownProcesses bounds the process table that completes lineages above
+	// what the kernel recorded (0: the default, 131072; evictions are counted).
+	KnownProcesses int
 	// PinDir, if set, pins the maps that hold the watch flags there (see
 	// DefaultPinDir), so that another process can switch trees off with
 	// UnwatchPinned. Close removes the pins.
@@ -60,13 +62,16 @@ type Observer struct {
 	mu     sync.RWMutex
 	closed bool
 
-	coll    *ebpf.Collection
-	links   []link.Link
-	reader  *ringbuf.Reader
-	decoder events.Decoder
-	poll    time.Duration // > 0: also read on a timer (records sent without wakeup)
-	watch   watchMaps
-	pinDir  string
+	coll      *ebpf.Collection
+	links     []link.Link
+	reader    *ringbuf.Reader
+	assembler *events.Assembler // owns the process table; used by Read alone
+	poll      time.Duration     // also read on a timer (records sent without wakeup)
+	watch     watchMaps
+	pinDir    string
+	pinLock   *os.File // the pin directory's flock: this watcher owns the pins
+	// ReplacedStalePins: PinDir held pins of a watcher that is gone, now replaced.
+	ReplacedStalePins bool
 	// Seeded is how many running processes WatchPIDs seeded as watched.
 	Seeded int
 }
@@ -75,7 +80,7 @@ type Observer struct {
 // friendly errors. With HookAuto it takes the best mechanism that works.
 func Open(opts Options) (*Observer, error) {
 	if opts.Hook == "" {
-		opts.Hook = HookAuto
+		opts.Hook = events.HookAuto
 	}
 	var errs []error
 	for _, m := range candidates(opts.Hook) {
@@ -101,8 +106,10 @@ func (e configError) Unwrap() error { return e.error }
 // tracepointProgram is a program for one raw tracepoint.
 type tracepointProgram struct{ name, tracepoint string }
 
-// lineagePrograms run whatever the hook: they keep each process's ancestry.
-// Attach order matters: each primary before its spare (bpf/lineage.bpf.h).
+// lineagePrograms run whatever the hook: they keep each process's ancestry,
+// follow adopted processes to their exit and release (bpf/adoptee.bpf.h), and
+// at exit take the exit-walk hook's first phase and the --all exit records.
+// Attach order matters: each primary before its spare (bpf/copies.bpf.h).
 var lineagePrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnFork, "sched_process_fork"},
 	{bpf.AdoptwatchProgOnForkSpare, "sched_process_fork"},
@@ -110,23 +117,42 @@ var lineagePrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnExec, "sched_process_exec"},
 	{bpf.AdoptwatchProgOnExecSpare, "sched_process_exec"},
 	{bpf.AdoptwatchProgOnExecSpare2, "sched_process_exec"},
-	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
-}
-
-// exitPrograms run for the exit-walk hook and for task records.
-var exitPrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnExit, "sched_process_exit"},
 	{bpf.AdoptwatchProgOnExitSpare, "sched_process_exit"},
 	{bpf.AdoptwatchProgOnExitSpare2, "sched_process_exit"},
+	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
 }
+
+// tailCall is a program another one tail-calls: it is loaded, never attached,
+// and put in a program array at an index.
+type tailCall struct {
+	array string
+	index uint32
+	prog  string
+}
+
+// exitWalkTailCalls continue the exit walk of a thread with many children
+// (bpf/adopt_exit_walk.bpf.h): each copy of on_exit has its own continuation.
+var exitWalkTailCalls = []tailCall{
+	{bpf.AdoptwatchMapSnapshotProgs, 0, bpf.AdoptwatchProgSnapshotMore},
+	{bpf.AdoptwatchMapSnapshotProgs, 1, bpf.AdoptwatchProgSnapshotMoreSpare},
+	{bpf.AdoptwatchMapSnapshotProgs, 2, bpf.AdoptwatchProgSnapshotMoreSpare2},
+	{bpf.AdoptwatchMapCountProgs, 0, bpf.AdoptwatchProgCountMore},
+	{bpf.AdoptwatchMapCountProgs, 1, bpf.AdoptwatchProgCountMoreSpare},
+	{bpf.AdoptwatchMapCountProgs, 2, bpf.AdoptwatchProgCountMoreSpare2},
+	{bpf.AdoptwatchMapResolveProgs, 0, bpf.AdoptwatchProgResolveMore},
+}
+
+// ExitWalkMaxChildren is how many children of one exiting thread the exit-walk
+// hook follows; adoptions of the others are counted (Counters.UnfollowedAdoptions).
+const ExitWalkMaxChildren = int(bpf.AdoptwatchLimitEXIT_WALK_MAX_CHILDREN)
 
 func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	spec, err := bpf.LoadAdoptwatch()
 	if err != nil {
 		return nil, fmt.Errorf("parse BPF object: %w", err)
 	}
-	exitWalk := m.Hook == HookExitWalk
-	needExit := exitWalk || opts.TaskRecords
+	exitWalk := m.Hook == events.HookExitWalk
 	var cgroup uint64
 	if opts.WatchCgroup != "" {
 		if cgroup, err = cgroupID(opts.WatchCgroup); err != nil {
@@ -158,8 +184,8 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	for _, name := range m.programs {
 		wanted[name] = true
 	}
-	for _, p := range exitPrograms {
-		wanted[p.name] = needExit
+	for _, tc := range exitWalkTailCalls {
+		wanted[tc.prog] = exitWalk
 	}
 	for name := range spec.Programs {
 		if !wanted[name] {
@@ -178,7 +204,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		}
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	obs = &Observer{Mechanism: m, coll: coll, decoder: events.Decoder{Clock: events.NewClock()}}
+	obs = &Observer{Mechanism: m, coll: coll}
 	obs.watch = watchMaps{
 		lineages: coll.Maps[bpf.AdoptwatchMapLineages],
 		seeds:    coll.Maps[bpf.AdoptwatchMapSeeds],
@@ -190,6 +216,14 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 			obs = nil
 		}
 	}()
+	if exitWalk {
+		// Before anything is attached: a walk must find its continuation.
+		for _, tc := range exitWalkTailCalls {
+			if err := coll.Maps[tc.array].Put(tc.index, coll.Programs[tc.prog]); err != nil {
+				return obs, fmt.Errorf("put %s in %s: %w", tc.prog, tc.array, err)
+			}
+		}
+	}
 	defaultWatched := uint32(0)
 	if !opts.Scoped() || cgroup != 0 {
 		defaultWatched = 1
@@ -203,7 +237,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 			return obs, err
 		}
 		for _, pid := range opts.WatchPIDs {
-			procs, err := readProcs("/proc")
+			procs, err := readProcs()
 			if err != nil {
 				return obs, err
 			}
@@ -217,13 +251,21 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		}
 	}
 
+	// The process table, before the programs run: processes that predate them
+	// are known from /proc, those forked later from their records.
+	known := opts.KnownProcesses
+	if known <= 0 {
+		known = defaultKnownProcesses
+	}
+	table := events.NewTable(known)
+	if err := table.SeedFromProc(); err != nil {
+		return obs, fmt.Errorf("read /proc: %w", err)
+	}
+	obs.assembler = events.NewAssembler(events.NewClock(), table)
+
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
-	attach := lineagePrograms
-	if needExit {
-		attach = append(slices.Clone(attach), exitPrograms...)
-	}
-	for _, p := range attach {
+	for _, p := range lineagePrograms {
 		l, err := rawTracepoint(coll, p.tracepoint, p.name)
 		if err != nil {
 			return obs, err
@@ -247,20 +289,20 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		}
 	}
 	if opts.PinDir != "" {
-		if err := obs.watch.pin(opts.PinDir); err != nil {
-			return obs, configError{err}
+		lock, stale, err := obs.watch.pin(opts.PinDir)
+		if err != nil {
+			return obs, configError{pinError{err}}
 		}
-		obs.pinDir = opts.PinDir
+		obs.pinDir, obs.pinLock, obs.ReplacedStalePins = opts.PinDir, lock, stale
 	}
 
 	obs.reader, err = ringbuf.NewReader(coll.Maps[bpf.AdoptwatchMapRecords])
 	if err != nil {
 		return obs, fmt.Errorf("ring buffer reader: %w", err)
 	}
-	if opts.TaskRecords {
-		// Task records are submitted without wakeups; collect them on a timer.
-		obs.poll = 50 * time.Millisecond
-	}
+	// Adoptee and task records are submitted without wakeups (a wakeup costs
+	// far more than a record); collect them on a timer.
+	obs.poll = 50 * time.Millisecond
 	return obs, nil
 }
 
@@ -272,11 +314,16 @@ func rawTracepoint(c *ebpf.Collection, tracepoint, prog string) (link.Link, erro
 	return l, nil
 }
 
+// defaultKnownProcesses bounds the user-space process table.
+const defaultKnownProcesses = 1 << 17
+
 // ErrClosed is returned by Read once the Observer is closed.
 var ErrClosed = errors.New("observer closed")
 
-// Read blocks until the next record arrives. Records that fail to decode are
-// returned as errors; the caller may go on reading.
+// Read blocks until the next record arrives and returns it finished
+// (events.Assembler): an adoption's lineage reaches as far back as the kernel
+// and the process table know. Records that fail to decode are returned as
+// errors; the caller may go on reading. Call it from one goroutine.
 func (o *Observer) Read() (events.Record, error) {
 	for {
 		if o.poll > 0 {
@@ -291,17 +338,25 @@ func (o *Observer) Read() (events.Record, error) {
 		case err != nil:
 			return events.Record{}, fmt.Errorf("read ring buffer: %w", err)
 		}
-		return o.decoder.Decode(raw.RawSample)
+		return o.assembler.Assemble(raw.RawSample)
 	}
 }
 
 // Counters are the kernel side's running totals (bpf/records.h enum counter).
 type Counters struct {
-	LostAdoptions     uint64 // adoption records that found the ring buffer full
-	LostTaskRecords   uint64 // fork/exec/exit records that found it full
-	LineageFull       uint64 // processes left without lineage: the map was full
-	SnapshotFull      uint64 // exiting threads whose children could not be remembered
-	ChildrenTruncated uint64 // exiting threads with more children than followed
+	LostAdoptions   uint64 // adoption records that found the ring buffer full
+	LostTaskRecords uint64 // fork/exec/exit records that found it full
+	LineageFull     uint64 // processes left without lineage: the map was full
+	// UnfollowedAdoptions are adoptions lost because the exit-walk hook could
+	// not follow the child (beyond ExitWalkMaxChildren of one exiting thread,
+	// or its maps full): one per child, so that reported + lost = adoptions.
+	UnfollowedAdoptions uint64
+	// SnapshotFull: exiting threads whose children could not be remembered
+	// (the map was full); their children are in UnfollowedAdoptions.
+	SnapshotFull uint64
+	// ChildrenTruncated: exiting threads with more children than the exit walk
+	// can even count; UnfollowedAdoptions is then a lower bound.
+	ChildrenTruncated uint64
 	StaleChildren     uint64 // remembered children gone before the check
 	Adoptions         uint64 // adoptions seen in the kernel, sent or lost
 	// UnwatchedAdoptions are adoptions of unwatched processes: seen, not sent.
@@ -312,6 +367,12 @@ type Counters struct {
 	// SpareRuns: forks, execs and exits that a spare copy of a program handled
 	// because the first was preempted on that CPU (bpf/lineage.bpf.h).
 	SpareRuns uint64
+	// AdopteesFull: reported adoptions whose process could not be followed to
+	// its exit and release (the kernel's adoptees map was full).
+	AdopteesFull uint64
+	// LostAdopteeRecords: adoptee exit and reaped records that found the ring
+	// buffer full.
+	LostAdopteeRecords uint64
 	// UnseenEvents bounds the forks, execs and exits that no copy saw (the
 	// kernel skipped them while all copies were busy on that CPU): an unseen
 	// exit can hide adoptions.
@@ -351,6 +412,9 @@ func (o *Observer) Counters() (Counters, error) {
 		{&c.Adoptions, bpf.AdoptwatchCounterCOUNTER_ADOPTIONS},
 		{&c.UnwatchedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS},
 		{&c.UnwatchMarksFull, bpf.AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL},
+		{&c.UnfollowedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNFOLLOWED},
+		{&c.AdopteesFull, bpf.AdoptwatchCounterCOUNTER_ADOPTEES_FULL},
+		{&c.LostAdopteeRecords, bpf.AdoptwatchCounterCOUNTER_LOST_ADOPTEE},
 	} {
 		if *f.dst, err = sum(f.idx); err != nil {
 			return c, err
@@ -399,8 +463,8 @@ func (o *Observer) Close() error {
 	}
 	o.links = nil
 	if o.pinDir != "" {
-		o.watch.unpin(o.pinDir)
-		o.pinDir = ""
+		o.watch.unpin(o.pinDir, o.pinLock)
+		o.pinDir, o.pinLock = "", nil
 	}
 	if o.coll != nil {
 		o.coll.Close()

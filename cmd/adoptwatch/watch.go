@@ -6,20 +6,24 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/service"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
 const watchUsage = `Usage: adoptwatch [flags]
        adoptwatch features
+       adoptwatch unwatch [--pin-dir DIR] PID...
        adoptwatch run [flags] -- CMD [ARGS...]
 
 adoptwatch prints one line per process adopted by init, a child subreaper or a
@@ -33,6 +37,7 @@ Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF, Linux 5.8 or late
 
 Subcommands:
   features   show which adoption hooks this kernel supports and which is used
+  unwatch    switch process trees off in a running adoptwatch started with --pin
   run        start a forking daemon and stay in the foreground while it lives
 
 Flags:
@@ -46,28 +51,38 @@ type watchOptions struct {
 	cgroup    string
 	pin       bool
 	pinDir    string
-	hook      loader.Hook
+	hook      events.Hook
 	readyFile string
 	ringSize  uint32
-	sinks     func(*printer) ([]sink, error)
+	notify    notifyFlags
+	service   serviceFlags
+	notifier  *service.Notifier
 }
 
-func watchCommand(args []string, stdout, stderr io.Writer) int {
+// watchFlags defines the watcher's flags: the one definition that --help
+// and the man page (gen-man) both print.
+func watchFlags(opts *watchOptions, hook *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("adoptwatch", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	var opts watchOptions
-	var hook string
 	fs.BoolVar(&opts.json, "json", false, "print one JSON object per line instead of text")
 	fs.BoolVar(&opts.all, "all", false, "also print every fork, exec and exit")
 	fs.IntSliceVar(&opts.pids, "pid", nil, "watch only the tree of process `PID` (repeatable): it, its descendants, and all they fork, even once re-parented")
 	fs.StringVar(&opts.cgroup, "cgroup", "", "watch only processes in cgroup v2 `PATH` (or below), and all they fork")
-	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so `adoptwatch unwatch PID` can switch trees off")
+	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so that \"adoptwatch unwatch PID\" can switch trees off")
 	fs.StringVar(&opts.pinDir, "pin-dir", loader.DefaultPinDir, "where --pin pins the maps (on a BPF file system)")
-	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
+	fs.StringVar(hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
-	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two, at least 4096; larger rides out longer stalls")
-	opts.sinks = addNotifyFlags(fs)
+	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two from 4096 to 1 GiB; larger rides out longer stalls")
+	opts.notify.add(fs)
+	opts.service.add(fs, "attached")
+	return fs
+}
+
+func watchCommand(args []string, stdout, stderr io.Writer) int {
+	var opts watchOptions
+	var hook string
+	fs := watchFlags(&opts, &hook)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
 		fs.PrintDefaults()
@@ -76,84 +91,90 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "adoptwatch: %v\nRun 'adoptwatch --help' for usage.\n", err)
-		return 2
+		return usageError(stderr, "adoptwatch", "%v (see adoptwatch --help)", err)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "adoptwatch: unexpected argument %q\nRun 'adoptwatch --help' for usage.\n", fs.Arg(0))
-		return 2
+		return usageError(stderr, "adoptwatch", "unexpected argument %q (see adoptwatch --help)", fs.Arg(0))
+	}
+	if err := opts.check(fs, hook); err != nil {
+		return usageError(stderr, "adoptwatch", "%v", err)
 	}
 	var err error
-	if opts.hook, err = loader.ParseHook(hook); err != nil {
-		fmt.Fprintf(stderr, "adoptwatch: %v\n", err)
-		return 2
-	}
-	if size := opts.ringSize; size < 4096 || size&(size-1) != 0 {
-		fmt.Fprintf(stderr, "adoptwatch: --ring-size %d: want a power of two of at least 4096\n", size)
-		return 2
-	}
-	for _, pid := range opts.pids {
-		if pid <= 0 {
-			fmt.Fprintf(stderr, "adoptwatch: --pid must be a process id\n")
-			return 2
-		}
+	if opts.notifier, err = opts.service.notifier(fs, stderr); err != nil {
+		return usageError(stderr, "adoptwatch", "%v", err)
 	}
 	return watch(opts, stdout, stderr)
 }
 
-// printer serialises output lines from the record loop and the counter poller.
-type printer struct {
-	mu     sync.Mutex
-	out    io.Writer
-	errOut io.Writer
-	json   bool
+// maxRingSize bounds --ring-size: the kernel allocates the whole buffer at
+// once, and 2 GiB took more than 10 s and 4 GB to start.
+const maxRingSize = 1 << 30
+
+// check refuses flag values that cannot work, before anything is loaded:
+// each error is one line, and the caller exits 2.
+func (opts *watchOptions) check(fs *pflag.FlagSet, hook string) error {
+	var err error
+	if opts.hook, err = events.ParseHook(hook); err != nil {
+		return err
+	}
+	if size := opts.ringSize; size < 4096 || size > maxRingSize || size&(size-1) != 0 {
+		return fmt.Errorf("--ring-size %d: want a power of two from 4096 to %d (1 GiB)", size, maxRingSize)
+	}
+	for _, pid := range opts.pids {
+		if pid <= 0 {
+			return fmt.Errorf("--pid %d: not a process id", pid)
+		}
+	}
+	for _, name := range []string{"cgroup", "pin-dir", "ready-file"} {
+		if fs.Changed(name) && fs.Lookup(name).Value.String() == "" {
+			return fmt.Errorf("--%s: empty path", name)
+		}
+	}
+	if opts.cgroup != "" {
+		if err := loader.CheckCgroup(opts.cgroup); err != nil {
+			return fmt.Errorf("--%s", oneLine(err))
+		}
+	}
+	if opts.pin {
+		if parent := filepath.Dir(opts.pinDir); !isDir(parent) {
+			return fmt.Errorf("--pin-dir %s: its parent %s does not exist (mount a BPF file system there: mount -t bpf bpf %s)", opts.pinDir, parent, parent)
+		}
+	}
+	if opts.readyFile != "" {
+		dir := filepath.Dir(opts.readyFile)
+		if !isDir(dir) {
+			return fmt.Errorf("--ready-file %s: directory %s does not exist", opts.readyFile, dir)
+		}
+	}
+	return opts.notify.check(fs)
 }
 
-func (p *printer) line(text string, jsonLine []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		p.out.Write(jsonLine)
-	} else {
-		io.WriteString(p.out, text+"\n")
-	}
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
-// warn goes to stderr in text mode (it is not data) and to the stream in JSON
-// mode, so consumers of the JSON see it in order.
-func (p *printer) warn(jsonLine []byte, format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		p.out.Write(jsonLine)
-	} else {
-		fmt.Fprintf(p.errOut, "adoptwatch: warning: "+format+"\n", args...)
-	}
+// usageError prints one line and returns the exit status of bad flags.
+func usageError(stderr io.Writer, prog, format string, args ...any) int {
+	fmt.Fprintf(stderr, prog+": "+format+"\n", args...)
+	return 2
 }
 
 func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	if err := loader.CheckPrerequisites(); err != nil {
 		return fail(stderr, "%v", err)
 	}
-	table := events.NewTable(1 << 17)
-	if err := table.SeedFromProc("/proc"); err != nil {
-		return fail(stderr, "read /proc: %v", err)
-	}
 	for _, pid := range opts.pids {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		if _, err := procfs.Lookup(pid); err != nil {
 			return fail(stderr, "--pid %d: no such process", pid)
 		}
 	}
-	p := &printer{out: stdout, errOut: stderr, json: opts.json}
-	sinks, err := opts.sinks(p)
+	p := output.NewPrinter(stdout, stderr, opts.json)
+	sinks, err := opts.notify.sinks(p)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	defer func() {
-		for _, s := range sinks {
-			s.Close()
-		}
-	}()
+	defer sinks.Close()
 
 	lopts := loader.Options{Hook: opts.hook, TaskRecords: opts.all, RingBytes: opts.ringSize,
 		WatchPIDs: opts.pids, WatchCgroup: opts.cgroup}
@@ -161,31 +182,51 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		lopts.PinDir = opts.pinDir
 	}
 	obs, err := loader.Open(lopts)
+	if errors.Is(err, loader.ErrPin) {
+		return fail(stderr, "--pin: %v", oneLine(err))
+	}
 	if err != nil {
 		return fail(stderr, "cannot attach: %v", oneLine(err))
 	}
 	defer obs.Close()
+	if obs.ReplacedStalePins {
+		p.Log("replaced stale pins at %s: the adoptwatch that pinned them exited without removing them", output.Escape(opts.pinDir))
+	}
 
+	n := opts.notifier
+	defer n.Flush(time.Second) // STOPPING=1 and what else is queued, if the manager takes it
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGINT, unix.SIGTERM)
 	go func() {
 		<-stop
+		n.Stopping()
 		obs.Close() // unblocks Read
 	}()
 
-	fmt.Fprintf(stderr, "adoptwatch: ready: watching %s with the %s hook (%s)\n", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
+	// The ready file first: "ready" is announced only once it exists.
+	watching := fmt.Sprintf("watching %s with the %s hook (%s)", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
 	if opts.readyFile != "" {
 		if err := os.WriteFile(opts.readyFile, []byte("ready\n"), 0o644); err != nil {
 			return fail(stderr, "--ready-file: %v", err)
 		}
 	}
+	fmt.Fprintf(stderr, "adoptwatch: ready: %s\n", watching)
+	n.Status(watching)
+	n.Ready()
+	if interval, err := service.WatchdogInterval(); err != nil {
+		p.Log("watchdog: %v: no WATCHDOG=1 will be sent", err)
+	} else if interval > 0 {
+		pings := make(chan struct{})
+		defer close(pings)
+		go n.Watchdog(interval, pings)
+	}
 
-	losses := newLossReporter(obs, p)
+	lost := losses.New(obs, p)
 	done := make(chan struct{})
-	go losses.every(time.Second, done)
+	go lost.Every(time.Second, done)
 	defer func() {
 		close(done)
-		losses.check() // the last word on what was lost
+		lost.Check() // the last word on what was lost
 	}()
 
 	for {
@@ -194,83 +235,15 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 			return 0
 		}
 		if err != nil {
-			p.warn(output.WarningLine(time.Now(), err.Error()), "%v", err)
+			p.Warn(output.WarningLine(time.Now(), err.Error()), "%v", err)
 			continue
 		}
 		switch {
 		case rec.Adoption != nil:
-			a := rec.Adoption
-			table.Resolve(a)
-			line := output.AdoptionLine(a)
-			p.line(output.AdoptionText(a), line)
-			for _, s := range sinks {
-				s.Adoption(a, line)
-			}
+			sinks.Adoption(output.NewAdoption(rec.Adoption))
 		case rec.Task != nil:
-			ev := rec.Task
-			table.ObserveTask(ev)
-			p.line(output.TaskText(ev), output.TaskLine(ev))
+			p.Task(rec.Task)
 		}
-	}
-}
-
-// lossReporter turns the kernel's counters into warnings, never silently.
-type lossReporter struct {
-	mu   sync.Mutex
-	obs  *loader.Observer
-	p    *printer
-	last loader.Counters
-}
-
-// newLossReporter starts from zero: the maps are new, so everything counted
-// since the programs were attached gets reported.
-func newLossReporter(obs *loader.Observer, p *printer) *lossReporter {
-	return &lossReporter{obs: obs, p: p}
-}
-
-func (r *lossReporter) every(interval time.Duration, done <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			r.check()
-		}
-	}
-}
-
-func (r *lossReporter) check() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now, err := r.obs.Counters()
-	if err != nil {
-		return // closed
-	}
-	last := r.last
-	r.last = now
-	if n := now.LostAdoptions - last.LostAdoptions; n > 0 {
-		r.p.warn(output.LostLine(time.Now(), "adopt", n), "%d adoption records lost: the ring buffer was full", n)
-	}
-	if n := now.LostTaskRecords - last.LostTaskRecords; n > 0 {
-		r.p.warn(output.LostLine(time.Now(), "task", n), "%d fork/exec/exit records lost: the ring buffer was full", n)
-	}
-	if n := now.LineageFull - last.LineageFull; n > 0 {
-		msg := fmt.Sprintf("%d new processes have no lineage: the kernel's lineage map is full", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
-	}
-	if n := now.UnseenEvents - last.UnseenEvents; n > 0 {
-		msg := fmt.Sprintf("up to %d forks, execs or exits were not seen: the kernel skipped the programs while they were preempted on that CPU; adoptions may be missing", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
-	}
-	if n := now.StaleChildren - last.StaleChildren; n > 0 {
-		msg := fmt.Sprintf("%d children of exiting threads were gone before the exit-walk hook could check them: their adoptions may be missing", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
-	}
-	if n := (now.SnapshotFull + now.ChildrenTruncated) - (last.SnapshotFull + last.ChildrenTruncated); n > 0 {
-		msg := fmt.Sprintf("%d exiting threads had more children than the exit-walk hook follows: their adoptions may be missing", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
 	}
 }
 
@@ -281,7 +254,7 @@ func scope(opts watchOptions, obs *loader.Observer) string {
 		parts = append(parts, fmt.Sprintf("the trees of pid %s (%d running processes)", strings.Trim(fmt.Sprint(opts.pids), "[]"), obs.Seeded))
 	}
 	if opts.cgroup != "" {
-		parts = append(parts, "cgroup "+opts.cgroup)
+		parts = append(parts, "cgroup "+output.Escape(opts.cgroup))
 	}
 	if len(parts) == 0 {
 		return "all adoptions"

@@ -139,6 +139,8 @@ func (s *Server) create() error {
 		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, subscribe.ProbeLine+"\n")
 			c.Close()
 			return fmt.Errorf("%s: a server is accepting connections there (another adoptwatch?): refusing to replace it", path)
 		}
@@ -244,6 +246,9 @@ func (s *Server) serve(conn *net.UnixConn) {
 		s.cfg.Log("%s: %s", who, reason)
 		conn.Write([]byte(ErrorPrefix + reason + "\n"))
 		return
+	}
+	if strings.TrimSpace(line) == subscribe.ProbeLine {
+		return // another watcher checking whether the socket is live: not a client
 	}
 	req, err := ParseRequest(strings.TrimSuffix(line, "\n"))
 	if err != nil {

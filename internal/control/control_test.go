@@ -222,6 +222,19 @@ func TestExistingPath(t *testing.T) {
 	if _, err := Listen(Config{Path: s.cfg.Path, Answer: (&answer{}).lines}); err == nil || !strings.Contains(err.Error(), "accepting connections") {
 		t.Fatalf("second server on a live socket: %v", err)
 	}
+	// The probe is not a client: nothing counted. (It was accepted before
+	// this query, so once no connection is open both have been handled.)
+	if err := Query(s.cfg.Path, Request{}, io.Discard, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	busy := func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.conns) > 0 }
+	for busy() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.Stats(); st != (Stats{Served: 1}) {
+		t.Fatalf("the probe was counted: %+v", st)
+	}
 	// A stale socket: bound, never listened on.
 	stale := filepath.Join(t.TempDir(), "stale.sock")
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)

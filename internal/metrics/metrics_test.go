@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/reaping"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
@@ -135,12 +136,12 @@ func (w *world) sources() Sources {
 }
 
 func adoption(pid uint32, parent events.Process, kind events.Reaper, at time.Time) *events.Adoption {
-	child := events.Process{PID: pid, Start: time.Duration(pid) * time.Second, Comm: "d", SID: pid - 1}
+	child := events.Process{ID: procfs.ID{PID: pid, Start: time.Duration(pid) * time.Second}, Comm: "d", SID: pid - 1}
 	return &events.Adoption{Time: at, Hook: events.HookExitWalk, Child: child, NewParent: parent, Reaper: kind,
-		PrevParent: events.Process{PID: pid - 1},
+		PrevParent: events.Process{ID: procfs.ID{PID: pid - 1}},
 		Lineage: []events.Step{
-			{PID: pid - 1, SID: pid - 1, Setsid: true},
-			{PID: pid, Start: child.Start, SID: pid - 1},
+			{ID: procfs.ID{PID: pid - 1}, SID: pid - 1, Setsid: true},
+			{ID: procfs.ID{PID: pid, Start: child.Start}, SID: pid - 1},
 		}}
 }
 
@@ -170,14 +171,14 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 	w := &world{tracker: reaping.New(reaping.Config{ZombieAfter: 10 * time.Second})}
 	w.kernel = loader.Counters{LostAdoptions: 3, LostTaskRecords: 4, LineageFull: 5, SnapshotFull: 6,
 		ChildrenTruncated: 7, StaleChildren: 8, Adoptions: 9, UnwatchedAdoptions: 10, UnwatchMarksFull: 11,
-		SpareRuns: 12, UnseenEvents: 13}
+		SpareRuns: 12, UnseenEvents: 13, UnfollowedAdoptions: 14, AdopteesFull: 15, LostAdopteeRecords: 16}
 	w.socket = SocketStats{Subscribers: 2, Accepted: 5, Refused: 1,
 		Disconnects: map[string]uint64{"overflow": 1, "closed": 2}, Sent: 40, Dropped: 7}
 	w.notify = NotifyStats{Delivered: 2, Failed: map[string]uint64{"EAGAIN": 1, "a reason with spaces": 1, "some error": 2}}
 	m, srv := start(t, Options{Hook: events.HookExitWalk, ZombieAfter: 10 * time.Second}, w.sources())
 
-	node := events.Process{PID: 4242, Start: time.Second, Comm: "node"}
-	tini := events.Process{PID: 77, Start: time.Second, Comm: "tini"}
+	node := events.Process{ID: procfs.ID{PID: 4242, Start: time.Second}, Comm: "node"}
+	tini := events.Process{ID: procfs.ID{PID: 77, Start: time.Second}, Comm: "tini"}
 	feed := func(a *events.Adoption) {
 		w.mu.Lock()
 		w.tracker.OnAdopt(a)
@@ -191,7 +192,7 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 	}
 	prompt := adoption(2000, tini, events.ReaperSubreaper, now)
 	feed(prompt)
-	orphan := adoption(3000, events.Process{PID: 1, Comm: "init"}, events.ReaperInit, now)
+	orphan := adoption(3000, events.Process{ID: procfs.ID{PID: 1}, Comm: "init"}, events.ReaperInit, now)
 	orphan.Lineage = orphan.Lineage[1:]
 	feed(orphan)
 
@@ -241,6 +242,9 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 		{"adoptwatch_kernel_unwatch_marks_full_total", nil, 11},
 		{"adoptwatch_kernel_spare_program_runs_total", nil, 12},
 		{"adoptwatch_kernel_unseen_events_total", nil, 13},
+		{"adoptwatch_kernel_unfollowed_adoptions_total", nil, 14},
+		{"adoptwatch_kernel_adoptees_map_full_total", nil, 15},
+		{"adoptwatch_records_lost_total", map[string]string{"records": "adoptee"}, 16},
 		{"adoptwatch_notify_deliveries_total", nil, 2},
 		{"adoptwatch_notify_failures_total", map[string]string{"errno": "EAGAIN"}, 1},
 		{"adoptwatch_notify_failures_total", map[string]string{"errno": "other"}, 3},
@@ -313,7 +317,7 @@ func TestBurstOfAdoptions(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	w := &world{tracker: reaping.New(reaping.Config{ZombieAfter: time.Second, Capacity: 4096})}
 	m, srv := start(t, Options{Hook: events.HookExitWalk, ZombieAfter: time.Second}, w.sources())
-	reaper := events.Process{PID: 500, Start: time.Second, Comm: "sub"}
+	reaper := events.Process{ID: procfs.ID{PID: 500, Start: time.Second}, Comm: "sub"}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -349,7 +353,7 @@ func TestBurstOfAdoptions(t *testing.T) {
 
 // Unit and container labels appear only when asked for.
 func TestContextLabelsOptIn(t *testing.T) {
-	a := adoption(100, events.Process{PID: 1}, events.ReaperInit, time.Now())
+	a := adoption(100, events.Process{ID: procfs.ID{PID: 1}}, events.ReaperInit, time.Now())
 	m, srv := start(t, Options{}, Sources{})
 	m.Adoption(a)
 	fams := scrape(t, srv.Addr())

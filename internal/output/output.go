@@ -1,5 +1,6 @@
 // Package output renders adoptwatch's events for people (one line each) and
-// for programs (JSON lines, a stable schema other tools parse).
+// for programs (JSON lines, a stable schema other tools parse). Every JSON line
+// the program emits is built here, with one time format (TimeFormat).
 package output
 
 import (
@@ -7,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
 )
@@ -48,34 +51,48 @@ type AdoptionJSON struct {
 	Lineage         []StepJSON `json:"lineage"`
 	LineageComplete bool       `json:"lineage_complete"`
 	Hook            string     `json:"hook"`
+	// Pidfd is set on the subscriber socket only (subscribe: "passed", ...).
+	Pidfd string `json:"pidfd,omitempty"`
 }
 
-// TimeFormat is RFC 3339 with nanoseconds.
+// TimeFormat is RFC 3339 with nanoseconds: the one time format of every JSON line.
 const TimeFormat = time.RFC3339Nano
 
-// Adoption returns the JSON object for an adoption.
-func Adoption(a *events.Adoption) AdoptionJSON {
+// stamp formats a line's time.
+func stamp(t time.Time) string { return t.Format(TimeFormat) }
+
+// lineageObject is a lineage's JSON form: never null.
+func lineageObject(steps []events.Step) []StepJSON {
+	out := make([]StepJSON, 0, len(steps))
+	for _, s := range steps {
+		out = append(out, StepJSON{s.PID, s.Comm, s.SID, s.PGID, s.Exec, s.Setsid, s.Source})
+	}
+	return out
+}
+
+// AdoptionObject returns the JSON object for an adoption.
+func AdoptionObject(a *events.Adoption) AdoptionJSON {
 	out := AdoptionJSON{
-		Event: string(events.KindAdopt), Time: a.Time.Format(TimeFormat),
+		Event: string(events.KindAdopt), Time: stamp(a.Time),
 		PID: a.Child.PID, TID: a.Child.TID, Comm: a.Child.Comm, SID: a.Child.SID, PGID: a.Child.PGID,
 		UID: a.Child.UID, Zombie: a.Zombie,
 		PrevParent: Party{a.PrevParent.PID, a.PrevParent.Comm},
 		NewParent:  Party{a.NewParent.PID, a.NewParent.Comm},
 		Reaper:     string(a.Reaper), NSLevel: a.NSLevel,
 		Pattern:         string(events.DaemonPattern(a.Lineage)),
-		Lineage:         []StepJSON{},
+		Lineage:         lineageObject(a.Lineage),
 		LineageComplete: a.LineageComplete,
 		Hook:            string(a.Hook),
-	}
-	for _, s := range a.Lineage {
-		out.Lineage = append(out.Lineage, StepJSON{s.PID, s.Comm, s.SID, s.PGID, s.Exec, s.Setsid, s.Source})
 	}
 	return out
 }
 
 // AdoptionLine is the JSON line (with its newline) for an adoption.
-func AdoptionLine(a *events.Adoption) []byte {
-	b, _ := json.Marshal(Adoption(a)) // plain data: cannot fail
+func AdoptionLine(a *events.Adoption) []byte { return line(AdoptionObject(a)) }
+
+// line marshals one JSON line. Every value given is plain data: it cannot fail.
+func line(v any) []byte {
+	b, _ := json.Marshal(v)
 	return append(b, '\n')
 }
 
@@ -96,7 +113,7 @@ type TaskJSON struct {
 // TaskLine is the JSON line for a fork, exec or exit.
 func TaskLine(ev *events.Task) []byte {
 	p := ev.Process
-	out := TaskJSON{Event: string(ev.Kind), Time: ev.Time.Format(TimeFormat),
+	out := TaskJSON{Event: string(ev.Kind), Time: stamp(ev.Time),
 		PID: p.PID, TID: p.TID, PPID: p.PPID, Comm: p.Comm, SID: p.SID}
 	if ev.Child != nil {
 		out.Child = &Party{ev.Child.PID, ev.Child.Comm}
@@ -105,29 +122,7 @@ func TaskLine(ev *events.Task) []byte {
 		status, whole := ev.ExitStatus, ev.ProcessExit
 		out.Status, out.ProcessExit = &status, &whole
 	}
-	b, _ := json.Marshal(out)
-	return append(b, '\n')
-}
-
-// LostLine reports records the kernel could not deliver.
-func LostLine(now time.Time, what string, count uint64) []byte {
-	b, _ := json.Marshal(struct {
-		Event   string `json:"event"`
-		Time    string `json:"time"`
-		Records string `json:"records"`
-		Count   uint64 `json:"count"`
-	}{"lost", now.Format(TimeFormat), what, count})
-	return append(b, '\n')
-}
-
-// WarningLine reports a condition that degrades what adoptwatch can say.
-func WarningLine(now time.Time, message string) []byte {
-	b, _ := json.Marshal(struct {
-		Event   string `json:"event"`
-		Time    string `json:"time"`
-		Message string `json:"message"`
-	}{"warning", now.Format(TimeFormat), message})
-	return append(b, '\n')
+	return line(out)
 }
 
 // clock is the time column of text lines.
@@ -138,12 +133,12 @@ func clock(t time.Time) string { return t.Format("15:04:05.000000") }
 //	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
 func AdoptionText(a *events.Adoption) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s adopt %d %s", clock(a.Time), a.Child.PID, a.Child.Comm)
+	fmt.Fprintf(&b, "%s adopt %d %s", clock(a.Time), a.Child.PID, Escape(a.Child.Comm))
 	if a.Zombie {
 		b.WriteString(" (zombie)")
 	}
-	fmt.Fprintf(&b, " from %d %s to %d %s (%s) %s: ", a.PrevParent.PID, a.PrevParent.Comm,
-		a.NewParent.PID, a.NewParent.Comm, a.Reaper, events.DaemonPattern(a.Lineage))
+	fmt.Fprintf(&b, " from %d %s to %d %s (%s) %s: ", a.PrevParent.PID, Escape(a.PrevParent.Comm),
+		a.NewParent.PID, Escape(a.NewParent.Comm), a.Reaper, events.DaemonPattern(a.Lineage))
 	b.WriteString(LineageText(a.Lineage, a.LineageComplete))
 	return b.String()
 }
@@ -162,7 +157,7 @@ func LineageText(steps []events.Step, complete bool) string {
 		if s.Setsid {
 			marks += " setsid"
 		}
-		parts = append(parts, fmt.Sprintf("%s[%d%s]", s.Comm, s.PID, marks))
+		parts = append(parts, fmt.Sprintf("%s[%d%s]", Escape(s.Comm), s.PID, marks))
 	}
 	return strings.Join(parts, " > ")
 }
@@ -170,23 +165,26 @@ func LineageText(steps []events.Step, complete bool) string {
 // TaskText is the one-line form of a fork, exec or exit.
 func TaskText(ev *events.Task) string {
 	p := ev.Process
+	comm := Escape(p.Comm)
 	switch ev.Kind {
 	case events.KindFork:
-		return fmt.Sprintf("%s fork  %d %s > %d", clock(ev.Time), p.PID, p.Comm, ev.Child.PID)
+		return fmt.Sprintf("%s fork  %d %s > %d", clock(ev.Time), p.PID, comm, ev.Child.PID)
 	case events.KindExec:
-		return fmt.Sprintf("%s exec  %d %s", clock(ev.Time), p.PID, p.Comm)
+		return fmt.Sprintf("%s exec  %d %s", clock(ev.Time), p.PID, comm)
 	default:
 		if !ev.ProcessExit {
-			return fmt.Sprintf("%s exit  %d %s thread %d", clock(ev.Time), p.PID, p.Comm, p.TID)
+			return fmt.Sprintf("%s exit  %d %s thread %d", clock(ev.Time), p.PID, comm, p.TID)
 		}
-		return fmt.Sprintf("%s exit  %d %s %s", clock(ev.Time), p.PID, p.Comm, StatusText(ev.ExitStatus))
+		return fmt.Sprintf("%s exit  %d %s %s", clock(ev.Time), p.PID, comm, StatusText(ev.ExitStatus))
 	}
 }
 
-// StatusText describes a wait(2) status: "status 0", "killed by signal 9".
+// StatusText describes a wait(2) status, the one wording of the whole
+// program: "exited with code 0", "killed by SIGKILL (signal 9)".
 func StatusText(status uint32) string {
-	if sig := status & 0x7f; sig != 0 {
-		return fmt.Sprintf("killed by signal %d", sig)
+	ws := unix.WaitStatus(status)
+	if ws.Signaled() {
+		return fmt.Sprintf("killed by %s (signal %d)", unix.SignalName(ws.Signal()), int(ws.Signal()))
 	}
-	return fmt.Sprintf("status %d", (status>>8)&0xff)
+	return fmt.Sprintf("exited with code %d", ws.ExitStatus())
 }

@@ -2,7 +2,6 @@ package output
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -50,25 +49,28 @@ func adoptedOf(e reaping.Entry) adopted {
 		out.Note = PreexistingNote
 		return out
 	}
-	out.Adopted = e.Adopted.Format(TimeFormat)
+	out.Adopted = stamp(e.Adopted)
 	out.PrevParent = &Party{e.From.PID, e.From.Comm}
 	out.Pattern = string(e.Pattern)
-	for _, s := range e.Lineage {
-		out.Lineage = append(out.Lineage, StepJSON{s.PID, s.Comm, s.SID, s.PGID, s.Exec, s.Setsid, s.Source})
-	}
+	out.Lineage = lineageObject(e.Lineage)
 	return out
 }
+
+// Unreaped prints an unreaped event.
+func (p *Printer) Unreaped(u reaping.Unreaped) { p.data(UnreapedText(u), UnreapedLine(u)) }
+
+// Reaped prints a reaped event.
+func (p *Printer) Reaped(r reaping.Reaped) { p.data(ReapedText(r), ReapedLine(r)) }
 
 // UnreapedLine is the JSON line for an unreaped event.
 func UnreapedLine(u reaping.Unreaped) []byte {
 	z := u.Zombie
-	b, _ := json.Marshal(UnreapedJSON{
-		Event: "unreaped", Time: u.Time.Format(TimeFormat), PID: z.Process.PID, Comm: z.Process.Comm,
-		Exited: z.Exited.Format(TimeFormat), Status: z.ExitStatus, Waited: u.Waited.Seconds(),
+	return line(UnreapedJSON{
+		Event: "unreaped", Time: stamp(u.Time), PID: z.Process.PID, Comm: z.Process.Comm,
+		Exited: stamp(z.Exited), Status: z.ExitStatus, Waited: u.Waited.Seconds(),
 		Reaper: string(z.Reaper.Kind), NewParent: Party{z.Reaper.PID, z.Reaper.Comm},
 		Held: u.Held, Oldest: u.Oldest.Seconds(), adopted: adoptedOf(z),
 	})
-	return append(b, '\n')
 }
 
 // UnreapedText is the one-line, human form of an unreaped event:
@@ -77,7 +79,7 @@ func UnreapedLine(u reaping.Unreaped) []byte {
 func UnreapedText(u reaping.Unreaped) string {
 	z := u.Zombie
 	return fmt.Sprintf("%s unreaped %d %s: reaper %d %s (%s) has not reaped %s; oldest %s; this one exited %s ago: %s",
-		clock(u.Time), z.Process.PID, z.Process.Comm, z.Reaper.PID, z.Reaper.Comm, z.Reaper.Kind,
+		clock(u.Time), z.Process.PID, Escape(z.Process.Comm), z.Reaper.PID, Escape(z.Reaper.Comm), z.Reaper.Kind,
 		plural(u.Held, "adopted zombie"), Seconds(u.Oldest), Seconds(u.Waited), origin(z))
 }
 
@@ -99,12 +101,11 @@ type ReapedJSON struct {
 // ReapedLine is the JSON line for a reaped event.
 func ReapedLine(r reaping.Reaped) []byte {
 	z := r.Zombie
-	b, _ := json.Marshal(ReapedJSON{
-		Event: "reaped", Time: r.Time.Format(TimeFormat), PID: z.Process.PID, Comm: z.Process.Comm,
-		Exited: z.Exited.Format(TimeFormat), Status: z.ExitStatus, Waited: r.Waited.Seconds(),
+	return line(ReapedJSON{
+		Event: "reaped", Time: stamp(r.Time), PID: z.Process.PID, Comm: z.Process.Comm,
+		Exited: stamp(z.Exited), Status: z.ExitStatus, Waited: r.Waited.Seconds(),
 		Reaper: string(z.Reaper.Kind), NewParent: Party{z.Reaper.PID, z.Reaper.Comm}, Held: r.Held,
 	})
-	return append(b, '\n')
 }
 
 // ReapedText is the one-line form of a reaped event:
@@ -112,8 +113,8 @@ func ReapedLine(r reaping.Reaped) []byte {
 //	12:01:41.000000 reaped 4300 helper after 1m31s by reaper 4242 node (ns-reaper); it still has not reaped 11 adopted zombies
 func ReapedText(r reaping.Reaped) string {
 	z := r.Zombie
-	s := fmt.Sprintf("%s reaped %d %s after %s by reaper %d %s (%s)", clock(r.Time), z.Process.PID, z.Process.Comm,
-		Seconds(r.Waited), z.Reaper.PID, z.Reaper.Comm, z.Reaper.Kind)
+	s := fmt.Sprintf("%s reaped %d %s after %s by reaper %d %s (%s)", clock(r.Time), z.Process.PID, Escape(z.Process.Comm),
+		Seconds(r.Waited), z.Reaper.PID, Escape(z.Reaper.Comm), z.Reaper.Kind)
 	if r.Held > 0 {
 		s += fmt.Sprintf("; it still has not reaped %s", plural(r.Held, "adopted zombie"))
 	}
@@ -139,14 +140,13 @@ type PsJSON struct {
 func PsLines(now time.Time, entries []reaping.Entry) [][]byte {
 	out := make([][]byte, 0, len(entries))
 	for _, e := range entries {
-		p := PsJSON{Event: "ps", Time: now.Format(TimeFormat), PID: e.Process.PID, Comm: e.Process.Comm,
+		p := PsJSON{Event: "ps", Time: stamp(now), PID: e.Process.PID, Comm: e.Process.Comm,
 			SID: e.Process.SID, State: "alive", Reaper: string(e.Reaper.Kind),
 			NewParent: Party{e.Reaper.PID, e.Reaper.Comm}, adopted: adoptedOf(e)}
 		if !e.Exited.IsZero() {
-			p.State, p.Exited = "zombie", e.Exited.Format(TimeFormat)
+			p.State, p.Exited = "zombie", stamp(e.Exited)
 		}
-		b, _ := json.Marshal(p)
-		out = append(out, append(b, '\n'))
+		out = append(out, line(p))
 	}
 	return out
 }
@@ -165,14 +165,14 @@ func PsText(now time.Time, entries []reaping.Entry) [][]byte {
 		if !e.Exited.IsZero() {
 			state = "zombie " + Seconds(now.Sub(e.Exited))
 		}
-		by := fmt.Sprintf("%d %s (%s)", e.Reaper.PID, e.Reaper.Comm, e.Reaper.Kind)
+		by := fmt.Sprintf("%d %s (%s)", e.Reaper.PID, Escape(e.Reaper.Comm), e.Reaper.Kind)
 		when, from, pattern := "before start", "?", "?"
 		if e.Origin == reaping.OriginAdopted {
 			when = fmt.Sprintf("%s (%s ago)", e.Adopted.Format("15:04:05"), Seconds(now.Sub(e.Adopted)))
-			from = fmt.Sprintf("%d %s", e.From.PID, e.From.Comm)
+			from = fmt.Sprintf("%d %s", e.From.PID, Escape(e.From.Comm))
 			pattern = string(e.Pattern)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Process.PID, e.Process.Comm, state, when, by, from,
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Process.PID, Escape(e.Process.Comm), state, when, by, from,
 			pattern, origin(e))
 	}
 	w.Flush()

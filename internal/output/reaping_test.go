@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/reaping"
 )
 
@@ -14,14 +15,14 @@ var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 func zombieEntry() reaping.Entry {
 	return reaping.Entry{
-		Process: events.Process{PID: 4300, Comm: "helper", SID: 4299},
+		Process: events.Process{ID: procfs.ID{PID: 4300}, Comm: "helper", SID: 4299},
 		Origin:  reaping.OriginAdopted,
-		Reaper:  reaping.Reaper{Process: events.Process{PID: 4242, Comm: "node"}, Kind: events.ReaperNS},
-		Adopted: t0, From: events.Process{PID: 4299, Comm: "helper"}, Pattern: events.PatternDoubleFork,
+		Reaper:  reaping.Reaper{Process: events.Process{ID: procfs.ID{PID: 4242}, Comm: "node"}, Kind: events.ReaperNS},
+		Adopted: t0, From: events.Process{ID: procfs.ID{PID: 4299}, Comm: "helper"}, Pattern: events.PatternDoubleFork,
 		Lineage: []events.Step{
-			{PID: 900, Comm: "bash", SID: 900, Source: "proc"},
-			{PID: 4299, Comm: "helper", SID: 4299, Setsid: true, Source: "kernel"},
-			{PID: 4300, Comm: "helper", SID: 4299, Source: "kernel"},
+			{ID: procfs.ID{PID: 900}, Comm: "bash", SID: 900, Source: "proc"},
+			{ID: procfs.ID{PID: 4299}, Comm: "helper", SID: 4299, Setsid: true, Source: "kernel"},
+			{ID: procfs.ID{PID: 4300}, Comm: "helper", SID: 4299, Source: "kernel"},
 		},
 		LineageComplete: true,
 		Exited:          t0.Add(9 * time.Second), ExitStatus: 256,
@@ -83,8 +84,8 @@ func TestPs(t *testing.T) {
 	now := t0.Add(2 * time.Minute)
 	alive := zombieEntry()
 	alive.Process.PID, alive.Exited = 4301, time.Time{}
-	old := reaping.Entry{Process: events.Process{PID: 77, Comm: "sshd"}, Origin: reaping.OriginPreexisting,
-		Reaper: reaping.Reaper{Process: events.Process{PID: 1, Comm: "init"}, Kind: events.ReaperInit}}
+	old := reaping.Entry{Process: events.Process{ID: procfs.ID{PID: 77}, Comm: "sshd"}, Origin: reaping.OriginPreexisting,
+		Reaper: reaping.Reaper{Process: events.Process{ID: procfs.ID{PID: 1}, Comm: "init"}, Kind: events.ReaperInit}}
 	entries := []reaping.Entry{old, alive, zombieEntry()}
 
 	lines := PsText(now, entries)
@@ -134,5 +135,28 @@ func TestSeconds(t *testing.T) {
 		if got := Seconds(d); got != want {
 			t.Errorf("%v: %q, want %q", d, got, want)
 		}
+	}
+}
+
+// Names from the system cannot forge lines or columns in text output.
+func TestReapingTextEscapes(t *testing.T) {
+	z := zombieEntry()
+	z.Process.Comm = "x\n00:00 adopt 1\x1b[2J"
+	z.Reaper.Comm = "y\rFAKE\tcol"
+	z.From.Comm = "m\x1b[31m"
+	u := reaping.Unreaped{Time: t0, Zombie: z, Held: 1}
+	r := reaping.Reaped{Time: t0, Zombie: z}
+	for _, s := range []string{UnreapedText(u), ReapedText(r), string(PsText(t0, []reaping.Entry{z})[1])} {
+		body := strings.TrimSuffix(s, "\n")
+		if strings.ContainsAny(body, "\n\r\x1b") {
+			t.Errorf("raw control characters in %q", s)
+		}
+		if !strings.Contains(body, `x\n00:00 adopt 1\x1b[2J`) {
+			t.Errorf("name not shown escaped in %q", s)
+		}
+	}
+	rows := PsText(t0, []reaping.Entry{z})
+	if len(rows) != 2 || strings.Count(string(rows[1]), "\t") != 0 {
+		t.Errorf("a tab in a name broke the columns: %q", rows)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // DefaultZombieAfter is how long an adopted zombie may wait for its reaper
@@ -29,15 +30,10 @@ const DefaultZombieAfter = 10 * time.Second
 // DefaultCapacity bounds the processes followed at once.
 const DefaultCapacity = 1 << 16
 
-// ID is a process's identity: pid and start time (CLOCK_BOOTTIME). Start times
-// are compared at /proc's precision (events.SameStart), so a process read from
-// /proc at start-up matches the same process in a kernel record.
-type ID struct {
-	PID   uint32
-	Start time.Duration
-}
-
-func (a ID) same(b ID) bool { return a.PID == b.PID && events.SameStart(a.Start, b.Start) }
+// ID is a process's identity. Start times are compared at /proc's precision
+// (procfs.ID.Same), so a process read from /proc at start-up matches the same
+// process in a kernel record.
+type ID = procfs.ID
 
 // Reaper is the process that adopted an entry, and its kind.
 type Reaper struct {
@@ -129,13 +125,17 @@ type Stats struct {
 type Config struct {
 	ZombieAfter time.Duration // <= 0: DefaultZombieAfter
 	Capacity    int           // <= 0: DefaultCapacity
-	// StillThere, if set, is asked before a zombie is reported, and once
-	// about each adopted process VerifyAfter after its adoption: false means
-	// the process is gone without its records, and it is dropped (counted as
-	// Vanished or Unfollowed) instead of being followed for ever. nil trusts
-	// the records alone.
-	StillThere func(ID) bool
-	// VerifyAfter is when StillThere is asked about a new adoptee (<= 0: 1s).
+	// Probe, if set, says what /proc shows of a process now. It is asked
+	// before a zombie is reported, and once about each adopted process
+	// VerifyAfter after its adoption: a process gone without its records is
+	// dropped (counted as Vanished or Unfollowed) after a grace period for
+	// records still on their way, instead of being followed for ever; one
+	// that is a zombie although its exit was not seen (adopted while
+	// exiting: the kernel sends no exit record then) is taken as exited at
+	// its adoption. nil trusts the records alone.
+	Probe func(ID) State
+	// VerifyAfter is when Probe is asked about a new adoptee, and the grace
+	// a process found gone has for its records to arrive (<= 0: 1s).
 	VerifyAfter time.Duration
 }
 
@@ -148,6 +148,7 @@ type Tracker struct {
 	reapers map[reaperKey]*reaperState
 	seen    map[reaperKey]struct{} // reapers FirstSeen has reported
 	verify  []pending              // adoptees to check once, oldest first (bounded by Capacity)
+	suspect []pending              // entries found gone, dropped at due unless their records came
 	stats   Stats
 }
 
@@ -158,7 +159,16 @@ type entry struct {
 	heapIdx int // index in due, -1 when not there
 }
 
-// pending is an adoptee to check against StillThere at due.
+// State is what /proc shows of a process.
+type State int
+
+const (
+	StateGone   State = iota // no such process (or its pid names another)
+	StateAlive               // running
+	StateZombie              // exited, not reaped
+)
+
+// pending is an entry to check at due.
 type pending struct {
 	e   *entry
 	due time.Time
@@ -198,7 +208,7 @@ func (t *Tracker) lookup(id ID) *entry {
 	if e == nil {
 		return nil
 	}
-	if !e.id.same(id) {
+	if !e.id.Same(id) {
 		if id.Start > e.id.Start { // a newer process holds the pid now
 			t.remove(e)
 			t.stats.Replaced++
@@ -212,7 +222,7 @@ func (t *Tracker) lookup(id ID) *entry {
 // followed (its reaper exited, so it was adopted again) moves it to the new
 // reaper, keeping when it exited.
 func (t *Tracker) OnAdopt(a *events.Adoption) {
-	id := ID{a.Child.PID, a.Child.Start}
+	id := a.Child.ID
 	e := t.lookup(id)
 	if e == nil {
 		e = t.insert(id)
@@ -230,11 +240,8 @@ func (t *Tracker) OnAdopt(a *events.Adoption) {
 	if a.Zombie && e.Exited.IsZero() {
 		t.exited(e, a.Time, 0)
 	}
-	if t.cfg.StillThere != nil {
-		if len(t.verify) >= t.cfg.Capacity {
-			t.verify = t.verify[1:] // the bound: the oldest goes unchecked
-		}
-		t.verify = append(t.verify, pending{e, a.Time.Add(t.cfg.VerifyAfter)})
+	if t.cfg.Probe != nil {
+		t.verify = bounded(t.verify, pending{e, a.Time.Add(t.cfg.VerifyAfter)}, t.cfg.Capacity)
 	}
 }
 
@@ -267,7 +274,7 @@ type Preexisting struct {
 // now is the start-up time (a zombie's wait is counted from it).
 func (t *Tracker) Seed(now time.Time, procs []Preexisting) {
 	for _, p := range procs {
-		id := ID{p.Process.PID, p.Process.Start}
+		id := p.Process.ID
 		if t.lookup(id) != nil {
 			continue
 		}
@@ -337,18 +344,19 @@ func (t *Tracker) gone(e *entry) {
 // one Unreaped each, once. Events of one Tick carry the counts after all of
 // them were noted, so twelve zombies of one reaper due together each say 12.
 func (t *Tracker) Tick(now time.Time) []Unreaped {
+	t.checkNew(now)
+	t.dropSuspects(now)
 	var due []*entry
 	for t.due.Len() > 0 && !t.due[0].Exited.Add(t.cfg.ZombieAfter).After(now) {
 		e := heap.Pop(&t.due).(*entry)
-		if t.cfg.StillThere != nil && !t.cfg.StillThere(e.id) {
-			t.gone(e)
+		if t.cfg.Probe != nil && t.cfg.Probe(e.id) == StateGone {
+			t.suspectEntry(e, now) // reaped: its record may be on its way
 			continue
 		}
 		e.Reported = true
 		t.reaperOf(e).reported[e] = struct{}{}
 		due = append(due, e)
 	}
-	t.checkNew(now)
 	out := make([]Unreaped, 0, len(due))
 	for _, e := range due {
 		held, oldest := t.held(t.reapers[reaperID(e.Reaper)], now)
@@ -358,9 +366,10 @@ func (t *Tracker) Tick(now time.Time) []Unreaped {
 	return out
 }
 
-// checkNew asks StillThere about the adoptees due for their one check: one
-// that is gone although its exit was never seen was reaped before the kernel
-// could follow it, and no record will ever come for it.
+// checkNew probes the adoptees due for their one check. Gone although its
+// exit was never seen: reaped before the kernel could follow it, no record
+// will come. A zombie although its exit was never seen: adopted while
+// exiting, so the kernel sent no exit record; it waits from its adoption.
 func (t *Tracker) checkNew(now time.Time) {
 	n := 0
 	for ; n < len(t.verify) && !t.verify[n].due.After(now); n++ {
@@ -368,11 +377,45 @@ func (t *Tracker) checkNew(now time.Time) {
 		if t.byPID[e.id.PID] != e || !e.Exited.IsZero() {
 			continue // reaped, replaced, or its exit was seen: the kernel follows it
 		}
-		if !t.cfg.StillThere(e.id) {
-			t.gone(e)
+		switch t.cfg.Probe(e.id) {
+		case StateGone:
+			t.suspectEntry(e, now)
+		case StateZombie:
+			t.exited(e, e.Adopted, 0)
 		}
 	}
 	t.verify = t.verify[n:]
+}
+
+// Suspect notes that a followed process was found gone (by ps): unless its
+// records arrive within the grace period, it is dropped.
+func (t *Tracker) Suspect(id ID, now time.Time) {
+	if e := t.lookup(id); e != nil {
+		t.suspectEntry(e, now)
+	}
+}
+
+func (t *Tracker) suspectEntry(e *entry, now time.Time) {
+	t.suspect = bounded(t.suspect, pending{e, now.Add(t.cfg.VerifyAfter)}, t.cfg.Capacity)
+}
+
+// dropSuspects drops the entries found gone whose records did not come.
+func (t *Tracker) dropSuspects(now time.Time) {
+	n := 0
+	for ; n < len(t.suspect) && !t.suspect[n].due.After(now); n++ {
+		if e := t.suspect[n].e; t.byPID[e.id.PID] == e {
+			t.gone(e)
+		}
+	}
+	t.suspect = t.suspect[n:]
+}
+
+// bounded appends p to a FIFO of at most max: past it, the oldest goes.
+func bounded(q []pending, p pending, max int) []pending {
+	if len(q) >= max {
+		q = q[1:]
+	}
+	return append(q, p)
 }
 
 // NextDue is when the next zombie becomes due, if any is waiting: the caller
@@ -509,7 +552,7 @@ type reaperKey struct {
 	ticks time.Duration
 }
 
-func reaperID(r Reaper) reaperKey { return reaperKey{r.PID, r.Start / events.ClockTick} }
+func reaperID(r Reaper) reaperKey { return reaperKey{r.PID, r.Start / procfs.ClockTick} }
 
 func (e *entry) snapshot() Entry {
 	out := e.Entry

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // clock is a fake clock: tests move it by hand.
@@ -14,26 +15,26 @@ type clock struct{ now time.Time }
 func newClock() *clock                             { return &clock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)} }
 func (c *clock) advance(d time.Duration) time.Time { c.now = c.now.Add(d); return c.now }
 
-var reaper = events.Process{PID: 4242, Start: 5 * time.Second, Comm: "node"}
-var otherReaper = events.Process{PID: 77, Start: 3 * time.Second, Comm: "tini"}
+var reaper = events.Process{ID: procfs.ID{PID: 4242, Start: 5 * time.Second}, Comm: "node"}
+var otherReaper = events.Process{ID: procfs.ID{PID: 77, Start: 3 * time.Second}, Comm: "tini"}
 
 // adoption builds a double-fork adoption of pid by r at time at.
 func adoption(pid uint32, r events.Process, kind events.Reaper, at time.Time) *events.Adoption {
 	start := time.Duration(pid) * time.Second
-	child := events.Process{PID: pid, Start: start, Comm: fmt.Sprintf("d%d", pid), SID: pid - 1}
-	middle := events.Process{PID: pid - 1, Start: start - time.Millisecond, Comm: "mid", SID: pid - 1}
+	child := events.Process{ID: procfs.ID{PID: pid, Start: start}, Comm: fmt.Sprintf("d%d", pid), SID: pid - 1}
+	middle := events.Process{ID: procfs.ID{PID: pid - 1, Start: start - time.Millisecond}, Comm: "mid", SID: pid - 1}
 	return &events.Adoption{
 		Time: at, Hook: events.HookExitWalk, Child: child, PrevParent: middle, NewParent: r, Reaper: kind,
 		Lineage: []events.Step{
-			{PID: 900, Comm: "bash", SID: 900, Source: "proc"},
-			{PID: middle.PID, Start: middle.Start, Comm: "mid", SID: middle.SID, Setsid: true, Source: "kernel"},
-			{PID: pid, Start: start, Comm: child.Comm, SID: middle.SID, Source: "kernel"},
+			{ID: procfs.ID{PID: 900}, Comm: "bash", SID: 900, Source: "proc"},
+			{ID: procfs.ID{PID: middle.PID, Start: middle.Start}, Comm: "mid", SID: middle.SID, Setsid: true, Source: "kernel"},
+			{ID: procfs.ID{PID: pid, Start: start}, Comm: child.Comm, SID: middle.SID, Source: "kernel"},
 		},
 		LineageComplete: true,
 	}
 }
 
-func idOf(a *events.Adoption) ID { return ID{a.Child.PID, a.Child.Start} }
+func idOf(a *events.Adoption) ID { return a.Child.ID }
 
 func TestUnreapedOnceAfterThresholdThenReaped(t *testing.T) {
 	c := newClock()
@@ -193,7 +194,7 @@ func TestPidReuse(t *testing.T) {
 	tr.OnAdopt(a)
 	tr.OnExit(idOf(a), c.now, 0)
 	// An exit for the same pid with another start time is someone else's.
-	tr.OnExit(ID{300, a.Child.Start + time.Hour}, c.now, 0)
+	tr.OnExit(ID{PID: 300, Start: a.Child.Start + time.Hour}, c.now, 0)
 	b := adoption(300, reaper, events.ReaperInit, c.now)
 	b.Child.Start = a.Child.Start + time.Hour
 	tr.OnAdopt(b)
@@ -215,17 +216,17 @@ func TestSeededMatchesKernelIdentity(t *testing.T) {
 	c := newClock()
 	tr := New(Config{ZombieAfter: time.Second})
 	kernelStart := 7*time.Second + 123456789*time.Nanosecond
-	procStart := kernelStart / events.ClockTick * events.ClockTick
+	procStart := kernelStart / procfs.ClockTick * procfs.ClockTick
 	tr.Seed(c.now, []Preexisting{{
-		Process: events.Process{PID: 50, Start: procStart, Comm: "old"},
-		Reaper:  Reaper{events.Process{PID: 1, Comm: "init"}, events.ReaperInit},
+		Process: events.Process{ID: procfs.ID{PID: 50, Start: procStart}, Comm: "old"},
+		Reaper:  Reaper{events.Process{ID: procfs.ID{PID: 1}, Comm: "init"}, events.ReaperInit},
 	}})
-	tr.OnExit(ID{50, kernelStart}, c.advance(time.Second), 0)
+	tr.OnExit(ID{PID: 50, Start: kernelStart}, c.advance(time.Second), 0)
 	got := tr.Tick(c.advance(2 * time.Second))
 	if len(got) != 1 || got[0].Zombie.Origin != OriginPreexisting || !got[0].Zombie.Adopted.IsZero() {
 		t.Fatalf("want the pre-existing child reported as such: %+v", got)
 	}
-	if r, ok := tr.OnReaped(ID{50, kernelStart}, c.now); !ok || !r.Reported {
+	if r, ok := tr.OnReaped(ID{PID: 50, Start: kernelStart}, c.now); !ok || !r.Reported {
 		t.Fatal("reap by kernel identity not matched")
 	}
 }
@@ -234,7 +235,7 @@ func TestSeededMatchesKernelIdentity(t *testing.T) {
 func TestSeededZombie(t *testing.T) {
 	c := newClock()
 	tr := New(Config{ZombieAfter: 10 * time.Second})
-	tr.Seed(c.now, []Preexisting{{Process: events.Process{PID: 60, Start: time.Second},
+	tr.Seed(c.now, []Preexisting{{Process: events.Process{ID: procfs.ID{PID: 60, Start: time.Second}},
 		Reaper: Reaper{reaper, events.ReaperSubreaper}, Zombie: true}})
 	if got := tr.Tick(c.advance(9 * time.Second)); len(got) != 0 {
 		t.Fatal("too early")
@@ -282,12 +283,26 @@ func TestReadoptedZombieMovesReaper(t *testing.T) {
 	}
 }
 
-// StillThere drops a zombie whose reap was not seen instead of reporting it.
+// probeOf is a fake /proc: gone for the pids in gone, zombie for those in zombie.
+func probeOf(gone, zombie map[uint32]bool) func(ID) State {
+	return func(id ID) State {
+		switch {
+		case gone[id.PID]:
+			return StateGone
+		case zombie[id.PID]:
+			return StateZombie
+		}
+		return StateAlive
+	}
+}
+
+// A zombie found gone when due is not reported; unless its reap record comes
+// within the grace period, it is dropped as vanished.
 func TestVanishedZombieNotReported(t *testing.T) {
 	c := newClock()
-	gone := map[uint32]bool{600: true}
-	tr := New(Config{ZombieAfter: time.Second, StillThere: func(id ID) bool { return !gone[id.PID] }})
-	for _, pid := range []uint32{600, 700} {
+	gone := map[uint32]bool{600: true, 650: true}
+	tr := New(Config{ZombieAfter: time.Second, VerifyAfter: time.Second, Probe: probeOf(gone, nil)})
+	for _, pid := range []uint32{600, 650, 700} {
 		a := adoption(pid, reaper, events.ReaperInit, c.now)
 		tr.OnAdopt(a)
 		tr.OnExit(idOf(a), c.now, 0)
@@ -296,8 +311,13 @@ func TestVanishedZombieNotReported(t *testing.T) {
 	if len(got) != 1 || got[0].Zombie.Process.PID != 700 {
 		t.Fatalf("got %+v", got)
 	}
-	if s := tr.Stats(); s.Vanished != 1 || s.Followed != 1 {
-		t.Errorf("stats %+v", s)
+	// 650's reap record was on its way: it arrives within the grace period.
+	if r, ok := tr.OnReaped(ID{PID: 650, Start: 650 * time.Second}, c.advance(100*time.Millisecond)); !ok || r.Reported {
+		t.Fatalf("a record within the grace period: %+v %v", r, ok)
+	}
+	tr.Tick(c.advance(time.Second))
+	if s := tr.Stats(); s.Vanished != 1 || s.Followed != 1 || s.Unfollowed != 0 {
+		t.Errorf("stats %+v: want 600 vanished, 650 reaped, 700 followed", s)
 	}
 }
 
@@ -306,40 +326,50 @@ func TestVanishedZombieNotReported(t *testing.T) {
 // one whose exit was seen, is left to its records.
 func TestNewAdopteeChecked(t *testing.T) {
 	c := newClock()
-	gone := map[uint32]bool{}
-	tr := New(Config{ZombieAfter: time.Minute, VerifyAfter: time.Second, StillThere: func(id ID) bool { return !gone[id.PID] }})
-	for _, pid := range []uint32{100, 200, 300} {
+	gone, zombie := map[uint32]bool{}, map[uint32]bool{}
+	tr := New(Config{ZombieAfter: 10 * time.Second, VerifyAfter: time.Second, Probe: probeOf(gone, zombie)})
+	adoptedAt := c.now
+	for _, pid := range []uint32{100, 200, 300, 400} {
 		tr.OnAdopt(adoption(pid, reaper, events.ReaperSubreaper, c.now))
 	}
 	tr.OnExit(ID{PID: 300, Start: 300 * time.Second}, c.now, 0)
-	gone[100], gone[300] = true, true
+	gone[100], gone[300], zombie[400] = true, true, true
 	tr.Tick(c.advance(500 * time.Millisecond))
-	if s := tr.Stats(); s.Followed != 3 {
+	if s := tr.Stats(); s.Followed != 4 || s.Zombies != 1 {
 		t.Fatalf("checked before VerifyAfter: %+v", s)
 	}
-	tr.Tick(c.advance(600 * time.Millisecond))
-	if s := tr.Stats(); s.Followed != 2 || s.Unfollowed != 1 || s.Vanished != 0 {
-		t.Fatalf("stats %+v: want 100 dropped as unfollowed, 200 and 300 kept", s)
+	tr.Tick(c.advance(600 * time.Millisecond)) // 100 gone: suspect; 400 a zombie whose exit was unseen
+	if s := tr.Stats(); s.Followed != 4 || s.Zombies != 2 {
+		t.Fatalf("stats %+v: want 100 under suspicion, 400 taken as exited", s)
+	}
+	tr.Tick(c.advance(1100 * time.Millisecond))
+	if s := tr.Stats(); s.Followed != 3 || s.Unfollowed != 1 || s.Vanished != 0 {
+		t.Fatalf("stats %+v: want 100 dropped as unfollowed", s)
 	}
 	gone[200] = true
-	tr.Tick(c.advance(time.Hour)) // checked once only; 300 is due as a zombie and gone
-	if s := tr.Stats(); s.Followed != 1 || s.Vanished != 1 || s.Unfollowed != 1 {
-		t.Fatalf("stats %+v: want 200 kept (checked once), 300 vanished", s)
+	got := tr.Tick(adoptedAt.Add(10 * time.Second)) // 400 waits from its adoption; 300 is due and gone
+	if len(got) != 1 || got[0].Zombie.Process.PID != 400 || got[0].Waited != 10*time.Second {
+		t.Fatalf("the zombie adopted while exiting: %+v", got)
 	}
-	if len(tr.verify) != 0 {
-		t.Errorf("checks left: %d", len(tr.verify))
+	tr.Tick(c.advance(time.Hour)) // 200 was checked once only: left to its records
+	if s := tr.Stats(); s.Followed != 2 || s.Vanished != 1 || s.Unfollowed != 1 {
+		t.Fatalf("stats %+v: want 200 and 400 kept, 300 vanished", s)
+	}
+	if len(tr.verify) != 0 || len(tr.suspect) != 0 {
+		t.Errorf("checks left: %d, %d", len(tr.verify), len(tr.suspect))
 	}
 }
 
 // A pre-existing process the kernel never followed is not a lost record.
 func TestPreexistingGoneIsUnfollowed(t *testing.T) {
 	c := newClock()
-	tr := New(Config{ZombieAfter: time.Second, StillThere: func(ID) bool { return false }})
-	tr.Seed(c.now, []Preexisting{{Process: events.Process{PID: 70, Start: time.Second},
-		Reaper: Reaper{reaper, events.ReaperInit}, Zombie: true}, {Process: events.Process{PID: 71, Start: time.Second},
+	tr := New(Config{ZombieAfter: time.Second, Probe: func(ID) State { return StateGone }})
+	tr.Seed(c.now, []Preexisting{{Process: events.Process{ID: procfs.ID{PID: 70, Start: time.Second}},
+		Reaper: Reaper{reaper, events.ReaperInit}, Zombie: true}, {Process: events.Process{ID: procfs.ID{PID: 71, Start: time.Second}},
 		Reaper: Reaper{reaper, events.ReaperInit}}})
 	tr.Tick(c.advance(2 * time.Second))
-	tr.Gone(ID{PID: 71, Start: time.Second})
+	tr.Suspect(ID{PID: 71, Start: time.Second}, c.now)
+	tr.Tick(c.advance(2 * time.Second))
 	if s := tr.Stats(); s.Followed != 0 || s.Unfollowed != 2 || s.Vanished != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -382,8 +412,8 @@ func TestSnapshot(t *testing.T) {
 	b := adoption(810, reaper, events.ReaperSubreaper, c.advance(time.Second))
 	tr.OnAdopt(b)
 	tr.OnAdopt(a) // records may arrive out of order
-	tr.Seed(c.now, []Preexisting{{Process: events.Process{PID: 20, Start: time.Second, Comm: "old"},
-		Reaper: Reaper{events.Process{PID: 1, Comm: "init"}, events.ReaperInit}}})
+	tr.Seed(c.now, []Preexisting{{Process: events.Process{ID: procfs.ID{PID: 20, Start: time.Second}, Comm: "old"},
+		Reaper: Reaper{events.Process{ID: procfs.ID{PID: 1}, Comm: "init"}, events.ReaperInit}}})
 	tr.OnExit(idOf(b), c.now, 9)
 	snap := tr.Snapshot()
 	if len(snap) != 3 || snap[0].Process.PID != 20 || snap[1].Process.PID != 800 || snap[2].Process.PID != 810 {
@@ -433,7 +463,7 @@ func TestFirstSeen(t *testing.T) {
 		t.Fatal("a new process on the reaper's pid is a new reaper")
 	}
 	for i := range maxSeenReapers + 10 {
-		tr.FirstSeen(Reaper{events.Process{PID: uint32(10000 + i)}, events.ReaperSubreaper})
+		tr.FirstSeen(Reaper{events.Process{ID: procfs.ID{PID: uint32(10000 + i)}}, events.ReaperSubreaper})
 	}
 	if len(tr.seen) > maxSeenReapers {
 		t.Fatalf("unbounded: %d", len(tr.seen))

@@ -7,5 +7,7 @@ import "net"
 // subscribers: PeerOf, then Authorize.
 func PeerOf(conn *net.UnixConn) (Peer, error) { return peerOf(conn) }
 
-// LookupGroup resolves a group name or number to a gid, as --socket-group does.
-func LookupGroup(name string) (int, error) { return lookupGroup(name) }
+// ProbeLine is what a starting watcher sends to a socket it finds at its
+// path, to tell a live server from a stale file: a server closes such a
+// connection quietly and counts nothing.
+const ProbeLine = probeLine

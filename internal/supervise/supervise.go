@@ -24,6 +24,8 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/service"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -62,12 +64,19 @@ type Config struct {
 	StopTimeout time.Duration // grace between SIGTERM and SIGKILL for leftovers
 	PIDFile     string        // the daemon's pid file: it must name the daemon
 	NoSubreaper bool          // leave adoption to init; follow the daemon by pidfd
-	Hook        loader.Hook
-	Verbose     bool
+	// KillTreeOnExit kills whatever CMD started that still runs when run
+	// exits, however it exits, even by SIGKILL (see treeGuard).
+	KillTreeOnExit bool
+	Hook           events.Hook
+	Verbose        bool
 	// CMD's standard streams (run's own, normally).
 	Stdin, Stdout, Stderr *os.File
 	// Log receives run's messages, one line each.
 	Log io.Writer
+	// Notify tells the service manager (systemd's NOTIFY_SOCKET, s6's notify
+	// fd) about the daemon: its pid and readiness once identified, stopping.
+	// nil: nobody is told.
+	Notify *service.Notifier
 }
 
 type state int
@@ -89,23 +98,24 @@ type recordOrErr struct {
 }
 
 type supervisor struct {
-	cfg  Config
-	self uint32
+	cfg   Config
+	self  uint32
+	guard *treeGuard // KillTreeOnExit
 
 	records chan recordOrErr
 	reaps   chan reaped
-	gone    chan Ident // pidfd readable (NoSubreaper)
+	gone    chan procfs.ID // pidfd readable (NoSubreaper)
 	sigs    chan os.Signal
 	sigchld chan os.Signal
 	done    chan struct{}
 
 	tracker   *Tracker
 	state     state
-	cmd       Ident
+	cmd       procfs.ID
 	cmdComm   string
 	cmdStatus *unix.WaitStatus
-	pidfds    map[Ident]int // live members, for signals (and liveness with NoSubreaper)
-	statuses  map[Ident]uint32
+	pidfds    map[procfs.ID]int // live members, for signals (and liveness with NoSubreaper)
+	statuses  map[procfs.ID]uint32
 
 	daemon         *Candidate
 	daemonComm     string
@@ -118,6 +128,19 @@ type supervisor struct {
 	pending        []unix.Signal // non-stop signals received before the daemon was known
 }
 
+// commandEnv is run's environment without NOTIFY_SOCKET: run speaks for the
+// service to its manager, and a daemon that found the socket would announce
+// itself before run has handed the service over to it.
+func commandEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // Run supervises cfg.Command and returns run's exit code.
 func Run(cfg Config) int {
 	if cfg.Log == nil {
@@ -128,12 +151,12 @@ func Run(cfg Config) int {
 		self:     uint32(os.Getpid()),
 		records:  make(chan recordOrErr, 1024),
 		reaps:    make(chan reaped, 256),
-		gone:     make(chan Ident, 64),
+		gone:     make(chan procfs.ID, 64),
 		sigs:     make(chan os.Signal, 16),
 		sigchld:  make(chan os.Signal, 1),
 		done:     make(chan struct{}),
-		pidfds:   map[Ident]int{},
-		statuses: map[Ident]uint32{},
+		pidfds:   map[procfs.ID]int{},
+		statuses: map[procfs.ID]uint32{},
 	}
 	defer close(s.done)
 	return s.run()
@@ -156,7 +179,7 @@ func (s *supervisor) run() int {
 	}
 	path, code, err := resolveCommand(s.cfg.Command[0])
 	if err != nil {
-		s.logf("%v", err)
+		s.logf("%s", output.Escape(err.Error())) // names CMD, which may hold anything
 		return code
 	}
 	if !s.cfg.NoSubreaper {
@@ -180,25 +203,35 @@ func (s *supervisor) run() int {
 	defer obs.Close()
 	go s.readRecords(obs)
 
-	pid, err := syscall.ForkExec(path, s.cfg.Command, &syscall.ProcAttr{
-		Env:   os.Environ(),
+	attr := &syscall.ProcAttr{
+		Env:   commandEnv(),
 		Files: []uintptr{s.cfg.Stdin.Fd(), s.cfg.Stdout.Fd(), s.cfg.Stderr.Fd()},
-	})
+	}
+	if s.cfg.KillTreeOnExit {
+		if s.guard, err = newTreeGuard(); err != nil {
+			s.logf("%v", err)
+			return ExitFailure
+		}
+		attr.Sys = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: s.guard.fd}
+		s.debugf("the tree lives in cgroup %s; guardian pid=%d", s.guard.dir, s.guard.guardian)
+	}
+	pid, err := syscall.ForkExec(path, s.cfg.Command, attr)
+	s.guard.release()
 	if err != nil {
-		s.logf("cannot start %s: %v", s.cfg.Command[0], err)
+		s.logf("cannot start %s: %v", output.Escape(s.cfg.Command[0]), err)
 		if errors.Is(err, unix.ENOENT) {
 			return ExitNotFound
 		}
 		return ExitNotExecutable
 	}
 	// Read CMD's identity before anything can reap it.
-	k, err := procStat(pid)
+	k, err := procfs.ReadStat(pid)
 	if err != nil {
-		s.logf("cannot read /proc/%d/stat of %s: %v", pid, s.cfg.Command[0], err)
+		s.logf("cannot read /proc/%d/stat of %s: %v", pid, output.Escape(s.cfg.Command[0]), err)
 		unix.Kill(pid, unix.SIGKILL)
 		return ExitFailure
 	}
-	s.cmd, s.cmdComm = Ident{uint32(pid), k.Start}, k.Comm
+	s.cmd, s.cmdComm = k.ID, k.Comm
 	if fd, ok := openIfSame(s.cmd); ok {
 		s.pidfds[s.cmd] = fd
 	}
@@ -207,7 +240,8 @@ func (s *supervisor) run() int {
 	now := time.Now()
 	s.deadline = now.Add(s.cfg.Timeout)
 	s.tracker = NewTracker(s.cmd, now, s.cfg.Settle, s.self, !s.cfg.NoSubreaper)
-	s.debugf("started %s pid=%d (hook %s via %s)", s.cfg.Command[0], pid, obs.Mechanism.Hook, obs.Mechanism.Name)
+	s.debugf("started %s pid=%d (hook %s via %s)", output.Escape(s.cfg.Command[0]), pid, obs.Mechanism.Hook, obs.Mechanism.Name)
+	s.cfg.Notify.Status(fmt.Sprintf("waiting for the daemon: started %s pid %d", output.Escape(s.cmdComm), pid))
 	return s.finish(s.loop())
 }
 
@@ -276,10 +310,10 @@ func (s *supervisor) step(now time.Time) (code int, done bool) {
 
 // noDaemon ends a launch that left nothing running.
 func (s *supervisor) noDaemon() int {
-	cmd := s.cfg.Command[0]
+	cmd := output.Escape(s.cfg.Command[0])
 	switch {
 	case s.cmdStatus != nil && *s.cmdStatus != 0:
-		s.logf("%s %s and left no daemon", cmd, describeStatus(*s.cmdStatus))
+		s.logf("%s %s and left no daemon", cmd, output.StatusText(uint32(*s.cmdStatus)))
 		return exitCode(*s.cmdStatus)
 	case s.stopSignal != 0:
 		s.logf("stopped by %s before a daemon was identified", unix.SignalName(s.stopSignal))
@@ -304,12 +338,11 @@ func (s *supervisor) unrecorded() []string {
 		return nil
 	}
 	var out []string
-	for _, k := range childrenOf(int(s.self)) {
-		id := Ident{k.PID, k.Start}
-		if id.Same(s.cmd) || s.tracker.member(id) != nil {
+	for _, k := range procfs.Children(int(s.self)) {
+		if k.ID.Same(s.cmd) || s.tracker.member(k.ID) != nil || s.isGuardian(int(k.PID)) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, k.Comm))
+		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, output.Escape(k.Comm)))
 	}
 	return out
 }
@@ -320,34 +353,40 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	// The adoption record has the comm at adoption time; a daemon often execs
 	// its real program just after (before it was chosen, so that exec was not
 	// followed): name what it runs now.
-	if k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", c.PID)); err == nil &&
-		c.Ident.Same(Ident{PID: k.PID, Start: k.Start}) {
+	if k, err := procfs.ReadStat(int(c.PID)); err == nil && c.ID.Same(k.ID) {
 		c.Comm = k.Comm
 	}
 	lineage := output.LineageText(c.Adoption.Lineage, c.Adoption.LineageComplete)
 	pattern := events.DaemonPattern(c.Adoption.Lineage)
 	if successor {
 		s.logf("daemon pid=%d comm=%s follows pid=%d comm=%s (%s; %s, %s): %s",
-			c.PID, c.Comm, s.daemon.PID, s.daemonComm, "the previous daemon exited cleanly", pattern, d.Reason, lineage)
+			c.PID, output.Escape(c.Comm), s.daemon.PID, output.Escape(s.daemonComm), "the previous daemon exited cleanly", pattern, d.Reason, lineage)
 	} else {
-		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, c.Comm, pattern, d.Reason, lineage)
+		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, output.Escape(c.Comm), pattern, d.Reason, lineage)
 	}
 	if len(d.Others) > 0 {
 		var others []string
 		for _, o := range d.Others {
-			others = append(others, fmt.Sprintf("%d (%s)", o.PID, o.Comm))
+			others = append(others, fmt.Sprintf("%d (%s)", o.PID, output.Escape(o.Comm)))
 		}
 		s.logf("also adopted and still running, not followed: %s", strings.Join(others, ", "))
+	}
+	// The service manager follows the daemon from now on: MAINPID= with READY=1
+	// in one message the first time (see service.Notifier.ReadyMainPID).
+	if successor {
+		s.cfg.Notify.MainPID(int(c.PID), fmt.Sprintf("following %d %s (it replaced %d)", c.PID, output.Escape(c.Comm), s.daemon.PID))
+	} else {
+		s.cfg.Notify.ReadyMainPID(int(c.PID), fmt.Sprintf("following %d %s", c.PID, output.Escape(c.Comm)))
 	}
 	s.daemon, s.daemonComm = c, c.Comm
 	s.daemonEnded, s.daemonStatus = false, nil
 	s.state = following
 	s.tracker.Follow(c)
 	if s.stopSignal != 0 {
-		s.signal(c.Ident, s.stopSignal)
+		s.signal(c.ID, s.stopSignal)
 	}
 	for _, sig := range s.pending {
-		s.signal(c.Ident, sig)
+		s.signal(c.ID, sig)
 	}
 	s.pending = nil
 }
@@ -356,12 +395,12 @@ func (s *supervisor) follow(d Decision, successor bool) {
 func (s *supervisor) ended(now time.Time) (int, bool) {
 	d := s.daemon
 	if s.daemonStatus == nil {
-		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, s.daemonComm)
+		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, output.Escape(s.daemonComm))
 		return ExitFailure, true
 	}
 	ws := *s.daemonStatus
 	s.lastCode = exitCode(ws)
-	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, s.daemonComm, s.lastCode, describeStatus(ws))
+	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, output.Escape(s.daemonComm), s.lastCode, output.StatusText(uint32(ws)))
 	if ws != 0 || s.stopSignal != 0 {
 		return s.lastCode, true
 	}
@@ -386,7 +425,7 @@ func (s *supervisor) onRecord(r recordOrErr) {
 	}
 	now := time.Now()
 	if a := r.rec.Adoption; a != nil {
-		id := Ident{a.Child.PID, a.Child.Start}
+		id := a.Child.ID
 		fd, alive := -1, false
 		if !a.Zombie {
 			fd, alive = openIfSame(id)
@@ -398,7 +437,7 @@ func (s *supervisor) onRecord(r recordOrErr) {
 			}
 			return
 		}
-		s.debugf("adopted pid=%d comm=%s by %d (%s), alive=%v: %s", c.PID, c.Comm, a.NewParent.PID, a.Reaper, c.Alive,
+		s.debugf("adopted pid=%d comm=%s by %d (%s), alive=%v: %s", c.PID, output.Escape(c.Comm), a.NewParent.PID, a.Reaper, c.Alive,
 			output.LineageText(a.Lineage, a.LineageComplete))
 		if !c.Alive {
 			if fd >= 0 {
@@ -406,9 +445,9 @@ func (s *supervisor) onRecord(r recordOrErr) {
 			}
 			return
 		}
-		s.pidfds[c.Ident] = fd
+		s.pidfds[c.ID] = fd
 		if s.cfg.NoSubreaper {
-			go s.watchPidfd(c.Ident, fd)
+			go s.watchPidfd(c.ID, fd)
 		}
 		return
 	}
@@ -416,17 +455,18 @@ func (s *supervisor) onRecord(r recordOrErr) {
 	if t == nil {
 		return
 	}
-	id := Ident{t.Process.PID, t.Process.Start}
+	id := t.Process.ID
 	switch {
 	case t.Kind == events.KindExit && t.ProcessExit && s.tracker.member(id) != nil:
 		s.statuses[id] = t.ExitStatus
-		if s.daemon != nil && s.daemon.Ident.Same(id) && s.daemonEnded && s.daemonStatus == nil {
+		if s.daemon != nil && s.daemon.ID.Same(id) && s.daemonEnded && s.daemonStatus == nil {
 			ws := unix.WaitStatus(t.ExitStatus)
 			s.daemonStatus = &ws
 		}
-	case t.Kind == events.KindExec && s.daemon != nil && !s.daemonEnded && s.daemon.Ident.Same(id):
+	case t.Kind == events.KindExec && s.daemon != nil && !s.daemonEnded && s.daemon.ID.Same(id):
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", id.PID))
-		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID, s.daemonComm, t.Process.Comm, exe)
+		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID,
+			output.Escape(s.daemonComm), output.Escape(t.Process.Comm), output.Escape(exe))
 		s.daemonComm = t.Process.Comm
 	case t.Kind == events.KindExec && id.Same(s.cmd):
 		s.cmdComm = t.Process.Comm
@@ -440,7 +480,7 @@ func (s *supervisor) onReap(r reaped) {
 		ws := r.status
 		s.cmdStatus = &ws
 		s.closePidfd(s.cmd)
-		s.debugf("%s pid=%d %s", s.cfg.Command[0], r.pid, describeStatus(ws))
+		s.debugf("%s pid=%d %s", output.Escape(s.cfg.Command[0]), r.pid, output.StatusText(uint32(ws)))
 		if s.state == launching {
 			s.tracker.RootExited(now)
 		}
@@ -450,11 +490,11 @@ func (s *supervisor) onReap(r reaped) {
 		return
 	}
 	c := s.tracker.Exited(uint32(r.pid), now)
-	s.debugf("reaped pid=%d: %s", r.pid, describeStatus(r.status))
+	s.debugf("reaped pid=%d: %s", r.pid, output.StatusText(uint32(r.status)))
 	if c == nil {
 		return
 	}
-	s.closePidfd(c.Ident)
+	s.closePidfd(c.ID)
 	if s.daemon == c {
 		ws := r.status
 		s.daemonEnded, s.daemonStatus = true, &ws
@@ -463,7 +503,7 @@ func (s *supervisor) onReap(r reaped) {
 }
 
 // onGone: a member's pidfd became readable (NoSubreaper): it has exited.
-func (s *supervisor) onGone(id Ident) {
+func (s *supervisor) onGone(id procfs.ID) {
 	now := time.Now()
 	c := s.tracker.Exited(id.PID, now)
 	s.closePidfd(id)
@@ -472,7 +512,7 @@ func (s *supervisor) onGone(id Ident) {
 	}
 	s.daemonEnded = true
 	s.statusDeadline = now.Add(statusWait)
-	if st, ok := s.statuses[c.Ident]; ok {
+	if st, ok := s.statuses[c.ID]; ok {
 		ws := unix.WaitStatus(st)
 		s.daemonStatus = &ws
 	}
@@ -483,11 +523,14 @@ func (s *supervisor) onGone(id Ident) {
 func (s *supervisor) onSignal(sig unix.Signal) {
 	stop := isStop(sig)
 	if stop {
+		if s.stopSignal == 0 {
+			s.cfg.Notify.Stopping()
+		}
 		s.stopSignal = sig
 	}
 	switch {
 	case s.state == following && !s.daemonEnded:
-		s.signal(s.daemon.Ident, sig)
+		s.signal(s.daemon.ID, sig)
 	case stop:
 		// Nothing to follow yet (or a successor is looked for): whatever runs
 		// of the launch is asked to stop.
@@ -495,7 +538,7 @@ func (s *supervisor) onSignal(sig unix.Signal) {
 			s.signal(s.cmd, sig)
 		}
 		for _, c := range s.tracker.Live() {
-			s.signal(c.Ident, sig)
+			s.signal(c.ID, sig)
 		}
 	default:
 		s.pending = append(s.pending, sig) // for the daemon, once known
@@ -503,7 +546,7 @@ func (s *supervisor) onSignal(sig unix.Signal) {
 }
 
 // signal sends sig through the process's pidfd: never to a reused pid, never to PID 1.
-func (s *supervisor) signal(id Ident, sig unix.Signal) {
+func (s *supervisor) signal(id procfs.ID, sig unix.Signal) {
 	fd, ok := s.pidfds[id]
 	if !ok || id.PID <= 1 {
 		return
@@ -515,7 +558,7 @@ func (s *supervisor) signal(id Ident, sig unix.Signal) {
 	s.debugf("sent %s to pid %d", unix.SignalName(sig), id.PID)
 }
 
-func (s *supervisor) closePidfd(id Ident) {
+func (s *supervisor) closePidfd(id procfs.ID) {
 	if fd, ok := s.pidfds[id]; ok {
 		unix.Close(fd)
 		delete(s.pidfds, id)
@@ -535,8 +578,10 @@ func (s *supervisor) finish(code int) int {
 			}
 			return pids
 		}
-		for _, k := range childrenOf(os.Getpid()) {
-			pids = append(pids, int(k.PID))
+		for _, k := range procfs.Children(os.Getpid()) {
+			if !s.isGuardian(int(k.PID)) {
+				pids = append(pids, int(k.PID))
+			}
 		}
 		return pids
 	})
@@ -561,8 +606,8 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 			if termed[pid] || pid <= 1 {
 				continue
 			}
-			if k, err := procStat(pid); err == nil && k.PPID == s.self {
-				s.logf("stopping leftover pid=%d comm=%s", pid, k.Comm)
+			if k, err := procfs.ReadStat(pid); err == nil && k.PPID == s.self {
+				s.logf("stopping leftover pid=%d comm=%s", pid, output.Escape(k.Comm))
 				s.kill(pid, unix.SIGTERM)
 			}
 			termed[pid] = true
@@ -579,11 +624,14 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 		}
 		select {
 		case r := <-s.reaps:
-			s.debugf("reaped pid=%d: %s", r.pid, describeStatus(r.status))
+			s.debugf("reaped pid=%d: %s", r.pid, output.StatusText(uint32(r.status)))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
+
+// isGuardian: the KillTreeOnExit guardian is run's child but not of the tree.
+func (s *supervisor) isGuardian(pid int) bool { return s.guard != nil && s.guard.guardian == pid }
 
 // kill signals one of run's children: a pidfd opened while it is still our
 // child (it cannot have been reaped and reused: only run reaps its children).
@@ -593,7 +641,7 @@ func (s *supervisor) kill(pid int, sig unix.Signal) {
 		return
 	}
 	defer unix.Close(fd)
-	if k, err := procStat(pid); err != nil || k.PPID != s.self || pid <= 1 {
+	if k, err := procfs.ReadStat(pid); err != nil || k.PPID != s.self || pid <= 1 {
 		return
 	}
 	unix.PidfdSendSignal(fd, sig, nil, 0)
@@ -643,7 +691,7 @@ func (s *supervisor) readRecords(obs *loader.Observer) {
 
 // watchPidfd reports when a member exits (NoSubreaper mode). The loop owns the
 // pidfd and closes it only once this has returned (or run ends).
-func (s *supervisor) watchPidfd(id Ident, fd int) {
+func (s *supervisor) watchPidfd(id procfs.ID, fd int) {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(fds, 250)
