@@ -7,6 +7,16 @@ import "net"
 // subscribers: PeerOf, then Authorize.
 func PeerOf(conn *net.UnixConn) (Peer, error) { return peerOf(conn) }
 
+// Subscribers is how many subscribers are connected now.
+func (s *Server) Subscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// Server is the sink's server, for its counts.
+func (s *Sink) Server() *Server { return s.srv }
+
 // ProbeLine is what a starting watcher sends to a socket it finds at its
 // path, to tell a live server from a stale file: a server closes such a
 // connection quietly and counts nothing.
