@@ -105,9 +105,8 @@ func TestPsWithoutWatcher(t *testing.T) {
 func TestPsListsAdoptedDaemon(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
 		sock := filepath.Join(t.TempDir(), "ctl.sock")
-		c := startCLI(t, "--json", "--hook="+hook, "--control-socket", sock, "--metrics", "127.0.0.1:0")
+		c := startCLI(t, "--json", "--hook="+hook, "--control-socket", sock)
 		c.waitReady(t)
-		addr := metricsAddr(t, c)
 		tree := testsupport.StartTree(t, "doublefork")
 		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 		jsonAdoptionOf(t, c, daemon)
@@ -142,10 +141,6 @@ func TestPsListsAdoptedDaemon(t *testing.T) {
 				t.Fatalf("daemon %d still listed 10s after it was killed and reaped:\n%s", daemon, out)
 			}
 			time.Sleep(100 * time.Millisecond)
-		}
-		// It left because its reap record came, not because ps found it gone.
-		if n := metricValue(scrape(t, addr), "adoptwatch_followed_vanished_total", nil); n != 0 {
-			t.Errorf("%v followed processes vanished without their reap record", n)
 		}
 	})
 }
@@ -347,16 +342,17 @@ func TestMetricsCountAdoptions(t *testing.T) {
 			delays := metricValue(f, "adoptwatch_reaped_after_seconds", kind)
 			unseen := metricValue(f, "adoptwatch_followed_exit_unseen_total", nil)
 			unfollowed := metricValue(f, "adoptwatch_followed_unfollowed_total", nil)
-			if delays+unseen+unfollowed != 1001 || unseen+unfollowed > 20 {
-				return fmt.Sprintf("%v reap delays, %v reaps with the exit unseen, %v reaped before the kernel followed them: want 1001 in all (every adoptee but the live daemon), nearly all delays (followed %v, zombies %v, vanished %v, adoptee records lost %v, adoptees map full %v)",
-					delays, unseen, unfollowed, metricValue(f, "adoptwatch_followed_processes", nil), metricValue(f, "adoptwatch_followed_zombies", nil),
-					metricValue(f, "adoptwatch_followed_vanished_total", nil), metricValue(f, "adoptwatch_records_lost_total", map[string]string{"records": "adoptee"}),
-					metricValue(f, "adoptwatch_kernel_adoptees_map_full_total", nil))
+			vanished := metricValue(f, "adoptwatch_followed_vanished_total", nil)
+			if delays+unseen+unfollowed+vanished != 1001 || delays < 950 {
+				return fmt.Sprintf("%v reap delays, %v reaps with the exit unseen, %v reaped before the kernel followed them, %v with the reap record missing: want 1001 in all (every adoptee but the live daemon), nearly all delays (followed %v, zombies %v; kernel: adoptee records lost %v, adoptees map full %v, unseen events %v)",
+					delays, unseen, unfollowed, vanished, metricValue(f, "adoptwatch_followed_processes", nil), metricValue(f, "adoptwatch_followed_zombies", nil),
+					metricValue(f, "adoptwatch_records_lost_total", map[string]string{"records": "adoptee"}),
+					metricValue(f, "adoptwatch_kernel_adoptees_map_full_total", nil), metricValue(f, "adoptwatch_kernel_unseen_events_total", nil))
 			}
 			if n := metricValue(f, "adoptwatch_unreaped_zombies", kind); n != 0 {
 				return fmt.Sprintf("unreaped_zombies %v, want 0", n)
 			}
-			for _, name := range []string{"adoptwatch_unreaped_events_total", "adoptwatch_followed_vanished_total", "adoptwatch_followed_evicted_total"} {
+			for _, name := range []string{"adoptwatch_unreaped_events_total", "adoptwatch_followed_evicted_total"} {
 				if n := metricValue(f, name, nil); n != 0 {
 					return fmt.Sprintf("%s %v, want 0", name, n)
 				}
@@ -497,8 +493,7 @@ func TestPromptReaperNoRecords(t *testing.T) {
 		if n := histogramBucket(fams, "adoptwatch_reaped_after_seconds", kind, after.Seconds()); n < 1 {
 			t.Errorf("no reap within %v in the histogram", after)
 		}
-		for name, want := range map[string]float64{"adoptwatch_unreaped_events_total": 0, "adoptwatch_reaped_events_total": 0,
-			"adoptwatch_followed_vanished_total": 0} {
+		for name, want := range map[string]float64{"adoptwatch_unreaped_events_total": 0, "adoptwatch_reaped_events_total": 0} {
 			if got := metricValue(fams, name, nil); got != want {
 				t.Errorf("%s = %v, want %v", name, got, want)
 			}

@@ -366,22 +366,26 @@ func (t *Tracker) Tick(now time.Time) []Unreaped {
 	return out
 }
 
-// checkNew probes the adoptees due for their one check. Gone although its
-// exit was never seen: reaped before the kernel could follow it, no record
-// will come. A zombie although its exit was never seen: adopted while
-// exiting, so the kernel sent no exit record; it waits from its adoption.
+// checkNew probes the adoptees due for their check, a second after their
+// adoption and a second after their exit. Gone: its records should have
+// come; unless they do within the grace period, it is dropped (its reap
+// record lost, or it was reaped before the kernel could follow it). A zombie
+// although its exit was never seen: adopted while exiting, so the kernel
+// sent no exit record; it waits from its adoption.
 func (t *Tracker) checkNew(now time.Time) {
 	n := 0
 	for ; n < len(t.verify) && !t.verify[n].due.After(now); n++ {
 		e := t.verify[n].e
-		if t.byPID[e.id.PID] != e || !e.Exited.IsZero() {
-			continue // reaped, replaced, or its exit was seen: the kernel follows it
+		if t.byPID[e.id.PID] != e {
+			continue // reaped or replaced
 		}
 		switch t.cfg.Probe(e.id) {
 		case StateGone:
 			t.suspectEntry(e, now)
 		case StateZombie:
-			t.exited(e, e.Adopted, 0)
+			if e.Exited.IsZero() {
+				t.exited(e, e.Adopted, 0)
+			}
 		}
 	}
 	t.verify = t.verify[n:]
@@ -509,6 +513,9 @@ func (t *Tracker) remove(e *entry) {
 func (t *Tracker) exited(e *entry, at time.Time, status uint32) {
 	e.Exited, e.ExitStatus = at, status
 	heap.Push(&t.due, e)
+	if t.cfg.Probe != nil { // gone a second after its exit without a reap record: the record was lost
+		t.verify = bounded(t.verify, pending{e, at.Add(t.cfg.VerifyAfter)}, t.cfg.Capacity)
+	}
 }
 
 // setReaper moves e to another reaper, carrying a reported zombie's count.

@@ -343,17 +343,28 @@ func TestNewAdopteeChecked(t *testing.T) {
 		t.Fatalf("stats %+v: want 100 under suspicion, 400 taken as exited", s)
 	}
 	tr.Tick(c.advance(1100 * time.Millisecond))
-	if s := tr.Stats(); s.Followed != 3 || s.Unfollowed != 1 || s.Vanished != 0 {
-		t.Fatalf("stats %+v: want 100 dropped as unfollowed", s)
+	if s := tr.Stats(); s.Followed != 2 || s.Unfollowed != 1 || s.Vanished != 1 {
+		t.Fatalf("stats %+v: want 100 dropped as unfollowed, 300 (exit seen, then gone) as vanished", s)
 	}
 	gone[200] = true
-	got := tr.Tick(adoptedAt.Add(10 * time.Second)) // 400 waits from its adoption; 300 is due and gone
+	got := tr.Tick(adoptedAt.Add(10 * time.Second)) // 400 waits from its adoption
 	if len(got) != 1 || got[0].Zombie.Process.PID != 400 || got[0].Waited != 10*time.Second {
 		t.Fatalf("the zombie adopted while exiting: %+v", got)
 	}
 	tr.Tick(c.advance(time.Hour)) // 200 was checked once only: left to its records
 	if s := tr.Stats(); s.Followed != 2 || s.Vanished != 1 || s.Unfollowed != 1 {
 		t.Fatalf("stats %+v: want 200 and 400 kept, 300 vanished", s)
+	}
+	// An exit seen, then gone without its reap record: found a second after
+	// the exit (and a grace period), long before it would be due.
+	e := adoption(500, reaper, events.ReaperSubreaper, c.now)
+	tr.OnAdopt(e)
+	tr.OnExit(idOf(e), c.advance(5*time.Second), 0)
+	gone[500] = true
+	tr.Tick(c.advance(1100 * time.Millisecond))
+	tr.Tick(c.advance(1100 * time.Millisecond))
+	if s := tr.Stats(); s.Vanished != 2 || s.Followed != 2 {
+		t.Fatalf("stats %+v: want 500 vanished within seconds of its exit", s)
 	}
 	if len(tr.verify) != 0 || len(tr.suspect) != 0 {
 		t.Errorf("checks left: %d, %d", len(tr.verify), len(tr.suspect))
