@@ -19,7 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/notify"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/subscribe"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
@@ -503,4 +505,58 @@ func TestPromptReaperNoRecords(t *testing.T) {
 
 func eventOf(event string, pid int) func(map[string]any) bool {
 	return func(m map[string]any) bool { return m["event"] == event && testsupport.Num(m, "pid") == pid }
+}
+
+// The signal sink's and the subscriber socket's counts reach the metrics.
+func TestMetricsNotifyAndSocket(t *testing.T) {
+	testsupport.RequireBPF(t)
+	ok := startNotified(t, notify.RTMin+3, "sigwait", "doublefork")
+	full := startNotified(t, notify.RTMin+5, "full", "doublefork")
+	sock := filepath.Join(t.TempDir(), "sub.sock")
+	c := startWatching(t, "--json", "--metrics", "127.0.0.1:0", "--socket", sock,
+		"--notify-pid", itoa(ok.Reaper), "--notify-signal", "RTMIN+3",
+		"--notify-pid", itoa(full.Reaper), "--notify-signal", "RTMIN+5")
+	addr := metricsAddr(t, c)
+	sub, err := subscribe.Dial(sock, "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if rec, err := sub.Next(); err != nil || rec.Fields["event"] != "subscribed" {
+		t.Fatalf("subscribing: %v %v", rec.Fields, err)
+	}
+	for _, tree := range []*fixture.Tree{ok, full} {
+		if err := tree.Go(); err != nil {
+			t.Fatal(err)
+		}
+		testsupport.KillAtEnd(t, testsupport.Next(t, tree, "daemon").Int(0))
+	}
+	testsupport.Next(t, ok, "sig")
+	testsupport.Next(t, ok, "sig")
+	c.stdout.JSON(2, 10*time.Second, func(m map[string]any) bool { return m["event"] == "notify-failed" })
+	waitMetrics(t, addr, func(f map[string]*dto.MetricFamily) string {
+		for name, want := range map[string]float64{
+			"adoptwatch_notify_deliveries_total": 2,
+			"adoptwatch_socket_subscribers":      1,
+			"adoptwatch_socket_accepted_total":   1,
+		} {
+			if got := metricValue(f, name, nil); got != want {
+				return fmt.Sprintf("%s = %v, want %v", name, got, want)
+			}
+		}
+		if got := metricValue(f, "adoptwatch_notify_failures_total", map[string]string{"errno": "EAGAIN"}); got != 2 {
+			return fmt.Sprintf("notify_failures_total{errno=EAGAIN} = %v, want 2", got)
+		}
+		return ""
+	})
+	sub.Close()
+	waitMetrics(t, addr, func(f map[string]*dto.MetricFamily) string {
+		if got := metricValue(f, "adoptwatch_socket_subscribers", nil); got != 0 {
+			return fmt.Sprintf("socket_subscribers %v after the subscriber left, want 0", got)
+		}
+		if got := metricValue(f, "adoptwatch_socket_disconnects_total", map[string]string{"reason": "closed-by-peer"}); got != 1 {
+			return fmt.Sprintf("disconnects{closed-by-peer} %v, want 1", got)
+		}
+		return ""
+	})
 }
