@@ -255,10 +255,10 @@ func adoptionSeries(t *testing.T, c *cli, pid, n int) map[[3]string]int {
 }
 
 // waitMetrics scrapes until check passes (the sinks run after the printer,
-// so a line may be out before it is counted) or 10s have passed.
+// so a line may be out before it is counted) or 30s have passed.
 func waitMetrics(t *testing.T, addr string, check func(map[string]*dto.MetricFamily) string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		msg := check(scrape(t, addr))
 		if msg == "" {
@@ -300,7 +300,7 @@ func sameAdoptions(printed map[[3]string]int) func(map[string]*dto.MetricFamily)
 }
 
 // The metrics endpoint counts what the test produced, also after a burst of
-// 1,000 adoptions.
+// 1,000 adoptions (100 under -short, as in the test VMs).
 func TestMetricsCountAdoptions(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
 		tree, err := fixture.Start("idle")
@@ -331,10 +331,14 @@ func TestMetricsCountAdoptions(t *testing.T) {
 		}
 		waitMetrics(t, addr, sameAdoptions(printed))
 
-		if err := tree.Run("raw:1000"); err != nil {
+		burst := 1000
+		if testing.Short() {
+			burst = 100 // emulated CPUs in the test VMs are 10-50x slower
+		}
+		if err := tree.Run(fmt.Sprintf("raw:%d", burst)); err != nil {
 			t.Fatal(err)
 		}
-		printed = adoptionSeries(t, c, tree.Reaper, 1002)
+		printed = adoptionSeries(t, c, tree.Reaper, burst+2)
 		waitMetrics(t, addr, sameAdoptions(printed))
 		// The fixture's reaper reaps at once: every adopted process but the
 		// live daemon is seen reaped, and none is reported. A process adopted
@@ -345,9 +349,9 @@ func TestMetricsCountAdoptions(t *testing.T) {
 			unseen := metricValue(f, "adoptwatch_followed_exit_unseen_total", nil)
 			unfollowed := metricValue(f, "adoptwatch_followed_unfollowed_total", nil)
 			vanished := metricValue(f, "adoptwatch_followed_vanished_total", nil)
-			if delays+unseen+unfollowed+vanished != 1001 || delays < 950 {
-				return fmt.Sprintf("%v reap delays, %v reaps with the exit unseen, %v reaped before the kernel followed them, %v with the reap record missing: want 1001 in all (every adoptee but the live daemon), nearly all delays (followed %v, zombies %v; kernel: adoptee records lost %v, adoptees map full %v, unseen events %v)",
-					delays, unseen, unfollowed, vanished, metricValue(f, "adoptwatch_followed_processes", nil), metricValue(f, "adoptwatch_followed_zombies", nil),
+			if want := float64(burst + 1); delays+unseen+unfollowed+vanished != want || delays < 0.95*want {
+				return fmt.Sprintf("%v reap delays, %v reaps with the exit unseen, %v reaped before the kernel followed them, %v with the reap record missing: want %d in all (every adoptee but the live daemon), nearly all delays (followed %v, zombies %v; kernel: adoptee records lost %v, adoptees map full %v, unseen events %v)",
+					delays, unseen, unfollowed, vanished, burst+1, metricValue(f, "adoptwatch_followed_processes", nil), metricValue(f, "adoptwatch_followed_zombies", nil),
 					metricValue(f, "adoptwatch_records_lost_total", map[string]string{"records": "adoptee"}),
 					metricValue(f, "adoptwatch_kernel_adoptees_map_full_total", nil), metricValue(f, "adoptwatch_kernel_unseen_events_total", nil))
 			}
