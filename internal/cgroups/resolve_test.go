@@ -40,7 +40,8 @@ func makeCgroup(t *testing.T, m Mount, rel string) (dir, path string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeTree(dir) })
+	top := filepath.Join(m.Dir, strings.SplitN(rel, "/", 2)[0])
+	t.Cleanup(func() { removeTree(top) })
 	p, ok := m.CgroupPath(dir)
 	if !ok {
 		t.Fatalf("%s is not under %+v", dir, m)
