@@ -1,0 +1,68 @@
+// Package pidns describes pid namespaces for adoptwatch: a process's
+// namespace (inode of /proc/PID/ns/pid), its pid at each namespace level
+// (NSpid), and what kind of program a namespace's reaper (its PID 1) is.
+package pidns
+
+import (
+	"path"
+	"strings"
+)
+
+// Reaper kinds: what a pid namespace's PID 1 is.
+const (
+	ReaperTini       = "tini"
+	ReaperDockerInit = "docker-init" // tini, as docker --init installs it
+	ReaperCatatonit  = "catatonit"   // podman --init
+	ReaperPause      = "pause"       // a Kubernetes pod's sandbox (shared pid namespace)
+	ReaperDumbInit   = "dumb-init"
+	ReaperS6         = "s6-svscan"
+	ReaperSystemd    = "systemd"
+	ReaperInit       = "init"  // another init system (sysvinit, busybox init, runit, openrc-init, s6-linux-init)
+	ReaperShell      = "shell" // sh, bash, ... or a shell script run as PID 1
+	// ReaperApplication: none of the above, the container's application itself.
+	ReaperApplication = "application"
+)
+
+var byName = map[string]string{
+	"tini": ReaperTini, "tini-static": ReaperTini,
+	"docker-init": ReaperDockerInit,
+	"catatonit":   ReaperCatatonit,
+	"pause":       ReaperPause,
+	"dumb-init":   ReaperDumbInit,
+	"s6-svscan":   ReaperS6,
+	"systemd":     ReaperSystemd,
+	"init":        ReaperInit, "runit": ReaperInit, "runit-init": ReaperInit,
+	"openrc-init": ReaperInit, "s6-linux-init": ReaperInit,
+	"sh": ReaperShell, "ash": ReaperShell, "bash": ReaperShell, "dash": ReaperShell,
+	"zsh": ReaperShell, "ksh": ReaperShell, "mksh": ReaperShell, "fish": ReaperShell,
+}
+
+// ReaperKind names a namespace reaper from its comm and the target of its
+// /proc/PID/exe (either may be empty). comm decides first: it names the
+// program as run (a busybox applet, docker's renamed tini) where exe only says
+// "busybox". A script run as PID 1 has the script's name as comm and the
+// shell as exe, so exe is asked when comm names nothing known.
+func ReaperKind(comm, exe string) string {
+	if k := kindOf(comm); k != "" {
+		return k
+	}
+	if exe != "" {
+		if k := kindOf(path.Base(strings.TrimSuffix(exe, " (deleted)"))); k != "" {
+			return k
+		}
+	}
+	return ReaperApplication
+}
+
+func kindOf(name string) string {
+	name = strings.TrimPrefix(name, "-") // a login shell: "-bash"
+	if k, ok := byName[name]; ok {
+		return k
+	}
+	// comm is cut to 15 bytes: "docker-init" fits, "s6-linux-init" fits; a
+	// versioned or suffixed tini ("tini-static-amd64") still starts with tini-.
+	if strings.HasPrefix(name, "tini-") {
+		return ReaperTini
+	}
+	return ""
+}
