@@ -15,7 +15,7 @@ import (
 // TrackerStats counts what a Tracker did and what its bounds dropped.
 type TrackerStats struct {
 	Selected      int    // cgroups chosen now
-	Dropped       uint64 // chosen cgroups the add function refused (its map full)
+	Dropped       uint64 // chosen cgroups the add function refused (its map full), each counted once per walk
 	WatchFailures uint64 // directories inotify would not watch (max_user_watches): periodic rescans cover them
 	Overflows     uint64 // inotify queue overflows, each followed by a rescan
 	Rescans       uint64 // walks of the whole hierarchy
@@ -49,6 +49,7 @@ type Tracker struct {
 	mu       sync.Mutex
 	wds      map[int32]string  // watch descriptor -> directory
 	selected map[string]uint64 // directory -> id of the cgroups chosen
+	refused  map[string]bool   // chosen, but add refused them: counted once, retried at rescans
 	stats    TrackerStats
 }
 
@@ -65,7 +66,7 @@ func NewTracker(m Mount, sel Selector, add func(id uint64, path string) error, r
 		RescanInterval: 10 * time.Second,
 		m:              m, sel: sel, add: add, remove: remove,
 		file: os.NewFile(uintptr(fd), "inotify"), fd: fd,
-		wds: make(map[int32]string), selected: make(map[string]uint64),
+		wds: make(map[int32]string), selected: make(map[string]uint64), refused: make(map[string]bool),
 	}
 	t.mu.Lock()
 	err = t.scan(m.Dir)
@@ -172,6 +173,7 @@ func (t *Tracker) handle(b []byte) {
 
 // drop forgets a removed directory (t.mu held).
 func (t *Tracker) drop(dir string) {
+	delete(t.refused, dir)
 	if id, ok := t.selected[dir]; ok {
 		delete(t.selected, dir)
 		if t.remove != nil {
@@ -186,6 +188,7 @@ func (t *Tracker) drop(dir string) {
 func (t *Tracker) rescan() {
 	t.stats.Rescans++
 	t.stats.WatchFailures = 0
+	clear(t.refused) // the map may have room now
 	t.scan(t.m.Dir)
 	for dir, id := range t.selected {
 		if cur, err := ID(dir); err != nil || cur != id {
@@ -223,7 +226,7 @@ func (t *Tracker) scan(top string) error {
 
 // consider chooses dir if the selector does (t.mu held).
 func (t *Tracker) consider(dir string) {
-	if _, ok := t.selected[dir]; ok {
+	if _, ok := t.selected[dir]; ok || t.refused[dir] {
 		return
 	}
 	p, ok := t.m.CgroupPath(dir)
@@ -235,7 +238,10 @@ func (t *Tracker) consider(dir string) {
 		return
 	}
 	if err := t.add(id, p); err != nil {
-		t.stats.Dropped++
+		if !t.refused[dir] {
+			t.stats.Dropped++
+		}
+		t.refused[dir] = true
 		return
 	}
 	t.selected[dir] = id
