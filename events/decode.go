@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // Sizes of the records as the kernel writes them (bpf/records.h).
@@ -16,38 +17,43 @@ var (
 	taskSize   = binary.Size(bpf.AdoptwatchTaskRecord{})
 )
 
-// Decoder turns raw ring-buffer samples into Records. It needs the boot clock's
-// offset to print wall-clock times.
-type Decoder struct {
-	Clock Clock
+// decoder turns raw ring-buffer samples into records, not yet finished (the
+// Assembler does that). It needs the boot clock's offset for wall-clock times.
+type decoder struct {
+	clock Clock
 }
 
-// Decode parses one sample. It rejects samples whose size does not match their
+// decode parses one sample. It rejects samples whose size does not match their
 // kind, so a layout mismatch between the object and this binary is caught.
-func (d Decoder) Decode(sample []byte) (Record, error) {
+// preexisting says the oldest generation the kernel recorded predates
+// adoptwatch, so the process table may know its ancestors.
+func (d decoder) decode(sample []byte) (rec Record, preexisting bool, err error) {
 	if len(sample) < headerSize {
-		return Record{}, fmt.Errorf("record of %d bytes is shorter than its header (%d)", len(sample), headerSize)
+		return Record{}, false, fmt.Errorf("record of %d bytes is shorter than its header (%d)", len(sample), headerSize)
 	}
 	var hdr bpf.AdoptwatchRecordHeader
 	if _, err := binary.Decode(sample, binary.NativeEndian, &hdr); err != nil {
-		return Record{}, fmt.Errorf("decode header: %w", err)
+		return Record{}, false, fmt.Errorf("decode header: %w", err)
 	}
 	switch bpf.AdoptwatchRecordKind(hdr.Kind) {
 	case bpf.AdoptwatchRecordKindRECORD_ADOPT:
 		var raw bpf.AdoptwatchAdoptRecord
 		if err := decodeExact(sample, adoptSize, &raw); err != nil {
-			return Record{}, err
+			return Record{}, false, err
 		}
-		a, err := d.adoption(&raw)
-		return Record{Adoption: a}, err
+		a, preexisting, err := d.adoption(&raw)
+		if err != nil {
+			return Record{}, false, err
+		}
+		return Record{Adoption: a}, preexisting, nil
 	case bpf.AdoptwatchRecordKindRECORD_FORK, bpf.AdoptwatchRecordKindRECORD_EXEC, bpf.AdoptwatchRecordKindRECORD_EXIT:
 		var raw bpf.AdoptwatchTaskRecord
 		if err := decodeExact(sample, taskSize, &raw); err != nil {
-			return Record{}, err
+			return Record{}, false, err
 		}
-		return Record{Task: d.task(&raw)}, nil
+		return Record{Task: d.task(&raw)}, false, nil
 	default:
-		return Record{}, fmt.Errorf("unknown record kind %d", hdr.Kind)
+		return Record{}, false, fmt.Errorf("unknown record kind %d", hdr.Kind)
 	}
 }
 
@@ -59,9 +65,9 @@ func decodeExact(sample []byte, size int, out any) error {
 	return err
 }
 
-func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
+func (d decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, bool, error) {
 	if raw.LineageLen > uint32(len(raw.Lineage)) {
-		return nil, fmt.Errorf("lineage length %d exceeds %d", raw.LineageLen, len(raw.Lineage))
+		return nil, false, fmt.Errorf("lineage length %d exceeds %d", raw.LineageLen, len(raw.Lineage))
 	}
 	var hook Hook
 	switch bpf.AdoptwatchAdoptHook(raw.Hook) {
@@ -70,10 +76,10 @@ func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
 	case bpf.AdoptwatchAdoptHookHOOK_EXIT_WALK:
 		hook = HookExitWalk
 	default:
-		return nil, fmt.Errorf("unknown hook %d", raw.Hook)
+		return nil, false, fmt.Errorf("unknown hook %d", raw.Hook)
 	}
 	a := &Adoption{
-		Time:       d.Clock.Wall(raw.Hdr.TsNs),
+		Time:       d.clock.Wall(raw.Hdr.TsNs),
 		Hook:       hook,
 		Child:      process(raw.Child),
 		PrevParent: process(raw.PrevParent),
@@ -84,8 +90,7 @@ func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
 	}
 	for _, g := range raw.Lineage[:raw.LineageLen] {
 		a.Lineage = append(a.Lineage, Step{
-			PID:    g.Pid,
-			Start:  time.Duration(g.StartNs),
+			ID:     procfs.ID{PID: g.Pid, Start: time.Duration(g.StartNs)},
 			Comm:   comm(g.Comm),
 			SID:    g.Sid,
 			PGID:   g.Pgid,
@@ -94,7 +99,7 @@ func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
 		})
 	}
 	a.Lineage = append(a.Lineage, Step{
-		PID: a.Child.PID, Start: a.Child.Start, Comm: a.Child.Comm,
+		ID: a.Child.ID, Comm: a.Child.Comm,
 		SID: a.Child.SID, PGID: a.Child.PGID, Source: "kernel",
 	})
 	flags := raw.LineageFlags
@@ -103,14 +108,13 @@ func (d Decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, error) {
 		// Dropped generations cannot be recovered; PREEXISTING no longer applies.
 		flags &^= uint32(bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING)
 	}
-	a.lineagePreexisting = flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING) != 0
 	markSetsid(a.Lineage)
-	return a, nil
+	return a, flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING) != 0, nil
 }
 
-func (d Decoder) task(raw *bpf.AdoptwatchTaskRecord) *Task {
+func (d decoder) task(raw *bpf.AdoptwatchTaskRecord) *Task {
 	t := &Task{
-		Time:    d.Clock.Wall(raw.Hdr.TsNs),
+		Time:    d.clock.Wall(raw.Hdr.TsNs),
 		Process: process(raw.Task),
 	}
 	switch bpf.AdoptwatchRecordKind(raw.Hdr.Kind) {
@@ -130,8 +134,8 @@ func (d Decoder) task(raw *bpf.AdoptwatchTaskRecord) *Task {
 
 func process(id bpf.AdoptwatchTaskIdent) Process {
 	return Process{
-		PID: id.Pid, TID: id.Tid, PPID: id.Ppid, SID: id.Sid, PGID: id.Pgid, UID: id.Uid,
-		Start: time.Duration(id.StartNs), Comm: comm(id.Comm),
+		ID:  procfs.ID{PID: id.Pid, Start: time.Duration(id.StartNs)},
+		TID: id.Tid, PPID: id.Ppid, SID: id.Sid, PGID: id.Pgid, UID: id.Uid, Comm: comm(id.Comm),
 	}
 }
 

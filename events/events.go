@@ -4,7 +4,12 @@
 // through which fork, exec and setsid steps.
 package events
 
-import "time"
+import (
+	"fmt"
+	"time"
+
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
+)
 
 // Kind names an event, as the "event" field of the JSON output does.
 type Kind string
@@ -16,13 +21,24 @@ const (
 	KindExit  Kind = "exit"
 )
 
-// Hook names the kernel path that saw an adoption.
+// Hook names the kernel path that sees adoptions: the one Go type for it, in
+// records and in options (bpf/records.h has the kernel's enum).
 type Hook string
 
 const (
+	HookAuto     Hook = "auto"      // an option only: the best this kernel supports
 	HookExact    Hook = "exact"     // kill_orphaned_pgrp(child, old_parent), via fentry or kprobe
-	HookExitWalk Hook = "exit-walk" // exit snapshot + final sched_switch
+	HookExitWalk Hook = "exit-walk" // exit snapshot + final sched_switch: every kernel
 )
+
+// ParseHook checks a --hook value.
+func ParseHook(s string) (Hook, error) {
+	switch h := Hook(s); h {
+	case HookAuto, HookExact, HookExitWalk:
+		return h, nil
+	}
+	return "", fmt.Errorf("unknown hook %q (want auto, exact or exit-walk)", s)
+}
 
 // Reaper is the kind of process that adopted an orphan.
 type Reaper string
@@ -34,22 +50,21 @@ const (
 	ReaperOther     Reaper = "other"     // none of those (should not happen; kept visible)
 )
 
-// Process is a task as a record saw it. Identity is (PID, Start), never PID alone.
+// Process is a task as a record saw it. Identity is its procfs.ID (PID: the
+// thread group id, Start: CLOCK_BOOTTIME), never PID alone.
 type Process struct {
-	PID   uint32        // thread group id
-	TID   uint32        // the thread involved
-	PPID  uint32        // real parent's pid at the time of the record
-	SID   uint32        // session id
-	PGID  uint32        // process group id
-	UID   uint32        // real uid
-	Start time.Duration // process start, CLOCK_BOOTTIME (as /proc/PID/stat)
-	Comm  string
+	procfs.ID
+	TID  uint32 // the thread involved
+	PPID uint32 // real parent's pid at the time of the record
+	SID  uint32 // session id
+	PGID uint32 // process group id
+	UID  uint32 // real uid
+	Comm string
 }
 
 // Step is one generation in a lineage, oldest first, ending with the adopted process.
 type Step struct {
-	PID    uint32
-	Start  time.Duration
+	procfs.ID
 	Comm   string // the command name when it forked the next generation
 	SID    uint32
 	PGID   uint32
@@ -72,9 +87,6 @@ type Adoption struct {
 	// LineageComplete is false when older generations could not be known
 	// (dropped in the kernel, or gone before adoptwatch started).
 	LineageComplete bool
-	// lineagePreexisting: the oldest kernel generation predates adoptwatch, so
-	// the process table may know its ancestors (see Table.Resolve).
-	lineagePreexisting bool
 }
 
 // Task is a fork, exec or exit (only sent with --all).
@@ -87,7 +99,7 @@ type Task struct {
 	ProcessExit bool     // exit: the last thread, so the process is gone
 }
 
-// Record is what one ring-buffer sample decodes to: exactly one field is set.
+// Record is one finished record (Assembler.Assemble): exactly one field is set.
 type Record struct {
 	Adoption *Adoption
 	Task     *Task

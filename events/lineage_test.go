@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 func TestReaperKind(t *testing.T) {
@@ -30,7 +31,7 @@ func TestReaperKind(t *testing.T) {
 func steps(spec ...[2]uint32) []Step {
 	var out []Step
 	for _, s := range spec {
-		out = append(out, Step{PID: s[0], SID: s[1]})
+		out = append(out, Step{ID: procfs.ID{PID: s[0]}, SID: s[1]})
 	}
 	markSetsid(out)
 	return out
@@ -59,42 +60,27 @@ func TestDaemonPattern(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	k, err := ParseProcStat([]byte("4242 (my (odd) daemon) S 1 4242 4242 0 -1 4194624 0 0 0 0 0 0 0 0 20 0 1 0 1234 0 0\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k.PID != 4242 || k.Comm != "my (odd) daemon" || k.PPID != 1 || k.PGID != 4242 || k.SID != 4242 || k.Start != 1234*ClockTick {
-		t.Errorf("parsed %+v", k)
-	}
-	for _, bad := range []string{"", "12 no name", "12 (x) S 1 2", "x (y) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 0 0 0 0 5 0"} {
-		if _, err := ParseProcStat([]byte(bad)); err == nil {
-			t.Errorf("%q parsed without error", bad)
-		}
-	}
-}
-
 func TestTableIdentityAndAncestors(t *testing.T) {
 	tab := NewTable(100)
-	tab.Put(Known{PID: 1, PPID: 0, Start: 0, Comm: "init"})
-	tab.Put(Known{PID: 100, PPID: 1, SID: 100, Start: 5 * time.Second, Comm: "sshd"})
-	tab.Put(Known{PID: 200, PPID: 100, SID: 200, Start: 6 * time.Second, Comm: "bash"})
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 1, Start: 0}, PPID: 0, Comm: "init"})
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 100, Start: 5 * time.Second}, PPID: 1, SID: 100, Comm: "sshd"})
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 200, Start: 6 * time.Second}, PPID: 100, SID: 200, Comm: "bash"})
 
 	// The kernel's start time has nanoseconds, /proc's only ticks: they match.
-	if _, ok := tab.Lookup(200, 6*time.Second+3*time.Millisecond); !ok {
+	if _, ok := tab.Lookup(procfs.ID{PID: 200, Start: 6*time.Second + 3*time.Millisecond}); !ok {
 		t.Errorf("same process at a finer precision should match")
 	}
 	// A reused pid (another start time) never matches.
-	if _, ok := tab.Lookup(200, 9*time.Second); ok {
+	if _, ok := tab.Lookup(procfs.ID{PID: 200, Start: 9 * time.Second}); ok {
 		t.Errorf("reused pid matched")
 	}
-	up, complete := tab.Ancestors(200, 6*time.Second)
+	up, complete := tab.Ancestors(procfs.ID{PID: 200, Start: 6 * time.Second})
 	if len(up) != 2 || up[0].PID != 1 || up[1].PID != 100 || !complete {
 		t.Errorf("ancestors %+v complete=%v", up, complete)
 	}
 	// A parent pid now held by a younger process is not the parent.
-	tab.Put(Known{PID: 100, PPID: 1, Start: 60 * time.Second, Comm: "imposter"})
-	if up, complete := tab.Ancestors(200, 6*time.Second); len(up) != 0 || complete {
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 100, Start: 60 * time.Second}, PPID: 1, Comm: "imposter"})
+	if up, complete := tab.Ancestors(procfs.ID{PID: 200, Start: 6 * time.Second}); len(up) != 0 || complete {
 		t.Errorf("walked into a reused pid: %+v", up)
 	}
 }
@@ -102,7 +88,7 @@ func TestTableIdentityAndAncestors(t *testing.T) {
 func TestTableBounded(t *testing.T) {
 	tab := NewTable(3)
 	for pid := uint32(1); pid <= 10; pid++ {
-		tab.Put(Known{PID: pid})
+		tab.Put(procfs.Stat{ID: procfs.ID{PID: pid}})
 	}
 	if tab.Len() != 3 || tab.Evicted != 7 {
 		t.Errorf("len %d evicted %d, want 3 and 7", tab.Len(), tab.Evicted)
@@ -115,17 +101,16 @@ func TestTableBounded(t *testing.T) {
 	}
 }
 
-func TestResolveExtendsPreexisting(t *testing.T) {
+func TestAssembleExtendsPreexisting(t *testing.T) {
 	tab := NewTable(100)
-	tab.Put(Known{PID: 1, Start: 0, Comm: "init"})
-	tab.Put(Known{PID: 50, PPID: 1, SID: 50, Start: time.Second, Comm: "supervisor"})
-	tab.Put(Known{PID: 100, PPID: 50, SID: 100, Start: 2 * time.Second, Comm: "bash"})
-	rec, err := Decoder{}.Decode(encode(t, doubleForkRecord()))
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 1, Start: 0}, Comm: "init"})
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 50, Start: time.Second}, PPID: 1, SID: 50, Comm: "supervisor"})
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 100, Start: 2 * time.Second}, PPID: 50, SID: 100, Comm: "bash"})
+	rec, err := NewAssembler(Clock{}, tab).Assemble(encode(t, doubleForkRecord()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := rec.Adoption
-	tab.Resolve(a)
 	var pids []uint32
 	for _, s := range a.Lineage {
 		pids = append(pids, s.PID)
@@ -140,7 +125,7 @@ func TestResolveExtendsPreexisting(t *testing.T) {
 		// supervisor (sid 50 != init's 0) and bash (sid 100 != 50) each started a session
 		t.Errorf("setsid marks after resolution: %+v", a.Lineage)
 	}
-	if k, ok := tab.Lookup(103, 4*time.Second); !ok || k.PPID != 50 {
+	if k, ok := tab.Lookup(procfs.ID{PID: 103, Start: 4 * time.Second}); !ok || k.PPID != 50 {
 		t.Errorf("the adopted process should be remembered with its new parent: %+v", k)
 	}
 }

@@ -2,36 +2,18 @@ package loader
 
 import (
 	"errors"
-	"fmt"
 	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
+	"github.com/adoptwatch/adoptwatch/events"
 )
-
-// Hook selects how adoptions are seen.
-type Hook string
-
-const (
-	HookAuto     Hook = "auto"      // the best this kernel supports
-	HookExact    Hook = "exact"     // kill_orphaned_pgrp(child, old_parent): fentry, else kprobe
-	HookExitWalk Hook = "exit-walk" // exit snapshot + final sched_switch: every kernel
-)
-
-// ParseHook checks a --hook value.
-func ParseHook(s string) (Hook, error) {
-	switch h := Hook(s); h {
-	case HookAuto, HookExact, HookExitWalk:
-		return h, nil
-	}
-	return "", fmt.Errorf("unknown hook %q (want auto, exact or exit-walk)", s)
-}
 
 // Mechanism is one way to attach a hook.
 type Mechanism struct {
-	Hook Hook
+	Hook events.Hook
 	Name string // "fentry", "kprobe", "raw_tp"
 	// programs are the hook-specific programs (beyond the lineage ones).
 	programs []string
@@ -43,14 +25,14 @@ const adoptSymbol = "kill_orphaned_pgrp"
 // Mechanisms in order of preference.
 var mechanisms = []Mechanism{
 	{
-		Hook: HookExact, Name: "fentry", programs: []string{bpf.AdoptwatchProgAdoptFentry},
+		Hook: events.HookExact, Name: "fentry", programs: []string{bpf.AdoptwatchProgAdoptFentry},
 		attach: func(c *ebpf.Collection) ([]link.Link, error) {
 			l, err := link.AttachTracing(link.TracingOptions{Program: c.Programs[bpf.AdoptwatchProgAdoptFentry]})
 			return []link.Link{l}, err
 		},
 	},
 	{
-		Hook: HookExact, Name: "kprobe", programs: []string{bpf.AdoptwatchProgAdoptKprobe},
+		Hook: events.HookExact, Name: "kprobe", programs: []string{bpf.AdoptwatchProgAdoptKprobe},
 		attach: func(c *ebpf.Collection) ([]link.Link, error) {
 			if !kprobesAvailable() {
 				return nil, errors.New("kprobes are not available (no kprobe PMU in /sys/bus/event_source/devices and no kprobe_events in tracefs)")
@@ -60,7 +42,7 @@ var mechanisms = []Mechanism{
 		},
 	},
 	{
-		Hook: HookExitWalk, Name: "raw_tp", programs: []string{bpf.AdoptwatchProgOnSwitch},
+		Hook: events.HookExitWalk, Name: "raw_tp", programs: []string{bpf.AdoptwatchProgOnSwitch},
 		attach: func(c *ebpf.Collection) ([]link.Link, error) {
 			// sched_process_exit is attached with the lineage programs; only the
 			// second phase is specific to this hook.
@@ -91,10 +73,10 @@ func Probe() []Support {
 }
 
 // candidates lists the mechanisms that may serve a requested hook, best first.
-func candidates(h Hook) []Mechanism {
+func candidates(h events.Hook) []Mechanism {
 	var out []Mechanism
 	for _, m := range mechanisms {
-		if h == HookAuto || m.Hook == h {
+		if h == events.HookAuto || m.Hook == h {
 			out = append(out, m)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,8 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
+	"github.com/adoptwatch/adoptwatch/internal/waitlog"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -26,35 +27,27 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// collector keeps every record an Observer delivers.
+// collector keeps every record an Observer delivers, finished, and every
+// record that failed to decode.
 type collector struct {
-	mu        sync.Mutex
-	cond      *sync.Cond
-	adoptions []*events.Adoption
-	tasks     []*events.Task
-	errs      []error
+	records *waitlog.Log[events.Record]
+	errs    *waitlog.Log[error]
 }
 
 func collect(obs *loader.Observer) *collector {
-	c := &collector{}
-	c.cond = sync.NewCond(&c.mu)
+	c := &collector{records: waitlog.New[events.Record](), errs: waitlog.New[error]()}
 	go func() {
 		for {
 			rec, err := obs.Read()
-			if errors.Is(err, loader.ErrClosed) {
-				return
-			}
-			c.mu.Lock()
 			switch {
+			case errors.Is(err, loader.ErrClosed):
+				c.records.End()
+				return
 			case err != nil:
-				c.errs = append(c.errs, err)
-			case rec.Adoption != nil:
-				c.adoptions = append(c.adoptions, rec.Adoption)
-			case rec.Task != nil:
-				c.tasks = append(c.tasks, rec.Task)
+				c.errs.Add(err)
+			default:
+				c.records.Add(rec)
 			}
-			c.cond.Broadcast()
-			c.mu.Unlock()
 		}
 	}()
 	return c
@@ -62,92 +55,43 @@ func collect(obs *loader.Observer) *collector {
 
 // waitFor waits until at least n adoptions match, and returns all that match.
 func (c *collector) waitFor(n int, timeout time.Duration, match func(*events.Adoption) bool) []*events.Adoption {
-	deadline := time.Now().Add(timeout)
-	wake := time.AfterFunc(timeout, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
-	defer wake.Stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for {
-		var out []*events.Adoption
-		for _, a := range c.adoptions {
-			if match(a) {
-				out = append(out, a)
+	var out []*events.Adoption
+	c.records.Wait(timeout, func(all []events.Record, _ bool) bool {
+		out = nil
+		for _, r := range all {
+			if r.Adoption != nil && match(r.Adoption) {
+				out = append(out, r.Adoption)
 			}
 		}
-		if len(out) >= n || time.Now().After(deadline) {
-			return out
-		}
-		c.cond.Wait()
-	}
-}
-
-func (c *collector) decodeErrors() []error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.errs)
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if err := loader.CheckPrerequisites(); err != nil {
-		t.Skipf("cannot load BPF programs here: %v", err)
-	}
-}
-
-// eachHook runs the test once per adoption hook, as subtests named hook=NAME
-// (vmtests counts them). A hook this kernel cannot attach is skipped, saying why.
-func eachHook(t *testing.T, opts loader.Options, test func(t *testing.T, obs *loader.Observer, c *collector)) {
-	requireRoot(t)
-	for _, hook := range []loader.Hook{loader.HookExact, loader.HookExitWalk} {
-		t.Run("hook="+string(hook), func(t *testing.T) {
-			o := opts
-			o.Hook = hook
-			obs, err := loader.Open(o)
-			if errors.Is(err, loader.ErrHookUnsupported) {
-				t.Skipf("this kernel cannot attach the %s hook: %v", hook, err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("hook %s via %s", obs.Mechanism.Hook, obs.Mechanism.Name)
-			c := collect(obs)
-			t.Cleanup(func() {
-				obs.Close()
-				if errs := c.decodeErrors(); len(errs) > 0 {
-					t.Errorf("undecodable records: %v", errs)
-				}
-			})
-			test(t, obs, c)
-		})
-	}
-}
-
-func startTree(t *testing.T, scenario string) *fixture.Tree {
-	t.Helper()
-	tree, err := fixture.Start(scenario)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tree.Stop(); err != nil {
-			t.Logf("stopping fixture: %v", err)
-		}
+		return len(out) >= n
 	})
-	return tree
+	return out
 }
 
-func next(t *testing.T, tree *fixture.Tree, key string) fixture.Report {
-	t.Helper()
-	rep, err := tree.Next(key, 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
+func (c *collector) decodeErrors() []error { return c.errs.Items() }
+
+// eachHook runs the test once per adoption hook with an observer opened with
+// opts (testsupport.EachHook); a hook this kernel cannot attach is skipped.
+func eachHook(t *testing.T, opts loader.Options, test func(t *testing.T, obs *loader.Observer, c *collector)) {
+	eachHookOpened(t, func(*testing.T) loader.Options { return opts }, test)
 }
 
-// killLater ends a daemon the test started, by its pid, when the test ends.
-func killLater(t *testing.T, pid int) {
-	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+// eachHookOpened is eachHook for tests whose options depend on processes that
+// must exist before the observer opens: opts runs first, per hook.
+func eachHookOpened(t *testing.T, opts func(t *testing.T) loader.Options, test func(t *testing.T, obs *loader.Observer, c *collector)) {
+	testsupport.EachHook(t, func(t *testing.T, hook events.Hook) {
+		o := opts(t)
+		o.Hook = hook
+		obs := testsupport.Open(t, o)
+		c := collect(obs)
+		t.Cleanup(func() {
+			obs.Close()
+			if errs := c.decodeErrors(); len(errs) > 0 {
+				t.Errorf("undecodable records: %v", errs)
+			}
+		})
+		test(t, obs, c)
+	})
 }
 
 func adoptionOf(pid int) func(*events.Adoption) bool {
@@ -212,11 +156,11 @@ func describe(steps []events.Step) []string {
 
 func TestDoubleForkWithExec(t *testing.T) {
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, "doublefork")
-		launcher := next(t, tree, "launcher").Int(0)
-		middle := next(t, tree, "middle").Int(0)
-		daemon := next(t, tree, "daemon")
-		killLater(t, daemon.Int(0))
+		tree := testsupport.StartTree(t, "doublefork")
+		launcher := testsupport.Next(t, tree, "launcher").Int(0)
+		middle := testsupport.Next(t, tree, "middle").Int(0)
+		daemon := testsupport.Next(t, tree, "daemon")
+		testsupport.KillAtEnd(t, daemon.Int(0))
 		if daemon.Int(1) != middle {
 			t.Fatalf("fixture: daemon's session %d, want the middle's %d", daemon.Int(1), middle)
 		}
@@ -256,14 +200,14 @@ func TestDoubleForkWithExec(t *testing.T) {
 
 func TestClassicDoubleFork(t *testing.T) {
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, "rawlinger:1")
-		middle := next(t, tree, "middle").Int(0)
+		tree := testsupport.StartTree(t, "rawlinger:1")
+		middle := testsupport.Next(t, tree, "middle").Int(0)
 		got := c.waitFor(1, 10*time.Second, func(a *events.Adoption) bool { return a.PrevParent.PID == uint32(middle) })
 		if len(got) != 1 {
 			t.Fatalf("%d adoptions from middle %d, want 1", len(got), middle)
 		}
 		d := got[0]
-		killLater(t, int(d.Child.PID))
+		testsupport.KillAtEnd(t, int(d.Child.PID))
 		checkAdoption(t, d, middle, tree.Reaper, events.ReaperSubreaper)
 		// fork without exec: every generation below the reaper keeps its comm.
 		checkLineageTail(t, d, []int{tree.Reaper, middle, int(d.Child.PID)}, []string{"aw-reaper", "aw-reaper", "aw-reaper"})
@@ -278,9 +222,9 @@ func TestClassicDoubleFork(t *testing.T) {
 
 func TestZombieAdopted(t *testing.T) {
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, "zombie")
-		zmiddle := next(t, tree, "zmiddle").Int(0)
-		zombie := next(t, tree, "zombie").Int(0)
+		tree := testsupport.StartTree(t, "zombie")
+		zmiddle := testsupport.Next(t, tree, "zmiddle").Int(0)
+		zombie := testsupport.Next(t, tree, "zombie").Int(0)
 		a := one(t, c, zombie)
 		checkAdoption(t, a, zmiddle, tree.Reaper, events.ReaperSubreaper)
 		if !a.Zombie {
@@ -292,11 +236,11 @@ func TestZombieAdopted(t *testing.T) {
 
 func TestThreadExitIsNotAdoption(t *testing.T) {
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, "threadparent")
-		parent := next(t, tree, "parent").Int(0)
-		daemon := next(t, tree, "daemon").Int(0)
-		killLater(t, daemon)
-		exited := next(t, tree, "forker-exited")
+		tree := testsupport.StartTree(t, "threadparent")
+		parent := testsupport.Next(t, tree, "parent").Int(0)
+		daemon := testsupport.Next(t, tree, "daemon").Int(0)
+		testsupport.KillAtEnd(t, daemon)
+		exited := testsupport.Next(t, tree, "forker-exited")
 		if exited.Int(1) < 1 {
 			t.Fatalf("fixture: parent has no threads left: %v", exited)
 		}
@@ -312,10 +256,10 @@ func TestThreadExitIsNotAdoption(t *testing.T) {
 
 func TestGroupExitFromOtherThread(t *testing.T) {
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, "groupexit")
-		parent := next(t, tree, "parent").Int(0)
-		daemon := next(t, tree, "daemon").Int(0)
-		killLater(t, daemon)
+		tree := testsupport.StartTree(t, "groupexit")
+		parent := testsupport.Next(t, tree, "parent").Int(0)
+		daemon := testsupport.Next(t, tree, "daemon").Int(0)
+		testsupport.KillAtEnd(t, daemon)
 		a := one(t, c, daemon)
 		checkAdoption(t, a, parent, tree.Reaper, events.ReaperSubreaper)
 		checkLineageTail(t, a, []int{tree.Reaper, parent, daemon}, []string{"aw-reaper", "aw-groupexit", "aw-daemon"})
@@ -332,10 +276,10 @@ func TestBurst(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		tree := startTree(t, fmt.Sprintf("raw:%d", n))
+		tree := testsupport.StartTree(t, fmt.Sprintf("raw:%d", n))
 		middles := map[uint32]bool{}
 		for i := 0; i < n; i++ {
-			middles[uint32(next(t, tree, "middle").Int(0))] = true
+			middles[uint32(testsupport.Next(t, tree, "middle").Int(0))] = true
 		}
 		fromMiddles := func(a *events.Adoption) bool {
 			return a.NewParent.PID == uint32(tree.Reaper) && middles[a.PrevParent.PID]
@@ -387,18 +331,17 @@ func TestBurst(t *testing.T) {
 // TestTaskRecords: with --all, forks, execs and exits arrive too.
 func TestTaskRecords(t *testing.T) {
 	eachHook(t, loader.Options{TaskRecords: true}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, "doublefork")
-		launcher := next(t, tree, "launcher").Int(0)
-		middle := next(t, tree, "middle").Int(0)
-		killLater(t, next(t, tree, "daemon").Int(0))
+		tree := testsupport.StartTree(t, "doublefork")
+		launcher := testsupport.Next(t, tree, "launcher").Int(0)
+		middle := testsupport.Next(t, tree, "middle").Int(0)
+		testsupport.KillAtEnd(t, testsupport.Next(t, tree, "daemon").Int(0))
 		one(t, c, middle)
 		var fork, exec, exit bool
-		deadline := time.Now().Add(5 * time.Second)
-		for !(fork && exec && exit) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-			c.mu.Lock()
-			for _, ev := range c.tasks {
+		c.records.Wait(5*time.Second, func(all []events.Record, _ bool) bool {
+			for _, r := range all {
+				ev := r.Task
 				switch {
+				case ev == nil:
 				case ev.Kind == events.KindFork && ev.Process.PID == uint32(launcher) && ev.Child.PID == uint32(middle):
 					fork = true
 				case ev.Kind == events.KindExec && ev.Process.PID == uint32(middle) && ev.Process.Comm == "aw-middle":
@@ -407,8 +350,8 @@ func TestTaskRecords(t *testing.T) {
 					exit = ev.ExitStatus == 0
 				}
 			}
-			c.mu.Unlock()
-		}
+			return fork && exec && exit
+		})
 		if !fork || !exec || !exit {
 			t.Errorf("fork launcher→middle %v, exec of middle %v, exit of launcher with status 0 %v", fork, exec, exit)
 		}
@@ -422,15 +365,8 @@ func TestAdoptedByInit(t *testing.T) {
 		t.Skip("needs PID 1 to be our own init: runs in the test VMs (make vmtest)")
 	}
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree, err := fixture.StartUnreaped("launcher")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tree.Stop() })
-		launcher := next(t, tree, "launcher").Int(0)
-		middle := next(t, tree, "middle").Int(0)
-		daemon := next(t, tree, "daemon").Int(0)
-		killLater(t, daemon)
+		tree := testsupport.StartUnreaped(t, "launcher")
+		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 		checkAdoption(t, one(t, c, middle), launcher, 1, events.ReaperInit)
 		d := one(t, c, daemon)
 		checkAdoption(t, d, middle, 1, events.ReaperInit)
@@ -443,8 +379,8 @@ func TestAdoptedByInit(t *testing.T) {
 func TestDeepLineage(t *testing.T) {
 	const depth = 12
 	eachHook(t, loader.Options{}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, fmt.Sprintf("chain:%d", depth))
-		first := next(t, tree, "first").Int(0)
+		tree := testsupport.StartTree(t, fmt.Sprintf("chain:%d", depth))
+		first := testsupport.Next(t, tree, "first").Int(0)
 		got := c.waitFor(1, 10*time.Second, func(a *events.Adoption) bool {
 			return a.NewParent.PID == uint32(tree.Reaper) && a.PrevParent.PID != uint32(first)
 		})
@@ -475,7 +411,7 @@ func TestDeepLineage(t *testing.T) {
 // are lost; every adoption is then either delivered or counted, exactly.
 func TestLossIsCounted(t *testing.T) {
 	const n = 200
-	requireRoot(t)
+	testsupport.RequireBPF(t)
 	// Scoped to this test's own tree: the loss counter then counts only its
 	// adoptions, whatever other tests run meanwhile.
 	obs, err := loader.Open(loader.Options{RingBytes: 4096, WatchPIDs: []int{os.Getpid()}})
@@ -487,15 +423,15 @@ func TestLossIsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree := startTree(t, fmt.Sprintf("raw:%d", n))
+	tree := testsupport.StartTree(t, fmt.Sprintf("raw:%d", n))
 	middles := map[uint32]bool{}
 	for i := 0; i < n; i++ {
-		middles[uint32(next(t, tree, "middle").Int(0))] = true
+		middles[uint32(testsupport.Next(t, tree, "middle").Int(0))] = true
 	}
 	// Each daemon exits once adopted: when the reaper has reaped all 2n
 	// processes, every adoption has happened.
 	for i := 0; i < 2*n; i++ {
-		next(t, tree, "reaped")
+		testsupport.Next(t, tree, "reaped")
 	}
 	after, err := obs.Counters()
 	if err != nil {

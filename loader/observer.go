@@ -21,7 +21,7 @@ import (
 
 // Options configure an Observer.
 type Options struct {
-	Hook Hook
+	Hook events.Hook
 	// TaskRecords asks for fork, exec and exit records too (--all).
 	TaskRecords bool
 	// RingBytes sizes the ring buffer (a power of two; 0: the default, 4 MiB).
@@ -41,6 +41,9 @@ type Options struct {
 	// beneath it when they fork, exec or are adopted, and all they fork. It
 	// combines with WatchPIDs (either one suffices). Empty: no cgroup scoping.
 	WatchCgroup string
+	// KnownProcesses bounds the process table that completes lineages above
+	// what the kernel recorded (0: the default, 131072; evictions are counted).
+	KnownProcesses int
 	// PinDir, if set, pins the maps that hold the watch flags there (see
 	// DefaultPinDir), so that another process can switch trees off with
 	// UnwatchPinned. Close removes the pins.
@@ -60,13 +63,13 @@ type Observer struct {
 	mu     sync.RWMutex
 	closed bool
 
-	coll    *ebpf.Collection
-	links   []link.Link
-	reader  *ringbuf.Reader
-	decoder events.Decoder
-	poll    time.Duration // > 0: also read on a timer (records sent without wakeup)
-	watch   watchMaps
-	pinDir  string
+	coll      *ebpf.Collection
+	links     []link.Link
+	reader    *ringbuf.Reader
+	assembler *events.Assembler // owns the process table; used by Read alone
+	poll      time.Duration     // > 0: also read on a timer (records sent without wakeup)
+	watch     watchMaps
+	pinDir    string
 	// Seeded is how many running processes WatchPIDs seeded as watched.
 	Seeded int
 }
@@ -75,7 +78,7 @@ type Observer struct {
 // friendly errors. With HookAuto it takes the best mechanism that works.
 func Open(opts Options) (*Observer, error) {
 	if opts.Hook == "" {
-		opts.Hook = HookAuto
+		opts.Hook = events.HookAuto
 	}
 	var errs []error
 	for _, m := range candidates(opts.Hook) {
@@ -125,7 +128,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse BPF object: %w", err)
 	}
-	exitWalk := m.Hook == HookExitWalk
+	exitWalk := m.Hook == events.HookExitWalk
 	needExit := exitWalk || opts.TaskRecords
 	var cgroup uint64
 	if opts.WatchCgroup != "" {
@@ -178,7 +181,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		}
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	obs = &Observer{Mechanism: m, coll: coll, decoder: events.Decoder{Clock: events.NewClock()}}
+	obs = &Observer{Mechanism: m, coll: coll}
 	obs.watch = watchMaps{
 		lineages: coll.Maps[bpf.AdoptwatchMapLineages],
 		seeds:    coll.Maps[bpf.AdoptwatchMapSeeds],
@@ -203,7 +206,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 			return obs, err
 		}
 		for _, pid := range opts.WatchPIDs {
-			procs, err := readProcs("/proc")
+			procs, err := readProcs()
 			if err != nil {
 				return obs, err
 			}
@@ -216,6 +219,18 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 			}
 		}
 	}
+
+	// The process table, before the programs run: processes that predate them
+	// are known from /proc, those forked later from their records.
+	known := opts.KnownProcesses
+	if known <= 0 {
+		known = defaultKnownProcesses
+	}
+	table := events.NewTable(known)
+	if err := table.SeedFromProc(); err != nil {
+		return obs, fmt.Errorf("read /proc: %w", err)
+	}
+	obs.assembler = events.NewAssembler(events.NewClock(), table)
 
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
@@ -272,11 +287,16 @@ func rawTracepoint(c *ebpf.Collection, tracepoint, prog string) (link.Link, erro
 	return l, nil
 }
 
+// defaultKnownProcesses bounds the user-space process table.
+const defaultKnownProcesses = 1 << 17
+
 // ErrClosed is returned by Read once the Observer is closed.
 var ErrClosed = errors.New("observer closed")
 
-// Read blocks until the next record arrives. Records that fail to decode are
-// returned as errors; the caller may go on reading.
+// Read blocks until the next record arrives and returns it finished
+// (events.Assembler): an adoption's lineage reaches as far back as the kernel
+// and the process table know. Records that fail to decode are returned as
+// errors; the caller may go on reading. Call it from one goroutine.
 func (o *Observer) Read() (events.Record, error) {
 	for {
 		if o.poll > 0 {
@@ -291,7 +311,7 @@ func (o *Observer) Read() (events.Record, error) {
 		case err != nil:
 			return events.Record{}, fmt.Errorf("read ring buffer: %w", err)
 		}
-		return o.decoder.Decode(raw.RawSample)
+		return o.assembler.Assemble(raw.RawSample)
 	}
 }
 

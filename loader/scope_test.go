@@ -13,35 +13,9 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
-
-// eachHookOpened is eachHook for tests whose options depend on processes that
-// must exist before the observer opens: opts runs first, per hook.
-func eachHookOpened(t *testing.T, opts func(t *testing.T) loader.Options, test func(t *testing.T, obs *loader.Observer, c *collector)) {
-	requireRoot(t)
-	for _, hook := range []loader.Hook{loader.HookExact, loader.HookExitWalk} {
-		t.Run("hook="+string(hook), func(t *testing.T) {
-			o := opts(t)
-			o.Hook = hook
-			obs, err := loader.Open(o)
-			if errors.Is(err, loader.ErrHookUnsupported) {
-				t.Skipf("this kernel cannot attach the %s hook: %v", hook, err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := collect(obs)
-			t.Cleanup(func() {
-				obs.Close()
-				if errs := c.decodeErrors(); len(errs) > 0 {
-					t.Errorf("undecodable records: %v", errs)
-				}
-			})
-			test(t, obs, c)
-		})
-	}
-}
 
 // adoptedBy counts the adoptions into a tree's reaper reported so far.
 func adoptedBy(c *collector, tree *fixture.Tree) int {
@@ -70,8 +44,8 @@ func expectAdoptions(t *testing.T, c *collector, tree *fixture.Tree, want int, w
 func TestWatchPIDs(t *testing.T) {
 	var watched, other *fixture.Tree
 	eachHookOpened(t, func(t *testing.T) loader.Options {
-		watched = startTree(t, "idle")
-		other = startTree(t, "idle")
+		watched = testsupport.StartTree(t, "idle")
+		other = testsupport.StartTree(t, "idle")
 		return loader.Options{WatchPIDs: []int{watched.Reaper}}
 	}, func(t *testing.T, obs *loader.Observer, c *collector) {
 		if obs.Seeded < 1 {
@@ -105,11 +79,11 @@ func TestWatchPIDs(t *testing.T) {
 func TestUnwatchWhenWatchingAll(t *testing.T) {
 	var old *fixture.Tree
 	eachHookOpened(t, func(t *testing.T) loader.Options {
-		old = startTree(t, "idle")
+		old = testsupport.StartTree(t, "idle")
 		return loader.Options{}
 	}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		young := startTree(t, "idle") // forked after Open: has a lineage entry
-		other := startTree(t, "idle")
+		young := testsupport.StartTree(t, "idle") // forked after Open: has a lineage entry
+		other := testsupport.StartTree(t, "idle")
 		for _, tree := range []*fixture.Tree{old, young} {
 			daemonise(t, tree, 2)
 			expectAdoptions(t, c, tree, 2, "before Unwatch")
@@ -127,7 +101,7 @@ func TestUnwatchWhenWatchingAll(t *testing.T) {
 // TestUnwatchPinned: a separate process (as `adoptwatch unwatch` is) switches a
 // tree off through the pinned maps.
 func TestUnwatchPinned(t *testing.T) {
-	requireRoot(t)
+	testsupport.RequireBPF(t)
 	// A private BPF file system, so the test changes nothing machine-wide.
 	fs := t.TempDir()
 	if err := unix.Mount("bpf", fs, "bpf", 0, ""); err != nil {
@@ -138,7 +112,7 @@ func TestUnwatchPinned(t *testing.T) {
 	eachHookOpened(t, func(t *testing.T) loader.Options {
 		return loader.Options{PinDir: dir}
 	}, func(t *testing.T, obs *loader.Observer, c *collector) {
-		tree := startTree(t, "idle")
+		tree := testsupport.StartTree(t, "idle")
 		if err := loader.UnwatchPinned(dir, tree.Reaper); err != nil {
 			t.Fatal(err)
 		}
@@ -176,8 +150,8 @@ func TestWatchCgroup(t *testing.T) {
 			}
 			t.Errorf("could not remove cgroup %s", cgDir)
 		})
-		inside = startTree(t, "idle")
-		outside = startTree(t, "idle")
+		inside = testsupport.StartTree(t, "idle")
+		outside = testsupport.StartTree(t, "idle")
 		if err := os.WriteFile(filepath.Join(cgDir, "cgroup.procs"), []byte(strconv.Itoa(inside.Reaper)), 0); err != nil {
 			t.Skipf("cannot move a process into the cgroup: %v", err)
 		}

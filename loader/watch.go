@@ -10,18 +10,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
-	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
-
-// nsPerTick is /proc/PID/stat's unit of start time, in the kernel's nanoseconds.
-const nsPerTick = uint64(events.ClockTick)
 
 // seedPasses bounds how often the /proc walk is repeated to catch processes
 // forked while it ran.
@@ -43,41 +40,27 @@ type watchMaps struct {
 	lineages, seeds, settings *ebpf.Map
 }
 
-// proc is what the /proc walk needs of a process.
-type proc struct {
-	pid, ppid  int
-	startTicks uint64
-}
-
-// readProcs lists the running processes from procRoot (normally /proc).
-func readProcs(procRoot string) (map[int]proc, error) {
-	dirs, err := os.ReadDir(procRoot)
+// readProcs lists the running processes by pid.
+func readProcs() (map[int]procfs.Stat, error) {
+	all, err := procfs.All()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int]proc, len(dirs))
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		k, err := events.ReadProcStat(filepath.Join(procRoot, d.Name(), "stat"))
-		if err != nil {
-			continue // gone meanwhile
-		}
-		out[pid] = proc{pid: pid, ppid: int(k.PPID), startTicks: uint64(k.Start / events.ClockTick)}
+	out := make(map[int]procfs.Stat, len(all))
+	for _, st := range all {
+		out[int(st.PID)] = st
 	}
 	return out, nil
 }
 
 // subtree returns the roots that are running and all their descendants (by
 // parent pid, as /proc shows them now).
-func subtree(procs map[int]proc, roots []int) map[int]proc {
+func subtree(procs map[int]procfs.Stat, roots []int) map[int]procfs.Stat {
 	children := map[int][]int{}
 	for _, p := range procs {
-		children[p.ppid] = append(children[p.ppid], p.pid)
+		children[int(p.PPID)] = append(children[int(p.PPID)], int(p.PID))
 	}
-	out := map[int]proc{}
+	out := map[int]procfs.Stat{}
 	queue := []int{}
 	for _, r := range roots {
 		if p, ok := procs[r]; ok {
@@ -121,13 +104,13 @@ func (w watchMaps) useSeeds() error {
 	return w.writeSettings(s)
 }
 
-func (w watchMaps) putSeed(p proc, state bpf.AdoptwatchSeedState) error {
-	s := bpf.AdoptwatchSeed{StartTicks: p.startTicks, State: uint32(state)}
-	if err := w.seeds.Update(uint32(p.pid), &s, ebpf.UpdateAny); err != nil {
+func (w watchMaps) putSeed(p procfs.Stat, state bpf.AdoptwatchSeedState) error {
+	s := bpf.AdoptwatchSeed{StartTicks: p.StartTicks(), State: uint32(state)}
+	if err := w.seeds.Update(p.PID, &s, ebpf.UpdateAny); err != nil {
 		if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.ENOMEM) {
-			return fmt.Errorf("seed pid %d: the seeds map is full (%d processes): %w", p.pid, w.seeds.MaxEntries(), err)
+			return fmt.Errorf("seed pid %d: the seeds map is full (%d processes): %w", p.PID, w.seeds.MaxEntries(), err)
 		}
-		return fmt.Errorf("seed pid %d: %w", p.pid, err)
+		return fmt.Errorf("seed pid %d: %w", p.PID, err)
 	}
 	return nil
 }
@@ -142,7 +125,7 @@ func (w watchMaps) seedWatched(roots []int) (int, error) {
 	}
 	seeded := map[int]uint64{}
 	for pass := 0; pass < seedPasses; pass++ {
-		procs, err := readProcs("/proc")
+		procs, err := readProcs()
 		if err != nil {
 			return 0, err
 		}
@@ -155,13 +138,13 @@ func (w watchMaps) seedWatched(roots []int) (int, error) {
 		}
 		added := 0
 		for pid, p := range subtree(procs, roots) {
-			if t, ok := seeded[pid]; ok && t == p.startTicks {
+			if t, ok := seeded[pid]; ok && t == p.StartTicks() {
 				continue
 			}
 			if err := w.putSeed(p, bpf.AdoptwatchSeedStateSEED_WATCH); err != nil {
 				return 0, err
 			}
-			seeded[pid] = p.startTicks
+			seeded[pid] = p.StartTicks()
 			added++
 		}
 		if added == 0 {
@@ -185,7 +168,7 @@ func (w watchMaps) unwatch(pid int) error {
 	// Two sweeps: a process forked while the first ran may have copied its
 	// parent's entry before the parent was marked.
 	for sweep := 0; sweep < 2; sweep++ {
-		procs, err := readProcs("/proc")
+		procs, err := readProcs()
 		if err != nil {
 			return err
 		}
@@ -205,7 +188,7 @@ func (w watchMaps) unwatch(pid int) error {
 				continue
 			}
 			var s bpf.AdoptwatchSeed
-			seeded := w.seeds.Lookup(uint32(p), &s) == nil && s.StartTicks == info.startTicks
+			seeded := w.seeds.Lookup(uint32(p), &s) == nil && s.StartTicks == info.StartTicks()
 			if !seeded && settings.DefaultWatched == 0 {
 				continue
 			}
@@ -222,7 +205,7 @@ func (w watchMaps) unwatch(pid int) error {
 
 // markLineages sets WATCH_OFF in the entries of the subtree's processes and of
 // every process descended from target according to its own lineage.
-func (w watchMaps) markLineages(sub map[int]proc, target proc) (map[int]bool, error) {
+func (w watchMaps) markLineages(sub map[int]procfs.Stat, target procfs.Stat) (map[int]bool, error) {
 	var (
 		key   bpf.AdoptwatchProcKey
 		value bpf.AdoptwatchLineage
@@ -232,12 +215,12 @@ func (w watchMaps) markLineages(sub map[int]proc, target proc) (map[int]bool, er
 	it := w.lineages.Iterate()
 	for it.Next(&key, &value) {
 		hit := false
-		if p, ok := sub[int(key.Pid)]; ok && key.StartNs/nsPerTick == p.startTicks {
+		if p, ok := sub[int(key.Pid)]; ok && p.Same(procfs.ID{PID: key.Pid, Start: time.Duration(key.StartNs)}) {
 			hit = true
 		}
 		for i := uint32(0); !hit && i < value.Len && i < uint32(len(value.Gen)); i++ {
 			g := value.Gen[i]
-			hit = int(g.Pid) == target.pid && g.StartNs/nsPerTick == target.startTicks
+			hit = target.Same(procfs.ID{PID: g.Pid, Start: time.Duration(g.StartNs)})
 		}
 		if hit && value.Watch&uint32(bpf.AdoptwatchWatchFlagWATCH_OFF) == 0 {
 			value.Watch |= uint32(bpf.AdoptwatchWatchFlagWATCH_OFF)

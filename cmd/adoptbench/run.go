@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/internal/bench"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -340,18 +341,11 @@ func procCPU(cmd *exec.Cmd) int64 {
 	if cmd == nil || cmd.Process == nil {
 		return 0
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	st, err := procfs.ReadStat(cmd.Process.Pid)
 	if err != nil {
 		return 0
 	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return (u + st) * 10_000_000
+	return st.CPU.Nanoseconds()
 }
 
 func printComparison(kinds []observerKind, results map[string]map[string][]measurement) []bench.Target {

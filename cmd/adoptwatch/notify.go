@@ -1,197 +1,86 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
-	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/notify"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/sink"
 	"github.com/adoptwatch/adoptwatch/internal/subscribe"
 )
 
-// sink receives every adoption that passes the filters, with its JSON line.
-type sink interface {
-	Adoption(a *events.Adoption, jsonLine []byte)
-	Close() error
+// notifyFlags are the flags of the sinks beyond the printer.
+type notifyFlags struct {
+	pids, sigs  []string
+	force       bool
+	socketPath  string
+	socketGroup string
+	socketQueue int
 }
 
-// addNotifyFlags registers the notification flags; the returned function builds
-// the sinks they ask for once the flags are parsed. Sinks report through p.
-func addNotifyFlags(fs *pflag.FlagSet) func(p *printer) ([]sink, error) {
-	var (
-		pids, sigs  []string
-		force       bool
-		socketPath  string
-		socketGroup string
-		socketQueue int
-	)
-	fs.StringArrayVar(&pids, "notify-pid", nil, "queue a signal to reaper `PID` for each process it adopts (repeatable, paired with --notify-signal)")
-	fs.StringArrayVar(&sigs, "notify-signal", nil, "the `SIG` for the matching --notify-pid: RTMIN+N, a name or a number; si_pid = adopted pid, si_status = previous parent")
-	fs.BoolVar(&force, "notify-force", false, "allow a standard (non-realtime) --notify-signal, although those do not queue")
-	fs.StringVar(&socketPath, "socket", "", "serve adoption records with pidfds to subscribers on Unix socket `PATH`")
-	fs.StringVar(&socketGroup, "socket-group", "", "let members of `GROUP` subscribe too (socket mode 0660)")
-	fs.IntVar(&socketQueue, "socket-queue", 256, "records queued per subscriber before it is disconnected as stalled")
-	return func(p *printer) ([]sink, error) {
-		var sinks []sink
-		closeAll := func() {
-			for _, s := range sinks {
-				s.Close()
-			}
-		}
-		if len(pids) != len(sigs) {
-			return nil, fmt.Errorf("--notify-pid and --notify-signal come in pairs: got %d and %d", len(pids), len(sigs))
-		}
-		if len(pids) > 0 {
-			s, err := newSignalSink(pids, sigs, force, p)
-			if err != nil {
-				return nil, err
-			}
-			sinks = append(sinks, s)
-		}
-		if socketPath != "" {
-			if socketQueue < 1 {
-				closeAll()
-				return nil, errors.New("--socket-queue must be at least 1")
-			}
-			srv, err := subscribe.Listen(subscribe.Config{
-				Path: socketPath, Group: socketGroup, Queue: socketQueue,
-				Log: func(format string, args ...any) { p.log(format, args...) },
-			})
-			if err != nil {
-				closeAll()
-				return nil, fmt.Errorf("--socket: %w", err)
-			}
-			sinks = append(sinks, &socketSink{srv: srv, p: p})
-		} else if socketGroup != "" {
-			return nil, errors.New("--socket-group needs --socket")
-		}
-		return sinks, nil
+func (f *notifyFlags) add(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&f.pids, "notify-pid", nil, "queue a signal to reaper `PID` for each process it adopts (repeatable, paired with --notify-signal)")
+	fs.StringArrayVar(&f.sigs, "notify-signal", nil, "the `SIG` for the matching --notify-pid: RTMIN+N, a name or a number; si_pid = adopted pid, si_status = previous parent")
+	fs.BoolVar(&f.force, "notify-force", false, "allow a standard (non-realtime) --notify-signal, although those do not queue")
+	fs.StringVar(&f.socketPath, "socket", "", "serve adoption records with pidfds to subscribers on Unix socket `PATH`")
+	fs.StringVar(&f.socketGroup, "socket-group", "", "let members of `GROUP` subscribe too (socket mode 0660)")
+	fs.IntVar(&f.socketQueue, "socket-queue", 256, "records queued per subscriber before it is disconnected as stalled")
+}
+
+// sinks builds the printer and the sinks the flags ask for; they report through p.
+func (f *notifyFlags) sinks(p *output.Printer) (sink.Set, error) {
+	specs, err := f.specs()
+	if err != nil {
+		return nil, err
 	}
-}
-
-// log writes a diagnostic line to stderr only: it is not data.
-func (p *printer) log(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.errOut, "adoptwatch: "+format+"\n", args...)
-}
-
-// event reports something a consumer must not miss: on stderr always, and in
-// the JSON stream as well with --json.
-func (p *printer) event(jsonLine []byte, format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.errOut, "adoptwatch: "+format+"\n", args...)
-	if p.json {
-		p.out.Write(jsonLine)
+	if f.socketPath == "" && f.socketGroup != "" {
+		return nil, errors.New("--socket-group needs --socket")
 	}
-}
-
-// signalSink is the PR_SET_ADOPTSIG ABI: one queued signal per adoption by a
-// registered reaper.
-type signalSink struct {
-	targets []*notify.Target
-	p       *printer
-}
-
-func newSignalSink(pids, sigs []string, force bool, p *printer) (*signalSink, error) {
-	s := &signalSink{p: p}
-	for i := range pids {
-		pid, err := strconv.Atoi(pids[i])
-		if err != nil || pid < 1 {
-			s.Close()
-			return nil, fmt.Errorf("--notify-pid %q: not a process id", pids[i])
-		}
-		sig, err := notify.ParseSignal(sigs[i])
-		if err == nil {
-			err = notify.CheckSignal(sig, force)
-		}
+	if f.socketPath != "" && f.socketQueue < 1 {
+		return nil, errors.New("--socket-queue must be at least 1")
+	}
+	sinks := sink.Set{p}
+	if len(specs) > 0 {
+		s, err := notify.NewSink(specs, p)
 		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("--notify-signal %s: %w", sigs[i], err)
-		}
-		k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("--notify-pid %d: no such process", pid)
-		}
-		t, err := notify.OpenTarget(pid, sig, k.Start)
-		if err != nil {
-			s.Close()
 			return nil, err
 		}
-		s.targets = append(s.targets, t)
+		sinks = append(sinks, s)
 	}
-	return s, nil
+	if f.socketPath != "" {
+		s, err := subscribe.NewSink(subscribe.Config{Path: f.socketPath, Group: f.socketGroup, Queue: f.socketQueue}, p)
+		if err != nil {
+			sinks.Close()
+			return nil, fmt.Errorf("--socket: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
 }
 
-func (s *signalSink) Adoption(a *events.Adoption, _ []byte) {
-	for _, t := range s.targets {
-		if a.NewParent.PID != uint32(t.PID) || !events.SameStart(a.NewParent.Start, t.Start) {
-			continue
+// specs checks the --notify-pid/--notify-signal pairs.
+func (f *notifyFlags) specs() ([]notify.Spec, error) {
+	if len(f.pids) != len(f.sigs) {
+		return nil, fmt.Errorf("--notify-pid and --notify-signal come in pairs: got %d and %d", len(f.pids), len(f.sigs))
+	}
+	var out []notify.Spec
+	for i := range f.pids {
+		pid, err := strconv.Atoi(f.pids[i])
+		if err != nil || pid < 1 {
+			return nil, fmt.Errorf("--notify-pid %q: not a process id", f.pids[i])
 		}
-		err := t.Notify(a.Child.PID, a.Child.UID, a.PrevParent.PID)
+		sig, err := notify.ParseSignal(f.sigs[i])
 		if err == nil {
-			continue
+			err = notify.CheckSignal(sig, f.force)
 		}
-		why := err.Error()
-		switch {
-		case errors.Is(err, unix.EAGAIN):
-			why = "the reaper's queue of pending signals is full (RLIMIT_SIGPENDING)"
-		case errors.Is(err, unix.ESRCH):
-			why = "the reaper is gone"
+		if err != nil {
+			return nil, fmt.Errorf("--notify-signal %s: %w", f.sigs[i], err)
 		}
-		line, _ := json.Marshal(map[string]any{
-			"event": "notify-failed", "time": time.Now().Format(output.TimeFormat),
-			"target": t.PID, "signal": notify.SignalName(t.Signal), "pid": a.Child.PID,
-			"prev_parent": a.PrevParent.PID, "errno": errnoName(err), "reason": why,
-		})
-		s.p.event(append(line, '\n'), "notify-failed: %s to %d for the adoption of %d from %d: %s",
-			notify.SignalName(t.Signal), t.PID, a.Child.PID, a.PrevParent.PID, why)
+		out = append(out, notify.Spec{PID: pid, Signal: sig})
 	}
-}
-
-func errnoName(err error) string {
-	var errno unix.Errno
-	if errors.As(err, &errno) {
-		if name := unix.ErrnoName(errno); name != "" {
-			return name
-		}
-	}
-	return err.Error()
-}
-
-func (s *signalSink) Close() error {
-	for _, t := range s.targets {
-		t.Close()
-	}
-	return nil
-}
-
-// socketSink serves records to subscribers; its final counts are data.
-type socketSink struct {
-	srv *subscribe.Server
-	p   *printer
-}
-
-func (s *socketSink) Adoption(a *events.Adoption, jsonLine []byte) { s.srv.Publish(a, jsonLine) }
-
-func (s *socketSink) Close() error {
-	st := s.srv.Close()
-	line, _ := json.Marshal(struct {
-		Event string `json:"event"`
-		Time  string `json:"time"`
-		subscribe.Stats
-	}{"socket-stats", time.Now().Format(output.TimeFormat), st})
-	s.p.event(append(line, '\n'), "socket: %d subscribers (%d refused, %d overflowed, %d write errors), %d records sent, %d dropped, %d pidfds passed (%d unsupported, %d gone, %d pid reused, %d errors)",
-		st.Accepted, st.Refused, st.Overflowed, st.WriteErrors, st.RecordsSent, st.RecordsDropped,
-		st.PidfdsPassed, st.PidfdUnsupported, st.PidfdGone, st.PidfdMismatch, st.PidfdErrors)
-	return nil
+	return out, nil
 }

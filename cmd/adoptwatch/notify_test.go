@@ -10,6 +10,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/notify"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 // sigReport is one "sig SIGNO CODE PID UID STATUS" line from a notified reaper.
@@ -25,7 +26,7 @@ func startNotified(t *testing.T, sig int, mode, scenario string) *fixture.Tree {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopAtEnd(t, tree)
+	testsupport.StopAtEnd(t, tree)
 	if tree.Reaper == 1 {
 		t.Fatal("the notified reaper is PID 1: refusing to go on")
 	}
@@ -42,21 +43,18 @@ func TestNotifySignalPerAdoption(t *testing.T) {
 	if err := tree.Go(); err != nil {
 		t.Fatal(err)
 	}
-	launcher := mustNext(t, tree, "launcher").Int(0)
-	middle := mustNext(t, tree, "middle").Int(0)
-	daemon := mustNext(t, tree, "daemon").Int(0)
-	killAtEnd(t, daemon)
+	launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 
-	adoptions := jsonLines(c, 2, 10*time.Second, adoptedBy(tree.Reaper))
+	adoptions := c.stdout.JSON(2, 10*time.Second, adoptedBy(tree.Reaper))
 	if len(adoptions) != 2 {
 		t.Fatalf("adoptwatch reported %d adoptions by the reaper, want 2", len(adoptions))
 	}
 	want := []sigReport{
-		{sig, notify.SIQueue, middle, num(adoptions[0], "uid"), launcher},
-		{sig, notify.SIQueue, daemon, num(adoptions[1], "uid"), middle},
+		{sig, notify.SIQueue, middle, testsupport.Num(adoptions[0], "uid"), launcher},
+		{sig, notify.SIQueue, daemon, testsupport.Num(adoptions[1], "uid"), middle},
 	}
 	for i, w := range want {
-		got := sigOf(mustNext(t, tree, "sig"))
+		got := sigOf(testsupport.Next(t, tree, "sig"))
 		if got != w {
 			t.Errorf("signal %d: got %+v, want %+v", i, got, w)
 		}
@@ -65,7 +63,7 @@ func TestNotifySignalPerAdoption(t *testing.T) {
 	if all := tree.All("sig"); len(all) != 2 {
 		t.Errorf("reaper got %d signals, want 2: %v", len(all), all)
 	}
-	if failed := jsonLines(c, 0, 0, func(m map[string]any) bool { return m["event"] == "notify-failed" }); len(failed) > 0 {
+	if failed := c.stdout.JSON(0, 0, func(m map[string]any) bool { return m["event"] == "notify-failed" }); len(failed) > 0 {
 		t.Errorf("notify-failed: %v", failed)
 	}
 }
@@ -81,22 +79,22 @@ func TestNotifyTwoReapers(t *testing.T) {
 		"--notify-pid", itoa(r2.Reaper), "--notify-signal", itoa(sig2))
 	r1.Go()
 	r2.Go()
-	killAtEnd(t, mustNext(t, r1, "daemon").Int(0))
+	testsupport.KillAtEnd(t, testsupport.Next(t, r1, "daemon").Int(0))
 	for _, tc := range []struct {
 		tree *fixture.Tree
 		sig  int
 		n    int
 	}{{r1, sig1, 2}, {r2, sig2, 3}} {
-		adoptions := jsonLines(c, tc.n, 10*time.Second, adoptedBy(tc.tree.Reaper))
+		adoptions := c.stdout.JSON(tc.n, 10*time.Second, adoptedBy(tc.tree.Reaper))
 		if len(adoptions) != tc.n {
 			t.Fatalf("reaper %d: %d adoptions reported, want %d", tc.tree.Reaper, len(adoptions), tc.n)
 		}
 		for _, a := range adoptions {
 			if tc.tree == r2 {
-				killAtEnd(t, num(a, "pid"))
+				testsupport.KillAtEnd(t, testsupport.Num(a, "pid"))
 			}
-			got := sigOf(mustNext(t, tc.tree, "sig"))
-			want := sigReport{tc.sig, notify.SIQueue, num(a, "pid"), num(a, "uid"), party(a, "prev_parent")}
+			got := sigOf(testsupport.Next(t, tc.tree, "sig"))
+			want := sigReport{tc.sig, notify.SIQueue, testsupport.Num(a, "pid"), testsupport.Num(a, "uid"), testsupport.PartyPID(a, "prev_parent")}
 			if got != want {
 				t.Errorf("reaper %d: got %+v, want %+v", tc.tree.Reaper, got, want)
 			}
@@ -118,16 +116,16 @@ func TestNotifyFailureReported(t *testing.T) {
 	tree := startNotified(t, notify.RTMin+5, "full", "doublefork")
 	c := startWatching(t, "--json", "--notify-pid", itoa(tree.Reaper), "--notify-signal", "RTMIN+5")
 	tree.Go()
-	middle := mustNext(t, tree, "middle").Int(0)
-	daemon := mustNext(t, tree, "daemon").Int(0)
-	killAtEnd(t, daemon)
-	failed := jsonLines(c, 2, 10*time.Second, func(m map[string]any) bool { return m["event"] == "notify-failed" })
+	middle := testsupport.Next(t, tree, "middle").Int(0)
+	daemon := testsupport.Next(t, tree, "daemon").Int(0)
+	testsupport.KillAtEnd(t, daemon)
+	failed := c.stdout.JSON(2, 10*time.Second, func(m map[string]any) bool { return m["event"] == "notify-failed" })
 	if len(failed) != 2 {
 		t.Fatalf("%d notify-failed lines, want 2", len(failed))
 	}
 	for i, pid := range []int{middle, daemon} {
 		f := failed[i]
-		if num(f, "pid") != pid || num(f, "target") != tree.Reaper || f["errno"] != "EAGAIN" {
+		if testsupport.Num(f, "pid") != pid || testsupport.Num(f, "target") != tree.Reaper || f["errno"] != "EAGAIN" {
 			t.Errorf("notify-failed %d: %v; want pid %d target %d EAGAIN", i, f, pid, tree.Reaper)
 		}
 	}
@@ -142,7 +140,7 @@ func TestNotifyFailureReported(t *testing.T) {
 // TestNotifyRefusesStandardSignal: standard signals do not queue, so they are
 // refused unless forced, and the error says why.
 func TestNotifyRefusesStandardSignal(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	var out, errb bytes.Buffer
 	code := dispatch([]string{"--notify-pid", itoa(os.Getpid()), "--notify-signal", "USR1"}, &out, &errb)
 	if code == 0 || !strings.Contains(errb.String(), "not a realtime signal") || !strings.Contains(errb.String(), "do not queue") {
@@ -171,15 +169,8 @@ func TestNotifyInitInVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startWatching(t, "--json", "--notify-pid", "1", "--notify-signal", sigName)
-	tree, err := fixture.StartUnreaped("launcher")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tree.Stop() })
-	launcher := mustNext(t, tree, "launcher").Int(0)
-	middle := mustNext(t, tree, "middle").Int(0)
-	daemon := mustNext(t, tree, "daemon").Int(0)
-	killAtEnd(t, daemon)
+	tree := testsupport.StartUnreaped(t, "launcher")
+	launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 	want := map[int]int{middle: launcher, daemon: middle} // adopted -> previous parent
 	got := map[int]sigReport{}
 	deadline := time.Now().Add(10 * time.Second)
@@ -208,7 +199,7 @@ func TestNotifyInitInVM(t *testing.T) {
 			t.Errorf("init's signal for %d: %+v, want signo %d, SI_QUEUE, status %d", pid, r, sig, prev)
 		}
 	}
-	if failed := jsonLines(c, 0, 0, func(m map[string]any) bool { return m["event"] == "notify-failed" }); len(failed) > 0 {
+	if failed := c.stdout.JSON(0, 0, func(m map[string]any) bool { return m["event"] == "notify-failed" }); len(failed) > 0 {
 		t.Errorf("notify-failed: %v", failed)
 	}
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/supervise"
-	"github.com/adoptwatch/adoptwatch/loader"
 )
 
 const runUsage = `Usage: adoptwatch run [flags] -- CMD [ARGS...]
@@ -84,7 +84,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var err error
-	if cfg.Hook, err = loader.ParseHook(hook); err != nil {
+	if cfg.Hook, err = events.ParseHook(hook); err != nil {
 		fmt.Fprintf(stderr, "adoptwatch run: %v\n", err)
 		return 2
 	}

@@ -27,6 +27,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 // wait bounds every wait for a report, a line or run's exit: generous for
@@ -41,7 +43,7 @@ const cleanupWait = 10 * time.Second
 type runTree struct {
 	sup     *fixture.Supervised
 	cmd     *exec.Cmd
-	stderr  *lines
+	stderr  *testsupport.Lines
 	errRead *os.File // the test's end of the stderr pipe
 	reaper  int      // 0 without a reaper
 	run     int      // adoptwatch run's pid
@@ -113,12 +115,12 @@ func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTr
 		sup.Close()
 		t.Fatal(err)
 	}
-	r.stderr = newLines(errRead)
+	r.stderr = testsupport.NewLines(errRead)
 	t.Cleanup(func() {
 		r.stop(t)
 		sup.Close()
 		if t.Failed() || testing.Verbose() {
-			t.Logf("stderr of the run tree:\n%s", r.stderr.text())
+			t.Logf("stderr of the run tree:\n%s", r.stderr.Text())
 		}
 	})
 	if viaReaper {
@@ -165,7 +167,7 @@ func (r *runTree) stop(t *testing.T) {
 	}
 	// Everything that held the pipe is gone: wait (briefly) for the rest of
 	// the output, then stop reading for good.
-	r.stderr.waitFor(2*time.Second, func(string) bool { return false })
+	r.stderr.WaitFor(2*time.Second, func(string) bool { return false })
 	r.errRead.Close()
 }
 
@@ -240,7 +242,7 @@ func (r *runTree) next(t *testing.T, key string) fixture.Report {
 	t.Helper()
 	rep, err := r.sup.Reports.Next(key, wait)
 	if err != nil {
-		t.Fatalf("%v; stderr:\n%s", err, r.stderr.text())
+		t.Fatalf("%v; stderr:\n%s", err, r.stderr.Text())
 	}
 	return rep
 }
@@ -249,9 +251,9 @@ func (r *runTree) next(t *testing.T, key string) fixture.Report {
 func (r *runTree) line(t *testing.T, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	l, ok := r.stderr.waitFor(wait, rx.MatchString)
+	l, ok := r.stderr.WaitFor(wait, rx.MatchString)
 	if !ok {
-		t.Fatalf("no line matching %q; stderr:\n%s", re, r.stderr.text())
+		t.Fatalf("no line matching %q; stderr:\n%s", re, r.stderr.Text())
 	}
 	return rx.FindStringSubmatch(l)
 }
@@ -271,7 +273,7 @@ func (r *runTree) exitCode(t *testing.T) int {
 	case <-r.done:
 		return r.cmd.ProcessState.ExitCode()
 	case <-time.After(wait):
-		t.Fatalf("adoptwatch run still running after %v; stderr:\n%s", wait, r.stderr.text())
+		t.Fatalf("adoptwatch run still running after %v; stderr:\n%s", wait, r.stderr.Text())
 		return -1
 	}
 }
@@ -331,26 +333,17 @@ func checkNoZombies(t *testing.T, pid int) {
 	t.Errorf("zombie children of %d left unreaped: %v", pid, zombies)
 }
 
-func alive(pid int) bool { _, ok := procState(pid); return ok }
+func alive(pid int) bool { _, err := procfs.ReadStat(pid); return err == nil }
 
 // procState reads the state letter of /proc/PID/stat.
 func procState(pid int) (string, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", false
-	}
-	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	return f[0], true
+	st, err := procfs.ReadStat(pid)
+	return st.State, err == nil
 }
 
 func procPPID(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	n, _ := strconv.Atoi(f[1])
-	return n
+	st, _ := procfs.ReadStat(pid)
+	return int(st.PPID)
 }
 
 type childState struct {
@@ -359,16 +352,9 @@ type childState struct {
 }
 
 func childrenWithState(ppid int) []childState {
-	dirs, _ := os.ReadDir("/proc")
 	var out []childState
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil || procPPID(pid) != ppid {
-			continue
-		}
-		if st, ok := procState(pid); ok {
-			out = append(out, childState{pid, st})
-		}
+	for _, c := range procfs.Children(ppid) {
+		out = append(out, childState{int(c.PID), c.State})
 	}
 	return out
 }
@@ -444,6 +430,34 @@ func TestRunDoubleForkDaemon(t *testing.T) {
 	})
 }
 
+// TestRunLineageNamesLauncher: run's announcement shows the daemon's whole
+// lineage, from the processes that started run (this test, then the reaper)
+// through run itself and CMD: generations the kernel recorded are completed
+// from the process table, as the watcher's are.
+func TestRunLineageNamesLauncher(t *testing.T) {
+	eachHook(t, func(t *testing.T, hook string) {
+		r := startRun(t, true, nil, "--hook="+hook, "--", "{dir}/aw-sd-launch", "daemon")
+		daemon := r.next(t, "daemon").Int(0)
+		middle := r.next(t, "middle").Int(0)
+		if got := r.identified(t); got != daemon {
+			t.Fatalf("identified pid %d, the daemon is %d", got, daemon)
+		}
+		marks := `(?: exec)?(?: setsid)?\]`
+		m := r.line(t, `identified \(double-fork, [^)]*\): (.*)$`)
+		want := regexp.MustCompile(`\[` + strconv.Itoa(os.Getpid()) + marks + ` > aw-sd-reaper\[` + strconv.Itoa(r.reaper) + marks +
+			` > adoptwatch\[` + strconv.Itoa(r.run) + marks + ` > aw-sd-launch\[\d+ exec\] > aw-sd-middle\[` + strconv.Itoa(middle) +
+			` exec setsid\] > aw-sd-daemon\[` + strconv.Itoa(daemon) + `\]$`)
+		if !want.MatchString(m[1]) {
+			t.Errorf("lineage %q does not name the launchers (this test %d, reaper %d, run %d)", m[1], os.Getpid(), r.reaper, r.run)
+		}
+		if strings.HasPrefix(m[1], "…") {
+			t.Errorf("lineage %q is incomplete: the process table reaches init", m[1])
+		}
+		r.signalRun(t, unix.SIGTERM)
+		r.exitCode(t)
+	})
+}
+
 // TestRunHelpersAndWorkers: a launcher that double-forks a helper before the
 // daemon, and a daemon that forks short-lived helpers (its own and
 // double-forked ones) and long-lived workers. Only the daemon is the daemon;
@@ -476,8 +490,8 @@ func TestRunHelpersAndWorkers(t *testing.T) {
 		}
 		checkGone(t, append(helpers, firstHelper)...)
 		checkNoZombies(t, r.run)
-		if strings.Contains(r.stderr.text(), "follows") || strings.Contains(r.stderr.text(), "also adopted") {
-			t.Errorf("helpers or workers taken for daemons:\n%s", r.stderr.text())
+		if strings.Contains(r.stderr.Text(), "follows") || strings.Contains(r.stderr.Text(), "also adopted") {
+			t.Errorf("helpers or workers taken for daemons:\n%s", r.stderr.Text())
 		}
 		r.signalRun(t, unix.SIGTERM)
 		if code := r.exitCode(t); code != 0 {
@@ -513,7 +527,7 @@ func TestRunDaemonKilled(t *testing.T) {
 // TestRunLaunchFailures: a launcher that fails, one not found, one that never
 // leaves a daemon.
 func TestRunLaunchFailures(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	t.Run("fails", func(t *testing.T) {
 		r := startRun(t, true, nil, "--", "{dir}/aw-sd-launch", "fail")
 		if code := r.exitCode(t); code != 3 {
@@ -545,7 +559,7 @@ func TestRunLaunchFailures(t *testing.T) {
 // TestRunStopBeforeIdentified: SIGTERM while run waits for the tree to settle
 // goes to the processes adopted so far; run exits 128+15.
 func TestRunStopBeforeIdentified(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	r := startRun(t, true, []string{fixture.EnvSDTermCode + "=42"}, "-v", "--settle=30s", "--", "{dir}/aw-sd-launch")
 	daemon := r.next(t, "daemon").Int(0)
 	r.line(t, `aw-sd-launch pid=\d+ exited with code 0`)

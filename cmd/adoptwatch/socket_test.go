@@ -20,6 +20,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/notify"
 	"github.com/adoptwatch/adoptwatch/internal/subscribe"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 func dial(t *testing.T, path, filter string) *subscribe.Client {
@@ -47,11 +48,11 @@ func adoptionsFrom(t *testing.T, c *subscribe.Client, pids ...int) map[int]subsc
 			t.Fatalf("waiting for adoptions of %v (have %d): %v", pids, len(got), err)
 		}
 		for _, pid := range pids {
-			if rec.Fields["event"] == "adopt" && num(rec.Fields, "pid") == pid {
+			if rec.Fields["event"] == "adopt" && testsupport.Num(rec.Fields, "pid") == pid {
 				got[pid] = rec
 			}
 		}
-		if _, want := got[num(rec.Fields, "pid")]; !want && rec.Pidfd >= 0 {
+		if _, want := got[testsupport.Num(rec.Fields, "pid")]; !want && rec.Pidfd >= 0 {
 			unix.Close(rec.Pidfd)
 		}
 	}
@@ -91,11 +92,11 @@ func TestSocketTwoSubscribers(t *testing.T) {
 	s1 := dial(t, path, "all")
 	s2 := dial(t, path, "") // no filter line: all, after a short wait
 
-	tree := startTree(t, "doublefork")
-	middle := mustNext(t, tree, "middle").Int(0)
-	daemon := mustNext(t, tree, "daemon").Int(0)
-	killAtEnd(t, daemon)
-	printed := jsonLines(c, 1, 10*time.Second, func(m map[string]any) bool { return m["event"] == "adopt" && num(m, "pid") == daemon })
+	tree := testsupport.StartTree(t, "doublefork")
+	middle := testsupport.Next(t, tree, "middle").Int(0)
+	daemon := testsupport.Next(t, tree, "daemon").Int(0)
+	testsupport.KillAtEnd(t, daemon)
+	printed := c.stdout.JSON(1, 10*time.Second, func(m map[string]any) bool { return m["event"] == "adopt" && testsupport.Num(m, "pid") == daemon })
 	if len(printed) != 1 {
 		t.Fatalf("--json printed %d adoptions of the daemon", len(printed))
 	}
@@ -169,12 +170,12 @@ func TestSocketFilters(t *testing.T) {
 		c    *subscribe.Client
 		tree *fixture.Tree
 	}{{byParent, rA}, {byRoot, rB}} {
-		middle := mustNext(t, tc.tree, "middle").Int(0)
-		daemon := mustNext(t, tc.tree, "daemon").Int(0)
-		killAtEnd(t, daemon)
+		middle := testsupport.Next(t, tc.tree, "middle").Int(0)
+		daemon := testsupport.Next(t, tc.tree, "daemon").Int(0)
+		testsupport.KillAtEnd(t, daemon)
 		recs := adoptionsFrom(t, tc.c, middle, daemon)
 		for _, r := range recs {
-			if party(r.Fields, "new_parent") != tc.tree.Reaper {
+			if testsupport.PartyPID(r.Fields, "new_parent") != tc.tree.Reaper {
 				t.Errorf("filtered subscriber got %s", r.Line)
 			}
 			if r.Pidfd >= 0 {
@@ -219,7 +220,7 @@ func TestSocketStalledSubscriber(t *testing.T) {
 			if rec.Pidfd >= 0 {
 				unix.Close(rec.Pidfd)
 			}
-			if rec.Fields["event"] == "adopt" && party(rec.Fields, "new_parent") == r {
+			if rec.Fields["event"] == "adopt" && testsupport.PartyPID(rec.Fields, "new_parent") == r {
 				count++
 			}
 		}
@@ -255,7 +256,7 @@ func TestSocketStalledSubscriber(t *testing.T) {
 		}
 		stalledDone <- d
 	}()
-	tree := startTree(t, fmt.Sprintf("raw:%d", n))
+	tree := testsupport.StartTree(t, fmt.Sprintf("raw:%d", n))
 	reaper <- tree.Reaper
 	res := <-done
 	if res.err != nil || res.count != n {
@@ -273,7 +274,7 @@ func TestSocketStalledSubscriber(t *testing.T) {
 		t.Errorf("stalled subscriber got all %d records: nothing stalled", got)
 	}
 	t.Logf("stalled subscriber received %d records before it was cut off", got)
-	if _, bad := c.stderr.waitFor(0, func(s string) bool {
+	if _, bad := c.stderr.WaitFor(0, func(s string) bool {
 		return strings.Contains(s, "subscriber 2 (") && strings.Contains(s, "overflow")
 	}); bad {
 		t.Errorf("the active subscriber overflowed too")
@@ -283,7 +284,7 @@ func TestSocketStalledSubscriber(t *testing.T) {
 		t.Fatalf("adoptwatch exited %d", code)
 	}
 	if !hasStderr(c, "socket: 2 subscribers (0 refused, 1 overflowed", 0) {
-		t.Errorf("no final socket counts on stderr:\n%s", c.stderr.text())
+		t.Errorf("no final socket counts on stderr:\n%s", c.stderr.Text())
 	}
 }
 
@@ -305,7 +306,7 @@ func nobodyCopy(t *testing.T) (dir, exe string) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	exe = filepath.Join(dir, "aw-subscriber")
+	exe = filepath.Join(dir, fixture.SubscriberComm) // the name plays the subscriber role
 	out, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +322,7 @@ func nobodyCopy(t *testing.T) (dir, exe string) {
 func asNobody(t *testing.T, exe, path string) string {
 	t.Helper()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "ADOPTWATCH_FIXTURE=subscriber", fixture.EnvSocket+"="+path)
+	cmd.Env = append(os.Environ(), fixture.EnvSocket+"="+path)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.Output()
@@ -372,7 +373,7 @@ func TestSocketAccess(t *testing.T) {
 // TestSocketStalePath: a stale socket is replaced; a live one, or a file that
 // is not a socket, is refused.
 func TestSocketStalePath(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "aw.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})

@@ -7,19 +7,21 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
 const watchUsage = `Usage: adoptwatch [flags]
        adoptwatch features
+       adoptwatch unwatch [--pin-dir DIR] PID...
        adoptwatch run [flags] -- CMD [ARGS...]
 
 adoptwatch prints one line per process adopted by init, a child subreaper or a
@@ -33,6 +35,7 @@ Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF, Linux 5.8 or late
 
 Subcommands:
   features   show which adoption hooks this kernel supports and which is used
+  unwatch    switch process trees off in a running adoptwatch started with --pin
   run        start a forking daemon and stay in the foreground while it lives
 
 Flags:
@@ -46,10 +49,10 @@ type watchOptions struct {
 	cgroup    string
 	pin       bool
 	pinDir    string
-	hook      loader.Hook
+	hook      events.Hook
 	readyFile string
 	ringSize  uint32
-	sinks     func(*printer) ([]sink, error)
+	notify    notifyFlags
 }
 
 func watchCommand(args []string, stdout, stderr io.Writer) int {
@@ -67,7 +70,7 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
 	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two, at least 4096; larger rides out longer stalls")
-	opts.sinks = addNotifyFlags(fs)
+	opts.notify.add(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
 		fs.PrintDefaults()
@@ -84,7 +87,7 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var err error
-	if opts.hook, err = loader.ParseHook(hook); err != nil {
+	if opts.hook, err = events.ParseHook(hook); err != nil {
 		fmt.Fprintf(stderr, "adoptwatch: %v\n", err)
 		return 2
 	}
@@ -101,59 +104,21 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 	return watch(opts, stdout, stderr)
 }
 
-// printer serialises output lines from the record loop and the counter poller.
-type printer struct {
-	mu     sync.Mutex
-	out    io.Writer
-	errOut io.Writer
-	json   bool
-}
-
-func (p *printer) line(text string, jsonLine []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		p.out.Write(jsonLine)
-	} else {
-		io.WriteString(p.out, text+"\n")
-	}
-}
-
-// warn goes to stderr in text mode (it is not data) and to the stream in JSON
-// mode, so consumers of the JSON see it in order.
-func (p *printer) warn(jsonLine []byte, format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		p.out.Write(jsonLine)
-	} else {
-		fmt.Fprintf(p.errOut, "adoptwatch: warning: "+format+"\n", args...)
-	}
-}
-
 func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	if err := loader.CheckPrerequisites(); err != nil {
 		return fail(stderr, "%v", err)
 	}
-	table := events.NewTable(1 << 17)
-	if err := table.SeedFromProc("/proc"); err != nil {
-		return fail(stderr, "read /proc: %v", err)
-	}
 	for _, pid := range opts.pids {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		if _, err := procfs.Lookup(pid); err != nil {
 			return fail(stderr, "--pid %d: no such process", pid)
 		}
 	}
-	p := &printer{out: stdout, errOut: stderr, json: opts.json}
-	sinks, err := opts.sinks(p)
+	p := output.NewPrinter(stdout, stderr, opts.json)
+	sinks, err := opts.notify.sinks(p)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	defer func() {
-		for _, s := range sinks {
-			s.Close()
-		}
-	}()
+	defer sinks.Close()
 
 	lopts := loader.Options{Hook: opts.hook, TaskRecords: opts.all, RingBytes: opts.ringSize,
 		WatchPIDs: opts.pids, WatchCgroup: opts.cgroup}
@@ -180,12 +145,12 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		}
 	}
 
-	losses := newLossReporter(obs, p)
+	lost := losses.New(obs, p)
 	done := make(chan struct{})
-	go losses.every(time.Second, done)
+	go lost.Every(time.Second, done)
 	defer func() {
 		close(done)
-		losses.check() // the last word on what was lost
+		lost.Check() // the last word on what was lost
 	}()
 
 	for {
@@ -194,83 +159,15 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 			return 0
 		}
 		if err != nil {
-			p.warn(output.WarningLine(time.Now(), err.Error()), "%v", err)
+			p.Warn(output.WarningLine(time.Now(), err.Error()), "%v", err)
 			continue
 		}
 		switch {
 		case rec.Adoption != nil:
-			a := rec.Adoption
-			table.Resolve(a)
-			line := output.AdoptionLine(a)
-			p.line(output.AdoptionText(a), line)
-			for _, s := range sinks {
-				s.Adoption(a, line)
-			}
+			sinks.Adoption(output.NewAdoption(rec.Adoption))
 		case rec.Task != nil:
-			ev := rec.Task
-			table.ObserveTask(ev)
-			p.line(output.TaskText(ev), output.TaskLine(ev))
+			p.Task(rec.Task)
 		}
-	}
-}
-
-// lossReporter turns the kernel's counters into warnings, never silently.
-type lossReporter struct {
-	mu   sync.Mutex
-	obs  *loader.Observer
-	p    *printer
-	last loader.Counters
-}
-
-// newLossReporter starts from zero: the maps are new, so everything counted
-// since the programs were attached gets reported.
-func newLossReporter(obs *loader.Observer, p *printer) *lossReporter {
-	return &lossReporter{obs: obs, p: p}
-}
-
-func (r *lossReporter) every(interval time.Duration, done <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			r.check()
-		}
-	}
-}
-
-func (r *lossReporter) check() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now, err := r.obs.Counters()
-	if err != nil {
-		return // closed
-	}
-	last := r.last
-	r.last = now
-	if n := now.LostAdoptions - last.LostAdoptions; n > 0 {
-		r.p.warn(output.LostLine(time.Now(), "adopt", n), "%d adoption records lost: the ring buffer was full", n)
-	}
-	if n := now.LostTaskRecords - last.LostTaskRecords; n > 0 {
-		r.p.warn(output.LostLine(time.Now(), "task", n), "%d fork/exec/exit records lost: the ring buffer was full", n)
-	}
-	if n := now.LineageFull - last.LineageFull; n > 0 {
-		msg := fmt.Sprintf("%d new processes have no lineage: the kernel's lineage map is full", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
-	}
-	if n := now.UnseenEvents - last.UnseenEvents; n > 0 {
-		msg := fmt.Sprintf("up to %d forks, execs or exits were not seen: the kernel skipped the programs while they were preempted on that CPU; adoptions may be missing", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
-	}
-	if n := now.StaleChildren - last.StaleChildren; n > 0 {
-		msg := fmt.Sprintf("%d children of exiting threads were gone before the exit-walk hook could check them: their adoptions may be missing", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
-	}
-	if n := (now.SnapshotFull + now.ChildrenTruncated) - (last.SnapshotFull + last.ChildrenTruncated); n > 0 {
-		msg := fmt.Sprintf("%d exiting threads had more children than the exit-walk hook follows: their adoptions may be missing", n)
-		r.p.warn(output.WarningLine(time.Now(), msg), "%s", msg)
 	}
 }
 

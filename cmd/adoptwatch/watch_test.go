@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,20 +12,22 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
 // jsonAdoptionOf waits for the JSON adoption line of pid.
 func jsonAdoptionOf(t *testing.T, c *cli, pid int) output.AdoptionJSON {
 	t.Helper()
-	line, ok := c.stdout.waitFor(15*time.Second, func(s string) bool {
-		var a output.AdoptionJSON
-		return json.Unmarshal([]byte(s), &a) == nil && a.Event == "adopt" && a.PID == uint32(pid)
+	got := c.stdout.JSON(1, 15*time.Second, func(m map[string]any) bool {
+		return m["event"] == "adopt" && testsupport.Num(m, "pid") == pid
 	})
-	if !ok {
-		t.Fatalf("no adoption of %d printed; stdout:\n%s\nstderr:\n%s", pid, c.stdout.text(), c.stderr.text())
+	if len(got) == 0 {
+		t.Fatalf("no adoption of %d printed; stdout:\n%s\nstderr:\n%s", pid, c.stdout.Text(), c.stderr.Text())
 	}
 	var a output.AdoptionJSON
-	json.Unmarshal([]byte(line), &a)
+	if err := testsupport.Decode(got[0], &a); err != nil {
+		t.Fatal(err)
+	}
 	return a
 }
 
@@ -36,11 +37,8 @@ func TestWatchJSON(t *testing.T) {
 		if ready := c.waitReady(t); !strings.Contains(ready, hook) {
 			t.Errorf("ready line does not name the hook %s: %q", hook, ready)
 		}
-		tree := startTree(t, "doublefork")
-		launcher := mustNext(t, tree, "launcher").Int(0)
-		middle := mustNext(t, tree, "middle").Int(0)
-		daemon := mustNext(t, tree, "daemon").Int(0)
-		defer syscall.Kill(daemon, syscall.SIGKILL)
+		tree := testsupport.StartTree(t, "doublefork")
+		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 
 		a := jsonAdoptionOf(t, c, daemon)
 		if _, err := time.Parse(time.RFC3339Nano, a.Time); err != nil {
@@ -68,7 +66,7 @@ func TestWatchJSON(t *testing.T) {
 			t.Errorf("lineage should reach PID 1 through /proc: %+v", a.Lineage)
 		}
 		if code := c.stop(t); code != 0 {
-			t.Errorf("exit status after SIGINT = %d, want 0; stderr:\n%s", code, c.stderr.text())
+			t.Errorf("exit status after SIGINT = %d, want 0; stderr:\n%s", code, c.stderr.Text())
 		}
 	})
 }
@@ -77,30 +75,27 @@ func TestWatchText(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
 		c := startCLI(t, "--hook="+hook)
 		c.waitReady(t)
-		tree := startTree(t, "doublefork")
-		launcher := mustNext(t, tree, "launcher").Int(0)
-		middle := mustNext(t, tree, "middle").Int(0)
-		daemon := mustNext(t, tree, "daemon").Int(0)
-		defer syscall.Kill(daemon, syscall.SIGKILL)
+		tree := testsupport.StartTree(t, "doublefork")
+		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 		head := fmt.Sprintf(" adopt %d aw-daemon from %d aw-middle to %d aw-reaper (subreaper) double-fork: ", daemon, middle, tree.Reaper)
 		chain := fmt.Sprintf("aw-reaper[%d exec] > aw-launcher[%d exec] > aw-middle[%d exec setsid] > aw-daemon[%d]", tree.Reaper, launcher, middle, daemon)
-		if _, ok := c.stdout.waitFor(15*time.Second, func(s string) bool { return contains(s, head, chain) }); !ok {
-			t.Errorf("no line with %q and %q:\n%s", head, chain, c.stdout.text())
+		if _, ok := c.stdout.WaitFor(15*time.Second, func(s string) bool { return contains(s, head, chain) }); !ok {
+			t.Errorf("no line with %q and %q:\n%s", head, chain, c.stdout.Text())
 		}
 	})
 }
 
 // TestWatchPIDFilter: --pid keeps one tree's adoptions and drops another's.
 func TestWatchPIDFilter(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	// Both trees hold their daemon until their parent gets SIGUSR1.
-	mine, other := startTree(t, "threadparent"), startTree(t, "threadparent")
+	mine, other := testsupport.StartTree(t, "threadparent"), testsupport.StartTree(t, "threadparent")
 	var parents, daemons [2]int
 	for i, tree := range []*fixture.Tree{mine, other} {
-		parents[i] = mustNext(t, tree, "parent").Int(0)
-		daemons[i] = mustNext(t, tree, "daemon").Int(0)
+		parents[i] = testsupport.Next(t, tree, "parent").Int(0)
+		daemons[i] = testsupport.Next(t, tree, "daemon").Int(0)
 		defer syscall.Kill(daemons[i], syscall.SIGKILL)
-		mustNext(t, tree, "forker-exited")
+		testsupport.Next(t, tree, "forker-exited")
 	}
 	c := startCLI(t, "--json", "--pid", fmt.Sprint(mine.Reaper))
 	c.waitReady(t)
@@ -108,8 +103,8 @@ func TestWatchPIDFilter(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	syscall.Kill(parents[0], syscall.SIGUSR1)
 	jsonAdoptionOf(t, c, daemons[0])
-	if strings.Contains(c.stdout.text(), fmt.Sprintf(`"pid":%d,`, daemons[1])) {
-		t.Errorf("--pid %d printed the other tree's adoption:\n%s", mine.Reaper, c.stdout.text())
+	if strings.Contains(c.stdout.Text(), fmt.Sprintf(`"pid":%d,`, daemons[1])) {
+		t.Errorf("--pid %d printed the other tree's adoption:\n%s", mine.Reaper, c.stdout.Text())
 	}
 }
 
@@ -131,10 +126,10 @@ func TestUsageErrors(t *testing.T) {
 		if code := c.exitCode(t, 10*time.Second); code != tc.code {
 			t.Errorf("adoptwatch %v: exit %d, want %d", tc.args, code, tc.code)
 		}
-		if !strings.Contains(c.stderr.text(), tc.want) {
-			t.Errorf("adoptwatch %v: stderr %q lacks %q", tc.args, c.stderr.text(), tc.want)
+		if !strings.Contains(c.stderr.Text(), tc.want) {
+			t.Errorf("adoptwatch %v: stderr %q lacks %q", tc.args, c.stderr.Text(), tc.want)
 		}
-		if strings.Contains(c.stderr.text(), "goroutine") {
+		if strings.Contains(c.stderr.Text(), "goroutine") {
 			t.Errorf("adoptwatch %v printed a stack trace", tc.args)
 		}
 	}
@@ -174,12 +169,12 @@ func TestNotRoot(t *testing.T) {
 }
 
 func TestFeatures(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	c := startCLI(t, "features")
 	if code := c.exitCode(t, 30*time.Second); code != 0 {
-		t.Fatalf("features: exit %d\n%s\n%s", code, c.stdout.text(), c.stderr.text())
+		t.Fatalf("features: exit %d\n%s\n%s", code, c.stdout.Text(), c.stderr.Text())
 	}
-	out := c.stdout.text()
+	out := c.stdout.Text()
 	used := 0
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
@@ -194,14 +189,11 @@ func TestFeatures(t *testing.T) {
 
 // TestWatchAll: --all adds forks, execs and exits, with exit statuses.
 func TestWatchAll(t *testing.T) {
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	c := startCLI(t, "--all", "--json")
 	c.waitReady(t)
-	tree := startTree(t, "doublefork")
-	launcher := mustNext(t, tree, "launcher").Int(0)
-	middle := mustNext(t, tree, "middle").Int(0)
-	daemon := mustNext(t, tree, "daemon").Int(0)
-	defer syscall.Kill(daemon, syscall.SIGKILL)
+	tree := testsupport.StartTree(t, "doublefork")
+	launcher, middle, daemon := testsupport.DoubleFork(t, tree)
 	for _, want := range []struct {
 		event string
 		match func(output.TaskJSON) bool
@@ -214,12 +206,12 @@ func TestWatchAll(t *testing.T) {
 			return e.PID == uint32(launcher) && e.ProcessExit != nil && *e.ProcessExit && e.Status != nil && *e.Status == 0
 		}},
 	} {
-		_, ok := c.stdout.waitFor(10*time.Second, func(s string) bool {
+		got := c.stdout.JSON(1, 10*time.Second, func(m map[string]any) bool {
 			var e output.TaskJSON
-			return json.Unmarshal([]byte(s), &e) == nil && e.Event == want.event && want.match(e)
+			return m["event"] == want.event && testsupport.Decode(m, &e) == nil && want.match(e)
 		})
-		if !ok {
-			t.Errorf("no matching %s line:\n%s", want.event, c.stdout.text())
+		if len(got) == 0 {
+			t.Errorf("no matching %s line:\n%s", want.event, c.stdout.Text())
 		}
 	}
 	jsonAdoptionOf(t, c, daemon)
@@ -229,42 +221,44 @@ func TestWatchAll(t *testing.T) {
 // says how many adoption records the full ring buffer lost, in JSON.
 func TestWatchReportsLoss(t *testing.T) {
 	const n = 100
-	requireBPF(t)
+	testsupport.RequireBPF(t)
 	// Scoped to this test's tree, so that only its adoptions are counted.
 	c := startCLI(t, "--json", "--ring-size=4096", "--pid", fmt.Sprint(os.Getpid()))
 	c.waitReady(t)
 	c.cmd.Process.Signal(syscall.SIGSTOP)
-	tree := startTree(t, fmt.Sprintf("raw:%d", n))
+	tree := testsupport.StartTree(t, fmt.Sprintf("raw:%d", n))
 	for i := 0; i < 2*n; i++ { // every middle and daemon reaped: all adopted
-		mustNext(t, tree, "reaped")
+		testsupport.Next(t, tree, "reaped")
 	}
 	c.cmd.Process.Signal(syscall.SIGCONT)
-	type lostLine struct {
-		Event, Records string
-		Count          int
-	}
-	isLost := func(s string) (lostLine, bool) {
-		var l lostLine
-		ok := json.Unmarshal([]byte(s), &l) == nil && l.Event == "lost" && l.Records == "adopt"
-		return l, ok
-	}
-	if _, ok := c.stdout.waitFor(10*time.Second, func(s string) bool { _, ok := isLost(s); return ok }); !ok {
-		t.Fatalf("no lost line; stdout:\n%s", c.stdout.text())
+	isLost := func(m map[string]any) bool { return m["event"] == "lost" && m["records"] == "adopt" }
+	if got := c.stdout.JSON(1, 10*time.Second, isLost); len(got) == 0 {
+		t.Fatalf("no lost line; stdout:\n%s", c.stdout.Text())
 	}
 	// Let every delivered line arrive, then count this tree's adoptions and losses.
 	time.Sleep(300 * time.Millisecond)
-	delivered, lost := 0, 0
-	for _, s := range strings.Split(c.stdout.text(), "\n") {
-		var a output.AdoptionJSON
-		if json.Unmarshal([]byte(s), &a) == nil && a.Event == "adopt" && a.NewParent.PID == uint32(tree.Reaper) {
-			delivered++
-		}
-		if l, ok := isLost(s); ok {
-			lost += l.Count
-		}
+	delivered := len(c.stdout.JSON(0, 0, func(m map[string]any) bool {
+		return m["event"] == "adopt" && testsupport.PartyPID(m, "new_parent") == tree.Reaper
+	}))
+	lost := 0
+	for _, m := range c.stdout.JSON(0, 0, isLost) {
+		lost += testsupport.Num(m, "count")
 	}
 	t.Logf("%d delivered, %d reported lost", delivered, lost)
 	if delivered+lost != n || lost == 0 {
 		t.Errorf("%d delivered + %d lost: want %d adoptions accounted for, some lost", delivered, lost, n)
+	}
+}
+
+// TestHelpListsSubcommands: --help names every subcommand dispatch knows.
+func TestHelpListsSubcommands(t *testing.T) {
+	var out, errOut strings.Builder
+	if code := dispatch([]string{"--help"}, &out, &errOut); code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	for _, sub := range []string{"features", "unwatch", "run"} {
+		if !strings.Contains(errOut.String(), "\n  "+sub+" ") || !strings.Contains(errOut.String(), "adoptwatch "+sub) {
+			t.Errorf("--help does not list %q:\n%s", sub, errOut.String())
+		}
 	}
 }

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // Realtime signal numbers as a C program sees them. The kernel's realtime
@@ -106,18 +108,22 @@ func CheckSignal(sig int, force bool) error {
 	}
 }
 
-// Target is a reaper that asked to be told of its adoptions.
+// Target is a reaper that asked to be told of its adoptions: its identity
+// (pid and start time, read from /proc) and its signal.
 type Target struct {
-	PID    int
+	procfs.ID
 	Signal int
-	Start  time.Duration // CLOCK_BOOTTIME start, from /proc at clock-tick precision
-	pidfd  int           // -1 where pidfd_open is missing: then by pid
+	pidfd  int // -1 where pidfd_open is missing: then by pid
 }
 
 // OpenTarget checks that pid exists and holds a pidfd to it, so that a reaper
 // that dies is reported as gone instead of its reused pid being signalled.
-func OpenTarget(pid, sig int, start time.Duration) (*Target, error) {
-	t := &Target{PID: pid, Signal: sig, Start: start, pidfd: -1}
+func OpenTarget(pid, sig int) (*Target, error) {
+	id, err := procfs.Lookup(pid)
+	if err != nil {
+		return nil, fmt.Errorf("--notify-pid %d: no such process", pid)
+	}
+	t := &Target{ID: id, Signal: sig, pidfd: -1}
 	fd, err := unix.PidfdOpen(pid, 0)
 	switch {
 	case err == nil:
@@ -144,8 +150,11 @@ func (t *Target) Notify(adopted, uid, prevParent uint32) error {
 			return err
 		}
 	}
-	return info.queue(t.PID)
+	return info.queue(int(t.PID))
 }
+
+// Adopted says whether a is an adoption by this target: same pid, same start time.
+func (t *Target) Adopted(a *events.Adoption) bool { return a.NewParent.ID.Same(t.ID) }
 
 // Close releases the pidfd.
 func (t *Target) Close() error {

@@ -124,7 +124,7 @@ func queueToSelf() error {
 		}
 	}
 	self := os.Getpid()
-	tgt, err := OpenTarget(self, RTMin+1, 0)
+	tgt, err := OpenTarget(self, RTMin+1)
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,6 @@
 // Package output renders adoptwatch's events for people (one line each) and
-// for programs (JSON lines, a stable schema other tools parse).
+// for programs (JSON lines, a stable schema other tools parse). Every JSON line
+// the program emits is built here, with one time format (TimeFormat).
 package output
 
 import (
@@ -7,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
 )
@@ -48,15 +51,20 @@ type AdoptionJSON struct {
 	Lineage         []StepJSON `json:"lineage"`
 	LineageComplete bool       `json:"lineage_complete"`
 	Hook            string     `json:"hook"`
+	// Pidfd is set on the subscriber socket only (subscribe: "passed", ...).
+	Pidfd string `json:"pidfd,omitempty"`
 }
 
-// TimeFormat is RFC 3339 with nanoseconds.
+// TimeFormat is RFC 3339 with nanoseconds: the one time format of every JSON line.
 const TimeFormat = time.RFC3339Nano
 
-// Adoption returns the JSON object for an adoption.
-func Adoption(a *events.Adoption) AdoptionJSON {
+// stamp formats a line's time.
+func stamp(t time.Time) string { return t.Format(TimeFormat) }
+
+// AdoptionObject returns the JSON object for an adoption.
+func AdoptionObject(a *events.Adoption) AdoptionJSON {
 	out := AdoptionJSON{
-		Event: string(events.KindAdopt), Time: a.Time.Format(TimeFormat),
+		Event: string(events.KindAdopt), Time: stamp(a.Time),
 		PID: a.Child.PID, TID: a.Child.TID, Comm: a.Child.Comm, SID: a.Child.SID, PGID: a.Child.PGID,
 		UID: a.Child.UID, Zombie: a.Zombie,
 		PrevParent: Party{a.PrevParent.PID, a.PrevParent.Comm},
@@ -74,8 +82,11 @@ func Adoption(a *events.Adoption) AdoptionJSON {
 }
 
 // AdoptionLine is the JSON line (with its newline) for an adoption.
-func AdoptionLine(a *events.Adoption) []byte {
-	b, _ := json.Marshal(Adoption(a)) // plain data: cannot fail
+func AdoptionLine(a *events.Adoption) []byte { return line(AdoptionObject(a)) }
+
+// line marshals one JSON line. Every value given is plain data: it cannot fail.
+func line(v any) []byte {
+	b, _ := json.Marshal(v)
 	return append(b, '\n')
 }
 
@@ -96,7 +107,7 @@ type TaskJSON struct {
 // TaskLine is the JSON line for a fork, exec or exit.
 func TaskLine(ev *events.Task) []byte {
 	p := ev.Process
-	out := TaskJSON{Event: string(ev.Kind), Time: ev.Time.Format(TimeFormat),
+	out := TaskJSON{Event: string(ev.Kind), Time: stamp(ev.Time),
 		PID: p.PID, TID: p.TID, PPID: p.PPID, Comm: p.Comm, SID: p.SID}
 	if ev.Child != nil {
 		out.Child = &Party{ev.Child.PID, ev.Child.Comm}
@@ -105,29 +116,7 @@ func TaskLine(ev *events.Task) []byte {
 		status, whole := ev.ExitStatus, ev.ProcessExit
 		out.Status, out.ProcessExit = &status, &whole
 	}
-	b, _ := json.Marshal(out)
-	return append(b, '\n')
-}
-
-// LostLine reports records the kernel could not deliver.
-func LostLine(now time.Time, what string, count uint64) []byte {
-	b, _ := json.Marshal(struct {
-		Event   string `json:"event"`
-		Time    string `json:"time"`
-		Records string `json:"records"`
-		Count   uint64 `json:"count"`
-	}{"lost", now.Format(TimeFormat), what, count})
-	return append(b, '\n')
-}
-
-// WarningLine reports a condition that degrades what adoptwatch can say.
-func WarningLine(now time.Time, message string) []byte {
-	b, _ := json.Marshal(struct {
-		Event   string `json:"event"`
-		Time    string `json:"time"`
-		Message string `json:"message"`
-	}{"warning", now.Format(TimeFormat), message})
-	return append(b, '\n')
+	return line(out)
 }
 
 // clock is the time column of text lines.
@@ -183,10 +172,12 @@ func TaskText(ev *events.Task) string {
 	}
 }
 
-// StatusText describes a wait(2) status: "status 0", "killed by signal 9".
+// StatusText describes a wait(2) status, the one wording of the whole
+// program: "exited with code 0", "killed by SIGKILL (signal 9)".
 func StatusText(status uint32) string {
-	if sig := status & 0x7f; sig != 0 {
-		return fmt.Sprintf("killed by signal %d", sig)
+	ws := unix.WaitStatus(status)
+	if ws.Signaled() {
+		return fmt.Sprintf("killed by %s (signal %d)", unix.SignalName(ws.Signal()), int(ws.Signal()))
 	}
-	return fmt.Sprintf("status %d", (status>>8)&0xff)
+	return fmt.Sprintf("exited with code %d", ws.ExitStatus())
 }

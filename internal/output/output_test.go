@@ -7,21 +7,22 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 func sample() *events.Adoption {
 	return &events.Adoption{
 		Time:       time.Date(2026, 11, 29, 12, 0, 1, 1000, time.UTC),
 		Hook:       events.HookExact,
-		Child:      events.Process{PID: 4242, TID: 4242, SID: 4241, PGID: 4241, Comm: "mydaemon"},
-		PrevParent: events.Process{PID: 4241, Comm: "mydaemon"},
-		NewParent:  events.Process{PID: 1, Comm: "init"},
+		Child:      events.Process{ID: procfs.ID{PID: 4242}, TID: 4242, SID: 4241, PGID: 4241, Comm: "mydaemon"},
+		PrevParent: events.Process{ID: procfs.ID{PID: 4241}, Comm: "mydaemon"},
+		NewParent:  events.Process{ID: procfs.ID{PID: 1}, Comm: "init"},
 		Reaper:     events.ReaperInit,
 		Lineage: []events.Step{
-			{PID: 900, SID: 900, Comm: "bash"},
-			{PID: 4240, SID: 900, Comm: "mydaemon", Exec: true},
-			{PID: 4241, SID: 4241, Comm: "mydaemon", Setsid: true},
-			{PID: 4242, SID: 4241, Comm: "mydaemon"},
+			{ID: procfs.ID{PID: 900}, SID: 900, Comm: "bash"},
+			{ID: procfs.ID{PID: 4240}, SID: 900, Comm: "mydaemon", Exec: true},
+			{ID: procfs.ID{PID: 4241}, SID: 4241, Comm: "mydaemon", Setsid: true},
+			{ID: procfs.ID{PID: 4242}, SID: 4241, Comm: "mydaemon"},
 		},
 		LineageComplete: true,
 	}
@@ -67,9 +68,56 @@ func TestAdoptionJSONSchema(t *testing.T) {
 }
 
 func TestStatusText(t *testing.T) {
-	for status, want := range map[uint32]string{0: "status 0", 3 << 8: "status 3", 9: "killed by signal 9", 0x80 | 11: "killed by signal 11"} {
+	for status, want := range map[uint32]string{
+		0: "exited with code 0", 3 << 8: "exited with code 3", 9: "killed by SIGKILL (signal 9)",
+		15 | 0x80: "killed by SIGTERM (signal 15)", // with a core dump
+		0x80 | 11: "killed by SIGSEGV (signal 11)",
+	} {
 		if got := StatusText(status); got != want {
 			t.Errorf("StatusText(%#x) = %q, want %q", status, got, want)
+		}
+	}
+}
+
+// TestAdoptionPidfd: the subscriber's line is the adoption line plus "pidfd";
+// the --json line has no such field.
+func TestAdoptionPidfd(t *testing.T) {
+	a := NewAdoption(sample())
+	var plain, sub map[string]any
+	if err := json.Unmarshal(a.Line, &plain); err != nil {
+		t.Fatal(err)
+	}
+	out := a.WithPidfd("error: \"x\"")
+	if err := json.Unmarshal(out, &sub); err != nil || out[len(out)-1] != '\n' {
+		t.Fatalf("WithPidfd: %s (%v)", out, err)
+	}
+	if _, ok := plain["pidfd"]; ok {
+		t.Errorf("the --json line has a pidfd field: %s", a.Line)
+	}
+	if sub["pidfd"] != `error: "x"` || len(sub) != len(plain)+1 {
+		t.Errorf("WithPidfd: %s", out)
+	}
+	for k, v := range plain {
+		if k != "lineage" && k != "prev_parent" && k != "new_parent" && sub[k] != v {
+			t.Errorf("field %s: %v in the subscriber line, %v in the --json line", k, sub[k], v)
+		}
+	}
+}
+
+// TestLinesTime: every line carries its time in the one format.
+func TestLinesTime(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 1, 5, time.UTC)
+	for _, l := range [][]byte{
+		LostLine(now, "adopt", 3), WarningLine(now, "w"), NoticeLine(now, "refused", "r"),
+		SubscribedLine(now, 1, "all", 256), OverflowLine(now, "full", 4),
+		NotifyFailedLine(now, NotifyFailed{Target: 5, Errno: "EAGAIN"}), SocketStatsLine(now, SocketStats{Accepted: 2}),
+	} {
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil || l[len(l)-1] != '\n' {
+			t.Fatalf("%s: %v", l, err)
+		}
+		if m["time"] != "2026-11-29T12:00:01.000000005Z" || m["event"] == "" {
+			t.Errorf("line %s: time or event wrong", l)
 		}
 	}
 }

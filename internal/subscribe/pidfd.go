@@ -2,12 +2,10 @@ package subscribe
 
 import (
 	"errors"
-	"fmt"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // What a record's "pidfd" field says.
@@ -21,8 +19,8 @@ const (
 // OpenPidfd opens a pidfd of the process (pid, start) and checks that it is
 // that process, not a later one that reuses the pid. It returns the fd (or -1)
 // and the status for the record; statuses other than PidfdPassed come with -1.
-func OpenPidfd(pid uint32, start time.Duration) (int, string) {
-	fd, err := unix.PidfdOpen(int(pid), 0)
+func OpenPidfd(id procfs.ID) (int, string) {
+	fd, err := unix.PidfdOpen(int(id.PID), 0)
 	switch {
 	case errors.Is(err, unix.ENOSYS):
 		return -1, PidfdUnsupported
@@ -34,7 +32,7 @@ func OpenPidfd(pid uint32, start time.Duration) (int, string) {
 	// Read the start time of whatever pid names now, then check that the
 	// pidfd's process has not been reaped meanwhile: if it has not, the pid
 	// still names it, so the start time read is its own.
-	k, statErr := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", pid))
+	now, statErr := procfs.Lookup(int(id.PID))
 	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.ESRCH) {
@@ -46,7 +44,7 @@ func OpenPidfd(pid uint32, start time.Duration) (int, string) {
 		unix.Close(fd)
 		return -1, "error: " + statErr.Error()
 	}
-	if !events.SameStart(k.Start, start) {
+	if !now.Same(id) {
 		unix.Close(fd)
 		return -1, PidfdMismatch
 	}

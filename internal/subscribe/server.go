@@ -7,7 +7,6 @@ package subscribe
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
 )
 
 // Config says where and for whom to serve.
@@ -36,22 +36,6 @@ type Config struct {
 	// Grace bounds the final writes to a subscriber (overflow notice, shutdown).
 	Grace time.Duration
 	Log   func(format string, args ...any) // one line each, for stderr
-}
-
-// Stats counts what the server did. Subscribers that connected are Accepted
-// plus Refused.
-type Stats struct {
-	Accepted         uint64 `json:"accepted"`
-	Refused          uint64 `json:"refused"`
-	Overflowed       uint64 `json:"overflowed"`   // disconnected for a full queue
-	WriteErrors      uint64 `json:"write_errors"` // disconnected because a write failed
-	RecordsSent      uint64 `json:"records_sent"`
-	RecordsDropped   uint64 `json:"records_dropped"` // queued for a subscriber that overflowed
-	PidfdsPassed     uint64 `json:"pidfds_passed"`
-	PidfdUnsupported uint64 `json:"pidfd_unsupported"`
-	PidfdGone        uint64 `json:"pidfd_gone"`
-	PidfdMismatch    uint64 `json:"pidfd_mismatch"`
-	PidfdErrors      uint64 `json:"pidfd_errors"`
 }
 
 // Server is a listening subscriber socket.
@@ -269,7 +253,7 @@ func (s *Server) admit(conn *net.UnixConn) {
 		s.stats.refused.Add(1)
 		s.cfg.Log("%s refused: %s", who, why)
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
-		conn.Write(eventLine("refused", map[string]any{"reason": why}))
+		conn.Write(output.NoticeLine(time.Now(), "refused", why))
 		conn.Close()
 		return
 	}
@@ -288,7 +272,7 @@ func (s *Server) admit(conn *net.UnixConn) {
 
 // Publish hands one adoption to every subscriber, never blocking: the pidfd
 // is opened here, at once, and each subscriber gets its own duplicate.
-func (s *Server) Publish(a *events.Adoption, jsonLine []byte) {
+func (s *Server) Publish(a *output.Adoption) {
 	s.mu.Lock()
 	subs := make([]*subscriber, 0, len(s.subs))
 	for sub := range s.subs {
@@ -298,17 +282,18 @@ func (s *Server) Publish(a *events.Adoption, jsonLine []byte) {
 	if len(subs) == 0 {
 		return
 	}
-	fd, status := OpenPidfd(a.Child.PID, a.Child.Start)
+	fd, status := OpenPidfd(a.Child.ID)
 	s.countPidfd(status)
 	if fd >= 0 {
 		defer unix.Close(fd)
 	}
+	line := a.WithPidfd(status) // once for all subscribers
 	for _, sub := range subs {
-		it := item{a: a, fd: -1, line: WithPidfd(jsonLine, status)}
+		it := item{a: a.Adoption, fd: -1, line: line}
 		if fd >= 0 {
 			dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 			if err != nil {
-				it.line = WithPidfd(jsonLine, "error: dup: "+err.Error())
+				it.line = a.WithPidfd("error: dup: " + err.Error())
 			} else {
 				it.fd = dup
 			}
@@ -333,9 +318,9 @@ func (s *Server) countPidfd(status string) {
 }
 
 // Stats returns the counts so far.
-func (s *Server) Stats() Stats {
+func (s *Server) Stats() output.SocketStats {
 	st := &s.stats
-	return Stats{
+	return output.SocketStats{
 		Accepted: st.accepted.Load(), Refused: st.refused.Load(), Overflowed: st.overflowed.Load(),
 		WriteErrors: st.writeErrors.Load(), RecordsSent: st.sent.Load(), RecordsDropped: st.dropped.Load(),
 		PidfdsPassed: st.passed.Load(), PidfdUnsupported: st.unsupported.Load(), PidfdGone: st.gone.Load(),
@@ -346,7 +331,7 @@ func (s *Server) Stats() Stats {
 // Close stops accepting, lets each subscriber's writer send what it has
 // queued (within Grace), removes the socket file if it is still ours, and
 // returns the final counts.
-func (s *Server) Close() Stats {
+func (s *Server) Close() output.SocketStats {
 	s.mu.Lock()
 	if s.done {
 		s.mu.Unlock()
@@ -364,25 +349,6 @@ func (s *Server) Close() Stats {
 	}
 	s.wg.Wait()
 	return s.Stats()
-}
-
-// WithPidfd adds the "pidfd" field to an adoption's JSON line.
-func WithPidfd(jsonLine []byte, status string) []byte {
-	body := strings.TrimRight(string(jsonLine), "\n")
-	if !strings.HasSuffix(body, "}") {
-		return jsonLine
-	}
-	v, _ := json.Marshal(status)
-	return []byte(body[:len(body)-1] + `,"pidfd":` + string(v) + "}\n")
-}
-
-func eventLine(event string, fields map[string]any) []byte {
-	m := map[string]any{"event": event, "time": time.Now().Format(time.RFC3339Nano)}
-	for k, v := range fields {
-		m[k] = v
-	}
-	b, _ := json.Marshal(m)
-	return append(b, '\n')
 }
 
 // item is one record queued for one subscriber, with its own pidfd (or -1).
@@ -461,7 +427,7 @@ func (sub *subscriber) readFilter() {
 	if err != nil {
 		sub.srv.cfg.Log("%s: %v", sub.who, err)
 		sub.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		sub.conn.Write(eventLine("error", map[string]any{"reason": err.Error()}))
+		sub.conn.Write(output.NoticeLine(time.Now(), "error", err.Error()))
 		f = Filter{Kind: "invalid"}
 	}
 	sub.filterSet <- f
@@ -514,7 +480,7 @@ func (sub *subscriber) run() string {
 	if sub.filter.Kind == "invalid" {
 		return "bad filter line"
 	}
-	hello := eventLine("subscribed", map[string]any{"id": sub.id, "filter": sub.filter.String(), "queue": cap(sub.queue)})
+	hello := output.SubscribedLine(time.Now(), sub.id, sub.filter.String(), cap(sub.queue))
 	if _, err := sub.conn.Write(hello); err != nil {
 		sub.srv.stats.writeErrors.Add(1)
 		return "write: " + err.Error()
@@ -581,7 +547,7 @@ func (sub *subscriber) overflow(partial bool) string {
 	dropped := sub.dropped
 	sub.mu.Unlock()
 	why := fmt.Sprintf("queue of %d records full: the subscriber did not keep up", cap(sub.queue))
-	msg := eventLine("overflow", map[string]any{"reason": why, "dropped": dropped})
+	msg := output.OverflowLine(time.Now(), why, dropped)
 	if partial {
 		msg = append([]byte("\n"), msg...) // end the cut-off record's line first
 	}

@@ -1,10 +1,10 @@
 package subscribe
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 func TestParseFilter(t *testing.T) {
@@ -22,20 +22,13 @@ func TestParseFilter(t *testing.T) {
 }
 
 func TestFilterMatch(t *testing.T) {
-	a := &events.Adoption{NewParent: events.Process{PID: 7}, Lineage: []events.Step{{PID: 3}, {PID: 5}, {PID: 9}}}
+	step := func(pid uint32) events.Step { return events.Step{ID: procfs.ID{PID: pid}} }
+	a := &events.Adoption{NewParent: events.Process{ID: procfs.ID{PID: 7}}, Lineage: []events.Step{step(3), step(5), step(9)}}
 	for f, want := range map[Filter]bool{{Kind: "all"}: true, {"parent", 7}: true, {"parent", 5}: false,
 		{"root", 3}: true, {"root", 9}: true, {"root", 7}: false} {
 		if got := f.Match(a); got != want {
 			t.Errorf("%v.Match = %v, want %v", f, got, want)
 		}
-	}
-}
-
-func TestWithPidfd(t *testing.T) {
-	out := WithPidfd([]byte(`{"event":"adopt","pid":5}`+"\n"), "error: \"x\"")
-	var m map[string]any
-	if err := json.Unmarshal(out, &m); err != nil || m["pidfd"] != `error: "x"` || m["pid"] != 5.0 || out[len(out)-1] != '\n' {
-		t.Errorf("WithPidfd: %s (%v)", out, err)
 	}
 }
 

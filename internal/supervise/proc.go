@@ -10,47 +10,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
-
-// procStat reads /proc/PID/stat (nil if the process is gone).
-func procStat(pid int) (*events.Known, error) {
-	k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	return &k, nil
-}
 
 // openIfSame opens a pidfd on pid if it is still the process id names. Once
 // open, the pidfd refers to that process even if the pid is reused later.
-func openIfSame(id Ident) (int, bool) {
+func openIfSame(id procfs.ID) (int, bool) {
 	fd, err := unix.PidfdOpen(int(id.PID), 0)
 	if err != nil {
 		return -1, false
 	}
-	k, err := procStat(int(id.PID))
-	if err != nil || !id.Same(Ident{k.PID, k.Start}) {
+	if !procfs.Running(id) {
 		unix.Close(fd)
 		return -1, false
 	}
 	return fd, true
-}
-
-// childrenOf lists the processes (zombies included) whose parent is pid.
-func childrenOf(pid int) []*events.Known {
-	dirs, _ := os.ReadDir("/proc")
-	var out []*events.Known
-	for _, d := range dirs {
-		n, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		if k, err := procStat(n); err == nil && int(k.PPID) == pid {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // readPidfile returns the pid a pid file names (0 if missing or malformed).
@@ -73,14 +47,6 @@ func exitCode(ws unix.WaitStatus) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
-}
-
-// describeStatus says how a process ended.
-func describeStatus(ws unix.WaitStatus) string {
-	if ws.Signaled() {
-		return fmt.Sprintf("killed by %s (signal %d)", unix.SignalName(ws.Signal()), int(ws.Signal()))
-	}
-	return fmt.Sprintf("exited with code %d", ws.ExitStatus())
 }
 
 // resolveCommand finds CMD as a shell would: a name without a slash in $PATH.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -62,7 +63,7 @@ type Config struct {
 	StopTimeout time.Duration // grace between SIGTERM and SIGKILL for leftovers
 	PIDFile     string        // the daemon's pid file: it must name the daemon
 	NoSubreaper bool          // leave adoption to init; follow the daemon by pidfd
-	Hook        loader.Hook
+	Hook        events.Hook
 	Verbose     bool
 	// CMD's standard streams (run's own, normally).
 	Stdin, Stdout, Stderr *os.File
@@ -94,18 +95,18 @@ type supervisor struct {
 
 	records chan recordOrErr
 	reaps   chan reaped
-	gone    chan Ident // pidfd readable (NoSubreaper)
+	gone    chan procfs.ID // pidfd readable (NoSubreaper)
 	sigs    chan os.Signal
 	sigchld chan os.Signal
 	done    chan struct{}
 
 	tracker   *Tracker
 	state     state
-	cmd       Ident
+	cmd       procfs.ID
 	cmdComm   string
 	cmdStatus *unix.WaitStatus
-	pidfds    map[Ident]int // live members, for signals (and liveness with NoSubreaper)
-	statuses  map[Ident]uint32
+	pidfds    map[procfs.ID]int // live members, for signals (and liveness with NoSubreaper)
+	statuses  map[procfs.ID]uint32
 
 	daemon         *Candidate
 	daemonComm     string
@@ -128,12 +129,12 @@ func Run(cfg Config) int {
 		self:     uint32(os.Getpid()),
 		records:  make(chan recordOrErr, 1024),
 		reaps:    make(chan reaped, 256),
-		gone:     make(chan Ident, 64),
+		gone:     make(chan procfs.ID, 64),
 		sigs:     make(chan os.Signal, 16),
 		sigchld:  make(chan os.Signal, 1),
 		done:     make(chan struct{}),
-		pidfds:   map[Ident]int{},
-		statuses: map[Ident]uint32{},
+		pidfds:   map[procfs.ID]int{},
+		statuses: map[procfs.ID]uint32{},
 	}
 	defer close(s.done)
 	return s.run()
@@ -192,13 +193,13 @@ func (s *supervisor) run() int {
 		return ExitNotExecutable
 	}
 	// Read CMD's identity before anything can reap it.
-	k, err := procStat(pid)
+	k, err := procfs.ReadStat(pid)
 	if err != nil {
 		s.logf("cannot read /proc/%d/stat of %s: %v", pid, s.cfg.Command[0], err)
 		unix.Kill(pid, unix.SIGKILL)
 		return ExitFailure
 	}
-	s.cmd, s.cmdComm = Ident{uint32(pid), k.Start}, k.Comm
+	s.cmd, s.cmdComm = k.ID, k.Comm
 	if fd, ok := openIfSame(s.cmd); ok {
 		s.pidfds[s.cmd] = fd
 	}
@@ -279,7 +280,7 @@ func (s *supervisor) noDaemon() int {
 	cmd := s.cfg.Command[0]
 	switch {
 	case s.cmdStatus != nil && *s.cmdStatus != 0:
-		s.logf("%s %s and left no daemon", cmd, describeStatus(*s.cmdStatus))
+		s.logf("%s %s and left no daemon", cmd, output.StatusText(uint32(*s.cmdStatus)))
 		return exitCode(*s.cmdStatus)
 	case s.stopSignal != 0:
 		s.logf("stopped by %s before a daemon was identified", unix.SignalName(s.stopSignal))
@@ -304,9 +305,8 @@ func (s *supervisor) unrecorded() []string {
 		return nil
 	}
 	var out []string
-	for _, k := range childrenOf(int(s.self)) {
-		id := Ident{k.PID, k.Start}
-		if id.Same(s.cmd) || s.tracker.member(id) != nil {
+	for _, k := range procfs.Children(int(s.self)) {
+		if k.ID.Same(s.cmd) || s.tracker.member(k.ID) != nil {
 			continue
 		}
 		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, k.Comm))
@@ -320,8 +320,7 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	// The adoption record has the comm at adoption time; a daemon often execs
 	// its real program just after (before it was chosen, so that exec was not
 	// followed): name what it runs now.
-	if k, err := events.ReadProcStat(fmt.Sprintf("/proc/%d/stat", c.PID)); err == nil &&
-		c.Ident.Same(Ident{PID: k.PID, Start: k.Start}) {
+	if k, err := procfs.ReadStat(int(c.PID)); err == nil && c.ID.Same(k.ID) {
 		c.Comm = k.Comm
 	}
 	lineage := output.LineageText(c.Adoption.Lineage, c.Adoption.LineageComplete)
@@ -344,10 +343,10 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	s.state = following
 	s.tracker.Follow(c)
 	if s.stopSignal != 0 {
-		s.signal(c.Ident, s.stopSignal)
+		s.signal(c.ID, s.stopSignal)
 	}
 	for _, sig := range s.pending {
-		s.signal(c.Ident, sig)
+		s.signal(c.ID, sig)
 	}
 	s.pending = nil
 }
@@ -361,7 +360,7 @@ func (s *supervisor) ended(now time.Time) (int, bool) {
 	}
 	ws := *s.daemonStatus
 	s.lastCode = exitCode(ws)
-	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, s.daemonComm, s.lastCode, describeStatus(ws))
+	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, s.daemonComm, s.lastCode, output.StatusText(uint32(ws)))
 	if ws != 0 || s.stopSignal != 0 {
 		return s.lastCode, true
 	}
@@ -386,7 +385,7 @@ func (s *supervisor) onRecord(r recordOrErr) {
 	}
 	now := time.Now()
 	if a := r.rec.Adoption; a != nil {
-		id := Ident{a.Child.PID, a.Child.Start}
+		id := a.Child.ID
 		fd, alive := -1, false
 		if !a.Zombie {
 			fd, alive = openIfSame(id)
@@ -406,9 +405,9 @@ func (s *supervisor) onRecord(r recordOrErr) {
 			}
 			return
 		}
-		s.pidfds[c.Ident] = fd
+		s.pidfds[c.ID] = fd
 		if s.cfg.NoSubreaper {
-			go s.watchPidfd(c.Ident, fd)
+			go s.watchPidfd(c.ID, fd)
 		}
 		return
 	}
@@ -416,15 +415,15 @@ func (s *supervisor) onRecord(r recordOrErr) {
 	if t == nil {
 		return
 	}
-	id := Ident{t.Process.PID, t.Process.Start}
+	id := t.Process.ID
 	switch {
 	case t.Kind == events.KindExit && t.ProcessExit && s.tracker.member(id) != nil:
 		s.statuses[id] = t.ExitStatus
-		if s.daemon != nil && s.daemon.Ident.Same(id) && s.daemonEnded && s.daemonStatus == nil {
+		if s.daemon != nil && s.daemon.ID.Same(id) && s.daemonEnded && s.daemonStatus == nil {
 			ws := unix.WaitStatus(t.ExitStatus)
 			s.daemonStatus = &ws
 		}
-	case t.Kind == events.KindExec && s.daemon != nil && !s.daemonEnded && s.daemon.Ident.Same(id):
+	case t.Kind == events.KindExec && s.daemon != nil && !s.daemonEnded && s.daemon.ID.Same(id):
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", id.PID))
 		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID, s.daemonComm, t.Process.Comm, exe)
 		s.daemonComm = t.Process.Comm
@@ -440,7 +439,7 @@ func (s *supervisor) onReap(r reaped) {
 		ws := r.status
 		s.cmdStatus = &ws
 		s.closePidfd(s.cmd)
-		s.debugf("%s pid=%d %s", s.cfg.Command[0], r.pid, describeStatus(ws))
+		s.debugf("%s pid=%d %s", s.cfg.Command[0], r.pid, output.StatusText(uint32(ws)))
 		if s.state == launching {
 			s.tracker.RootExited(now)
 		}
@@ -450,11 +449,11 @@ func (s *supervisor) onReap(r reaped) {
 		return
 	}
 	c := s.tracker.Exited(uint32(r.pid), now)
-	s.debugf("reaped pid=%d: %s", r.pid, describeStatus(r.status))
+	s.debugf("reaped pid=%d: %s", r.pid, output.StatusText(uint32(r.status)))
 	if c == nil {
 		return
 	}
-	s.closePidfd(c.Ident)
+	s.closePidfd(c.ID)
 	if s.daemon == c {
 		ws := r.status
 		s.daemonEnded, s.daemonStatus = true, &ws
@@ -463,7 +462,7 @@ func (s *supervisor) onReap(r reaped) {
 }
 
 // onGone: a member's pidfd became readable (NoSubreaper): it has exited.
-func (s *supervisor) onGone(id Ident) {
+func (s *supervisor) onGone(id procfs.ID) {
 	now := time.Now()
 	c := s.tracker.Exited(id.PID, now)
 	s.closePidfd(id)
@@ -472,7 +471,7 @@ func (s *supervisor) onGone(id Ident) {
 	}
 	s.daemonEnded = true
 	s.statusDeadline = now.Add(statusWait)
-	if st, ok := s.statuses[c.Ident]; ok {
+	if st, ok := s.statuses[c.ID]; ok {
 		ws := unix.WaitStatus(st)
 		s.daemonStatus = &ws
 	}
@@ -487,7 +486,7 @@ func (s *supervisor) onSignal(sig unix.Signal) {
 	}
 	switch {
 	case s.state == following && !s.daemonEnded:
-		s.signal(s.daemon.Ident, sig)
+		s.signal(s.daemon.ID, sig)
 	case stop:
 		// Nothing to follow yet (or a successor is looked for): whatever runs
 		// of the launch is asked to stop.
@@ -495,7 +494,7 @@ func (s *supervisor) onSignal(sig unix.Signal) {
 			s.signal(s.cmd, sig)
 		}
 		for _, c := range s.tracker.Live() {
-			s.signal(c.Ident, sig)
+			s.signal(c.ID, sig)
 		}
 	default:
 		s.pending = append(s.pending, sig) // for the daemon, once known
@@ -503,7 +502,7 @@ func (s *supervisor) onSignal(sig unix.Signal) {
 }
 
 // signal sends sig through the process's pidfd: never to a reused pid, never to PID 1.
-func (s *supervisor) signal(id Ident, sig unix.Signal) {
+func (s *supervisor) signal(id procfs.ID, sig unix.Signal) {
 	fd, ok := s.pidfds[id]
 	if !ok || id.PID <= 1 {
 		return
@@ -515,7 +514,7 @@ func (s *supervisor) signal(id Ident, sig unix.Signal) {
 	s.debugf("sent %s to pid %d", unix.SignalName(sig), id.PID)
 }
 
-func (s *supervisor) closePidfd(id Ident) {
+func (s *supervisor) closePidfd(id procfs.ID) {
 	if fd, ok := s.pidfds[id]; ok {
 		unix.Close(fd)
 		delete(s.pidfds, id)
@@ -535,7 +534,7 @@ func (s *supervisor) finish(code int) int {
 			}
 			return pids
 		}
-		for _, k := range childrenOf(os.Getpid()) {
+		for _, k := range procfs.Children(os.Getpid()) {
 			pids = append(pids, int(k.PID))
 		}
 		return pids
@@ -561,7 +560,7 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 			if termed[pid] || pid <= 1 {
 				continue
 			}
-			if k, err := procStat(pid); err == nil && k.PPID == s.self {
+			if k, err := procfs.ReadStat(pid); err == nil && k.PPID == s.self {
 				s.logf("stopping leftover pid=%d comm=%s", pid, k.Comm)
 				s.kill(pid, unix.SIGTERM)
 			}
@@ -579,7 +578,7 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 		}
 		select {
 		case r := <-s.reaps:
-			s.debugf("reaped pid=%d: %s", r.pid, describeStatus(r.status))
+			s.debugf("reaped pid=%d: %s", r.pid, output.StatusText(uint32(r.status)))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -593,7 +592,7 @@ func (s *supervisor) kill(pid int, sig unix.Signal) {
 		return
 	}
 	defer unix.Close(fd)
-	if k, err := procStat(pid); err != nil || k.PPID != s.self || pid <= 1 {
+	if k, err := procfs.ReadStat(pid); err != nil || k.PPID != s.self || pid <= 1 {
 		return
 	}
 	unix.PidfdSendSignal(fd, sig, nil, 0)
@@ -643,7 +642,7 @@ func (s *supervisor) readRecords(obs *loader.Observer) {
 
 // watchPidfd reports when a member exits (NoSubreaper mode). The loop owns the
 // pidfd and closes it only once this has returned (or run ends).
-func (s *supervisor) watchPidfd(id Ident, fd int) {
+func (s *supervisor) watchPidfd(id procfs.ID, fd int) {
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(fds, 250)

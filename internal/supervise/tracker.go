@@ -4,25 +4,13 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
-
-// Ident is a process identity: pid and start time (CLOCK_BOOTTIME). A pid
-// alone may have been reused.
-type Ident struct {
-	PID   uint32
-	Start time.Duration
-}
-
-// Same compares at /proc's precision, so a process read from /proc matches
-// the same process seen by the kernel side.
-func (a Ident) Same(b Ident) bool {
-	return a.PID == b.PID && events.SameStart(a.Start, b.Start)
-}
 
 // Candidate is a process of the launch tree that was adopted: by run itself
 // (subreaper mode) or by init (--no-subreaper).
 type Candidate struct {
-	Ident
+	procfs.ID
 	Comm     string
 	Adoption *events.Adoption
 	Alive    bool
@@ -46,16 +34,16 @@ type Tracker struct {
 	Self      uint32
 	Subreaper bool
 
-	cmd        Ident
-	root       Ident // CMD, then the followed daemon
-	followed   bool  // root is a daemon: members must descend from it
+	cmd        procfs.ID
+	root       procfs.ID // CMD, then the followed daemon
+	followed   bool      // root is a daemon: members must descend from it
 	rootExited bool
 	quietSince time.Time
 	members    []*Candidate
 }
 
 // NewTracker starts the first phase, rooted at CMD.
-func NewTracker(cmd Ident, now time.Time, settle time.Duration, self uint32, subreaper bool) *Tracker {
+func NewTracker(cmd procfs.ID, now time.Time, settle time.Duration, self uint32, subreaper bool) *Tracker {
 	return &Tracker{Settle: settle, Self: self, Subreaper: subreaper, cmd: cmd, root: cmd, quietSince: now}
 }
 
@@ -63,7 +51,7 @@ func NewTracker(cmd Ident, now time.Time, settle time.Duration, self uint32, sub
 // adopted process is not part of the launch tree. alive says whether the
 // process was still running (and the same one) when the record was read.
 func (t *Tracker) Adopted(a *events.Adoption, alive bool, now time.Time) *Candidate {
-	id := Ident{a.Child.PID, a.Child.Start}
+	id := a.Child.ID
 	if t.member(id) != nil {
 		return nil // adopted again (its subreaper exited): it is the same process
 	}
@@ -76,7 +64,7 @@ func (t *Tracker) Adopted(a *events.Adoption, alive bool, now time.Time) *Candid
 	if !inTree {
 		return nil
 	}
-	c := &Candidate{Ident: id, Comm: a.Child.Comm, Adoption: a, Alive: alive && !a.Zombie, seq: len(t.members)}
+	c := &Candidate{ID: id, Comm: a.Child.Comm, Adoption: a, Alive: alive && !a.Zombie, seq: len(t.members)}
 	t.members = append(t.members, c)
 	if t.inPhase(c) {
 		t.quietSince = now
@@ -85,17 +73,17 @@ func (t *Tracker) Adopted(a *events.Adoption, alive bool, now time.Time) *Candid
 }
 
 // ancestors are the lineage's steps but the last (the process itself).
-func ancestors(lineage []events.Step) []Ident {
-	var out []Ident
+func ancestors(lineage []events.Step) []procfs.ID {
+	var out []procfs.ID
 	for i := 0; i+1 < len(lineage); i++ {
-		out = append(out, Ident{lineage[i].PID, lineage[i].Start})
+		out = append(out, lineage[i].ID)
 	}
 	return out
 }
 
-func (t *Tracker) member(id Ident) *Candidate {
+func (t *Tracker) member(id procfs.ID) *Candidate {
 	for _, m := range t.members {
-		if m.Ident.Same(id) {
+		if m.ID.Same(id) {
 			return m
 		}
 	}
@@ -104,14 +92,14 @@ func (t *Tracker) member(id Ident) *Candidate {
 
 // inPhase: c belongs to the current phase (it is not its root).
 func (t *Tracker) inPhase(c *Candidate) bool {
-	if c.Ident.Same(t.root) {
+	if c.ID.Same(t.root) {
 		return false
 	}
 	return !t.followed || t.descendsFrom(c, t.root)
 }
 
 // descendsFrom: r is in c's lineage, or an earlier member in it descends from r.
-func (t *Tracker) descendsFrom(c *Candidate, r Ident) bool {
+func (t *Tracker) descendsFrom(c *Candidate, r procfs.ID) bool {
 	for _, s := range ancestors(c.Adoption.Lineage) {
 		if s.Same(r) {
 			return true
@@ -146,7 +134,7 @@ func (t *Tracker) RootExited(now time.Time) {
 // Follow makes the daemon the root of a new phase: should it exit cleanly, a
 // successor is looked for among its adopted descendants.
 func (t *Tracker) Follow(d *Candidate) {
-	t.root = d.Ident
+	t.root = d.ID
 	t.rootExited = false
 	t.followed = true
 }

@@ -7,6 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/output"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 const self = 100
@@ -18,13 +20,15 @@ func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) 
 // start gives each pid a distinct start time, so identities are checked.
 func start(pid uint32) time.Duration { return time.Duration(pid) * time.Second }
 
-func step(pid uint32) events.Step { return events.Step{PID: pid, Start: start(pid)} }
+func id(pid uint32) procfs.ID { return procfs.ID{PID: pid, Start: start(pid)} }
+
+func step(pid uint32) events.Step { return events.Step{ID: id(pid)} }
 
 // adoption of child, adopted by newParent, with lineage pids (oldest first, without the child).
 func adoption(child, newParent uint32, lineage ...uint32) *events.Adoption {
 	a := &events.Adoption{
-		Child:     events.Process{PID: child, Start: start(child), Comm: "c"},
-		NewParent: events.Process{PID: newParent},
+		Child:     events.Process{ID: id(child), Comm: "c"},
+		NewParent: events.Process{ID: procfs.ID{PID: newParent}},
 	}
 	for _, p := range lineage {
 		a.Lineage = append(a.Lineage, step(p))
@@ -34,7 +38,7 @@ func adoption(child, newParent uint32, lineage ...uint32) *events.Adoption {
 }
 
 func newTracker(subreaper bool) *Tracker {
-	return NewTracker(Ident{200, start(200)}, t0, 500*time.Millisecond, self, subreaper)
+	return NewTracker(id(200), t0, 500*time.Millisecond, self, subreaper)
 }
 
 func TestHelperThatExitsIsNotTheDaemon(t *testing.T) {
@@ -154,16 +158,6 @@ func TestSuccessorMustDescendFromTheDaemon(t *testing.T) {
 	}
 }
 
-func TestIdentSameAtProcPrecision(t *testing.T) {
-	a := Ident{5, 1234567890 * time.Nanosecond}
-	if !a.Same(Ident{5, 1230000000 * time.Nanosecond}) {
-		t.Error("same tick, different ns: the same process")
-	}
-	if a.Same(Ident{5, 1240000000 * time.Nanosecond}) || a.Same(Ident{6, a.Start}) {
-		t.Error("different start tick or pid: another process")
-	}
-}
-
 func TestExitCode(t *testing.T) {
 	for _, c := range []struct {
 		ws   unix.WaitStatus
@@ -178,8 +172,8 @@ func TestExitCode(t *testing.T) {
 		if got := exitCode(c.ws); got != c.code {
 			t.Errorf("exitCode(%#x) = %d, want %d", int(c.ws), got, c.code)
 		}
-		if got := describeStatus(c.ws); got != c.text {
-			t.Errorf("describeStatus(%#x) = %q, want %q", int(c.ws), got, c.text)
+		if got := output.StatusText(uint32(c.ws)); got != c.text {
+			t.Errorf("output.StatusText(%#x) = %q, want %q", int(c.ws), got, c.text)
 		}
 	}
 }

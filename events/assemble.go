@@ -1,0 +1,39 @@
+package events
+
+// Assembler is the one place a raw ring-buffer sample becomes a finished
+// record: decoded, its lineage completed from the process table, and the table
+// updated with what the record says. Every consumer (the watcher, run, the
+// benchmark, the tests) reads records through it (loader.Observer.Read), so
+// they all see the same complete record. It is not safe for concurrent use.
+type Assembler struct {
+	dec   decoder
+	table *Table
+}
+
+// NewAssembler finishes records against table, which it owns from now on.
+// The clock turns the kernel's timestamps into wall-clock times.
+func NewAssembler(clock Clock, table *Table) *Assembler {
+	return &Assembler{dec: decoder{clock: clock}, table: table}
+}
+
+// Assemble decodes one sample and finishes it. A sample that does not decode
+// is an error, and changes nothing.
+func (as *Assembler) Assemble(sample []byte) (Record, error) {
+	rec, preexisting, err := as.dec.decode(sample)
+	if err != nil {
+		return Record{}, err
+	}
+	switch {
+	case rec.Adoption != nil:
+		as.table.finishAdoption(rec.Adoption, preexisting)
+	case rec.Task != nil:
+		as.table.observeTask(rec.Task)
+	}
+	return rec, nil
+}
+
+// Known is how many processes the table holds, and how many it has forgotten
+// to stay within its bound.
+func (as *Assembler) Known() (known int, evicted uint64) {
+	return as.table.Len(), as.table.Evicted
+}
