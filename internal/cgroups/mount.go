@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -157,21 +156,4 @@ func trimRoot(root, p string) (string, bool) {
 		return "", false
 	}
 	return p[len(root):], true
-}
-
-// ProcPath returns pid's cgroup v2 path (the "0::" line of /proc/PID/cgroup),
-// in our cgroup namespace. This /proc reader moves to internal/procfs when
-// the arch branch lands it.
-func ProcPath(pid int) (string, error) {
-	p := "/proc/" + strconv.Itoa(pid) + "/cgroup"
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "0::"); ok {
-			return rest, nil
-		}
-	}
-	return "", fmt.Errorf("%s: no cgroup v2 line: %w", p, ErrNoV2)
 }

@@ -1,6 +1,7 @@
-// Package pidns describes pid namespaces for adoptwatch: a process's
-// namespace (inode of /proc/PID/ns/pid), its pid at each namespace level
-// (NSpid), and what kind of program a namespace's reaper (its PID 1) is.
+// Package pidns names what a pid namespace's reaper (its PID 1) is: tini,
+// docker-init, catatonit, pause, dumb-init, s6-svscan, a shell, or the
+// application itself. (The namespace facts themselves, /proc/PID/ns/pid and
+// NSpid, are read by internal/procfs.)
 package pidns
 
 import (

@@ -1,12 +1,13 @@
 package pidns
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 func TestReaperKind(t *testing.T) {
@@ -39,47 +40,6 @@ func TestReaperKind(t *testing.T) {
 	}
 }
 
-func TestParseNSpid(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want []uint32
-		bad  bool
-	}{
-		{"\t4242", []uint32{4242}, false},
-		{"\t4242\t7\t1", []uint32{4242, 7, 1}, false},
-		{"", nil, true},
-		{"\t12\tx", nil, true},
-		{"\t0", nil, true},
-		{"\t99999999999", nil, true},
-	} {
-		got, err := ParseNSpid(tt.in)
-		if (err != nil) != tt.bad || !slices.Equal(got, tt.want) {
-			t.Errorf("ParseNSpid(%q) = %v, %v; want %v (error %v)", tt.in, got, err, tt.want, tt.bad)
-		}
-	}
-}
-
-func TestSelf(t *testing.T) {
-	ino, err := Inode(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	link, err := os.Readlink("/proc/self/ns/pid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := fmt.Sprintf("pid:[%d]", ino); link != want {
-		t.Errorf("ns/pid links to %q, inode %d", link, ino)
-	}
-	pids, err := NSpids(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pids) == 0 || pids[0] != uint32(os.Getpid()) {
-		t.Errorf("NSpids(self) = %v, want our pid %d first", pids, os.Getpid())
-	}
-}
-
 // TestChildNamespace starts a process as PID 1 of a new pid namespace and
 // reads it from outside: its own namespace inode, [host pid, 1], and the
 // reaper kind named from the applet it runs.
@@ -106,21 +66,21 @@ func TestChildNamespace(t *testing.T) {
 			defer func() { cmd.Process.Kill(); cmd.Wait() }()
 			pid := cmd.Process.Pid
 			// Start returns once the child has exec'd.
-			pids, err := NSpids(pid)
+			pids, err := procfs.NSpids(pid)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(pids, []uint32{uint32(pid), 1}) {
 				t.Errorf("NSpids = %v, want [%d 1]", pids, pid)
 			}
-			ours, _ := Inode(os.Getpid())
-			theirs, err := Inode(pid)
+			ours, _ := procfs.PidNS(os.Getpid())
+			theirs, err := procfs.PidNS(pid)
 			if err != nil || theirs == ours {
 				t.Errorf("child's namespace inode %d (%v), ours %d: want a different namespace", theirs, err, ours)
 			}
 			if got, err := Reaper(pid); err != nil || got != tt.want {
-				exe, _ := Exe(pid)
-				comm, _ := Comm(pid)
+				exe, _ := procfs.Exe(pid)
+				comm, _ := procfs.Comm(pid)
 				t.Errorf("Reaper = %q, %v (comm %q, exe %q); want %q", got, err, comm, exe, tt.want)
 			}
 		})

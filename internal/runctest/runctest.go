@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // Options describe a container.
@@ -151,11 +153,11 @@ func Start(t testing.TB, o Options) *Container {
 	// runc returns once it has told its init to go on; the exec of Args may
 	// not have happened yet (comm is still "runc:[2:INIT]").
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		comm, err := os.ReadFile("/proc/" + strconv.Itoa(c.Pid) + "/comm")
+		comm, err := procfs.Comm(c.Pid)
 		if err != nil {
 			t.Fatalf("runctest: container PID 1 (%d) gone: %v; output: %s", c.Pid, err, c.Output())
 		}
-		if !strings.HasPrefix(string(comm), "runc:") {
+		if !strings.HasPrefix(comm, "runc:") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -193,12 +195,8 @@ func (c *Container) Delete() {
 // PID 1 is re-parented away from runc when runc exits, so whoever adopted it
 // reaps it, in its own time.)
 func Running(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
+	st, err := procfs.ReadStat(pid)
+	return err == nil && st.State != "Z" && st.State != "X"
 }
 
 func (c *Container) runcOut(args ...string) (string, error) {

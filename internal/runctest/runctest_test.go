@@ -9,6 +9,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/pidns"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
 // TestContainers runs a real container with docker- and kubepods-style
@@ -38,7 +39,7 @@ func TestContainers(t *testing.T) {
 				CgroupsPath: tt.path,
 			})
 			// The cgroup path, read live.
-			got, err := cgroups.ProcPath(c.Pid)
+			got, err := procfs.Cgroup(c.Pid)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,7 +55,7 @@ func TestContainers(t *testing.T) {
 			}
 
 			// The pid namespace: PID 1 inside, and what ps prints inside.
-			if ns, err := pidns.NSpids(c.Pid); err != nil || !slices.Equal(ns, []uint32{uint32(c.Pid), 1}) {
+			if ns, err := procfs.NSpids(c.Pid); err != nil || !slices.Equal(ns, []uint32{uint32(c.Pid), 1}) {
 				t.Errorf("NSpids(%d) = %v, %v; want [%d 1]", c.Pid, ns, err, c.Pid)
 			}
 			if k, err := pidns.Reaper(c.Pid); err != nil || k != pidns.ReaperShell {
@@ -73,7 +74,7 @@ func TestContainers(t *testing.T) {
 			n := 0
 			for _, f := range strings.Fields(string(procs)) {
 				hp, _ := strconv.Atoi(f)
-				ns, err := pidns.NSpids(hp)
+				ns, err := procfs.NSpids(hp)
 				if err != nil {
 					continue // the exec'd ps, exited
 				}
