@@ -6,6 +6,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
@@ -84,5 +85,41 @@ func TestChildNamespace(t *testing.T) {
 				t.Errorf("Reaper = %q, %v (comm %q, exe %q); want %q", got, err, comm, exe, tt.want)
 			}
 		})
+	}
+}
+
+// TestKinds names a live reaper through /proc once, then from the cache, and
+// stays within its bound.
+func TestKinds(t *testing.T) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox not installed (.ci/install-deps installs busybox-static)")
+	}
+	cmd := exec.Command(bb, "sh", "-c", "sleep 30; true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	id, err := procfs.Lookup(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := NewKinds(1)
+	if got := k.Kind(id, "busybox"); got != ReaperShell {
+		t.Errorf("Kind(busybox sh) = %q, want shell (from its argv)", got)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if got := k.Kind(id, "busybox"); got != ReaperShell {
+		t.Errorf("cached Kind after exit = %q, want shell", got)
+	}
+	if got := k.Kind(procfs.ID{PID: id.PID, Start: id.Start + time.Hour}, "busybox"); got != ReaperApplication {
+		t.Errorf("Kind of another process with the same pid = %q, want application (comm alone)", got)
+	}
+	if k.Evicted() != 1 {
+		t.Errorf("evicted %d, want 1 (size 1, two reapers)", k.Evicted())
+	}
+	if got := k.Kind(procfs.ID{PID: 1 << 30}, "tini"); got != ReaperTini {
+		t.Errorf("Kind by comm = %q", got)
 	}
 }
