@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/adoptwatch/adoptwatch/internal/journal"
 	"github.com/adoptwatch/adoptwatch/internal/notify"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/sink"
@@ -20,6 +21,7 @@ type notifyFlags struct {
 	socketPath  string
 	socketGroup string
 	socketQueue int
+	journal     bool
 }
 
 func (f *notifyFlags) add(fs *pflag.FlagSet) {
@@ -29,6 +31,7 @@ func (f *notifyFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.socketPath, "socket", "", "serve adoption records with pidfds to subscribers on Unix socket `PATH`")
 	fs.StringVar(&f.socketGroup, "socket-group", "", "let members of `GROUP` subscribe too (socket mode 0660)")
 	fs.IntVar(&f.socketQueue, "socket-queue", 256, "records queued per subscriber before it is disconnected as stalled")
+	fs.BoolVar(&f.journal, "journal", false, "also write each adoption to the systemd journal, with ADOPTWATCH_* fields (journalctl ADOPTWATCH_REAPER_KIND=init)")
 }
 
 // sinks builds the printer and the sinks the flags ask for; they report through p.
@@ -56,6 +59,14 @@ func (f *notifyFlags) sinks(p *output.Printer) (sink.Set, error) {
 		if err != nil {
 			sinks.Close()
 			return nil, fmt.Errorf("--socket: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	if f.journal {
+		s, err := journal.Open(p)
+		if err != nil {
+			sinks.Close()
+			return nil, fmt.Errorf("--journal: %w", err)
 		}
 		sinks = append(sinks, s)
 	}

@@ -22,12 +22,19 @@ have been started with --pin, which pins its watch maps under DIR
 Flags:
 `
 
+// unwatchFlags defines unwatch's flags, for --help and the man page.
+func unwatchFlags(pinDir *string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("adoptwatch unwatch", pflag.ContinueOnError)
+	fs.StringVar(pinDir, "pin-dir", loader.DefaultPinDir, "where the running adoptwatch pinned its maps")
+	return fs
+}
+
 // unwatchCommand is `adoptwatch unwatch PID...`: it reaches the running
 // watcher's kernel maps through their pins; no socket, no daemon protocol.
 func unwatchCommand(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("adoptwatch unwatch", pflag.ContinueOnError)
+	var pinDir string
+	fs := unwatchFlags(&pinDir)
 	fs.SetOutput(stderr)
-	pinDir := fs.String("pin-dir", loader.DefaultPinDir, "where the running adoptwatch pinned its maps")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, unwatchUsage)
 		fs.PrintDefaults()
@@ -53,7 +60,7 @@ func unwatchCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	status := 0
 	for _, pid := range pids {
-		if err := loader.UnwatchPinned(*pinDir, pid); err != nil {
+		if err := loader.UnwatchPinned(pinDir, pid); err != nil {
 			fmt.Fprintf(stderr, "adoptwatch unwatch: %v\n", err)
 			status = 1
 			continue

@@ -16,6 +16,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/service"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -53,24 +54,34 @@ type watchOptions struct {
 	readyFile string
 	ringSize  uint32
 	notify    notifyFlags
+	service   serviceFlags
+	notifier  *service.Notifier
 }
 
-func watchCommand(args []string, stdout, stderr io.Writer) int {
+// watchFlags defines the watcher's flags: the one definition that --help
+// and the man page (gen-man) both print.
+func watchFlags(opts *watchOptions, hook *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("adoptwatch", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	var opts watchOptions
-	var hook string
 	fs.BoolVar(&opts.json, "json", false, "print one JSON object per line instead of text")
 	fs.BoolVar(&opts.all, "all", false, "also print every fork, exec and exit")
 	fs.IntSliceVar(&opts.pids, "pid", nil, "watch only the tree of process `PID` (repeatable): it, its descendants, and all they fork, even once re-parented")
 	fs.StringVar(&opts.cgroup, "cgroup", "", "watch only processes in cgroup v2 `PATH` (or below), and all they fork")
-	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so `adoptwatch unwatch PID` can switch trees off")
+	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so that \"adoptwatch unwatch PID\" can switch trees off")
 	fs.StringVar(&opts.pinDir, "pin-dir", loader.DefaultPinDir, "where --pin pins the maps (on a BPF file system)")
-	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
+	fs.StringVar(hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
 	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two, at least 4096; larger rides out longer stalls")
 	opts.notify.add(fs)
+	opts.service.add(fs, "attached")
+	return fs
+}
+
+func watchCommand(args []string, stdout, stderr io.Writer) int {
+	var opts watchOptions
+	var hook string
+	fs := watchFlags(&opts, &hook)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
 		fs.PrintDefaults()
@@ -100,6 +111,10 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "adoptwatch: --pid must be a process id\n")
 			return 2
 		}
+	}
+	if opts.notifier, err = opts.service.notifier(fs, stderr); err != nil {
+		fmt.Fprintf(stderr, "adoptwatch: %v\n", err)
+		return 2
 	}
 	return watch(opts, stdout, stderr)
 }
@@ -131,18 +146,30 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	}
 	defer obs.Close()
 
+	n := opts.notifier
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGINT, unix.SIGTERM)
 	go func() {
 		<-stop
+		n.Stopping()
 		obs.Close() // unblocks Read
 	}()
 
-	fmt.Fprintf(stderr, "adoptwatch: ready: watching %s with the %s hook (%s)\n", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
+	watching := fmt.Sprintf("watching %s with the %s hook (%s)", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
+	fmt.Fprintf(stderr, "adoptwatch: ready: %s\n", watching)
 	if opts.readyFile != "" {
 		if err := os.WriteFile(opts.readyFile, []byte("ready\n"), 0o644); err != nil {
 			return fail(stderr, "--ready-file: %v", err)
 		}
+	}
+	n.Status(watching)
+	n.Ready()
+	if interval, err := service.WatchdogInterval(); err != nil {
+		p.Log("watchdog: %v: no WATCHDOG=1 will be sent", err)
+	} else if interval > 0 {
+		pings := make(chan struct{})
+		defer close(pings)
+		go n.Watchdog(interval, pings)
 	}
 
 	lost := losses.New(obs, p)

@@ -25,6 +25,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/service"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -69,6 +70,10 @@ type Config struct {
 	Stdin, Stdout, Stderr *os.File
 	// Log receives run's messages, one line each.
 	Log io.Writer
+	// Notify tells the service manager (systemd's NOTIFY_SOCKET, s6's notify
+	// fd) about the daemon: its pid and readiness once identified, stopping.
+	// nil: nobody is told.
+	Notify *service.Notifier
 }
 
 type state int
@@ -117,6 +122,19 @@ type supervisor struct {
 	deadline       time.Time
 	stopSignal     unix.Signal   // a stop signal was received (0: none)
 	pending        []unix.Signal // non-stop signals received before the daemon was known
+}
+
+// commandEnv is run's environment without NOTIFY_SOCKET: run speaks for the
+// service to its manager, and a daemon that found the socket would announce
+// itself before run has handed the service over to it.
+func commandEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // Run supervises cfg.Command and returns run's exit code.
@@ -182,7 +200,7 @@ func (s *supervisor) run() int {
 	go s.readRecords(obs)
 
 	pid, err := syscall.ForkExec(path, s.cfg.Command, &syscall.ProcAttr{
-		Env:   os.Environ(),
+		Env:   commandEnv(),
 		Files: []uintptr{s.cfg.Stdin.Fd(), s.cfg.Stdout.Fd(), s.cfg.Stderr.Fd()},
 	})
 	if err != nil {
@@ -209,6 +227,7 @@ func (s *supervisor) run() int {
 	s.deadline = now.Add(s.cfg.Timeout)
 	s.tracker = NewTracker(s.cmd, now, s.cfg.Settle, s.self, !s.cfg.NoSubreaper)
 	s.debugf("started %s pid=%d (hook %s via %s)", s.cfg.Command[0], pid, obs.Mechanism.Hook, obs.Mechanism.Name)
+	s.cfg.Notify.Status(fmt.Sprintf("waiting for the daemon: started %s pid %d", s.cmdComm, pid))
 	return s.finish(s.loop())
 }
 
@@ -337,6 +356,13 @@ func (s *supervisor) follow(d Decision, successor bool) {
 			others = append(others, fmt.Sprintf("%d (%s)", o.PID, o.Comm))
 		}
 		s.logf("also adopted and still running, not followed: %s", strings.Join(others, ", "))
+	}
+	// The service manager follows the daemon from now on: MAINPID= with READY=1
+	// in one message the first time (see service.Notifier.ReadyMainPID).
+	if successor {
+		s.cfg.Notify.MainPID(int(c.PID), fmt.Sprintf("following %d %s (it replaced %d)", c.PID, c.Comm, s.daemon.PID))
+	} else {
+		s.cfg.Notify.ReadyMainPID(int(c.PID), fmt.Sprintf("following %d %s", c.PID, c.Comm))
 	}
 	s.daemon, s.daemonComm = c, c.Comm
 	s.daemonEnded, s.daemonStatus = false, nil
@@ -482,6 +508,9 @@ func (s *supervisor) onGone(id procfs.ID) {
 func (s *supervisor) onSignal(sig unix.Signal) {
 	stop := isStop(sig)
 	if stop {
+		if s.stopSignal == 0 {
+			s.cfg.Notify.Stopping()
+		}
 		s.stopSignal = sig
 	}
 	switch {
