@@ -31,6 +31,9 @@ func featuresCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adoptwatch features: %v\n", err)
 		return 2
 	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "adoptwatch features", "unexpected argument %q", fs.Arg(0))
+	}
 	if err := loader.CheckPrerequisites(); err != nil {
 		return fail(stderr, "%v", err)
 	}

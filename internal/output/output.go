@@ -127,12 +127,12 @@ func clock(t time.Time) string { return t.Format("15:04:05.000000") }
 //	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
 func AdoptionText(a *events.Adoption) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s adopt %d %s", clock(a.Time), a.Child.PID, a.Child.Comm)
+	fmt.Fprintf(&b, "%s adopt %d %s", clock(a.Time), a.Child.PID, Escape(a.Child.Comm))
 	if a.Zombie {
 		b.WriteString(" (zombie)")
 	}
-	fmt.Fprintf(&b, " from %d %s to %d %s (%s) %s: ", a.PrevParent.PID, a.PrevParent.Comm,
-		a.NewParent.PID, a.NewParent.Comm, a.Reaper, events.DaemonPattern(a.Lineage))
+	fmt.Fprintf(&b, " from %d %s to %d %s (%s) %s: ", a.PrevParent.PID, Escape(a.PrevParent.Comm),
+		a.NewParent.PID, Escape(a.NewParent.Comm), a.Reaper, events.DaemonPattern(a.Lineage))
 	b.WriteString(LineageText(a.Lineage, a.LineageComplete))
 	return b.String()
 }
@@ -151,7 +151,7 @@ func LineageText(steps []events.Step, complete bool) string {
 		if s.Setsid {
 			marks += " setsid"
 		}
-		parts = append(parts, fmt.Sprintf("%s[%d%s]", s.Comm, s.PID, marks))
+		parts = append(parts, fmt.Sprintf("%s[%d%s]", Escape(s.Comm), s.PID, marks))
 	}
 	return strings.Join(parts, " > ")
 }
@@ -159,16 +159,17 @@ func LineageText(steps []events.Step, complete bool) string {
 // TaskText is the one-line form of a fork, exec or exit.
 func TaskText(ev *events.Task) string {
 	p := ev.Process
+	comm := Escape(p.Comm)
 	switch ev.Kind {
 	case events.KindFork:
-		return fmt.Sprintf("%s fork  %d %s > %d", clock(ev.Time), p.PID, p.Comm, ev.Child.PID)
+		return fmt.Sprintf("%s fork  %d %s > %d", clock(ev.Time), p.PID, comm, ev.Child.PID)
 	case events.KindExec:
-		return fmt.Sprintf("%s exec  %d %s", clock(ev.Time), p.PID, p.Comm)
+		return fmt.Sprintf("%s exec  %d %s", clock(ev.Time), p.PID, comm)
 	default:
 		if !ev.ProcessExit {
-			return fmt.Sprintf("%s exit  %d %s thread %d", clock(ev.Time), p.PID, p.Comm, p.TID)
+			return fmt.Sprintf("%s exit  %d %s thread %d", clock(ev.Time), p.PID, comm, p.TID)
 		}
-		return fmt.Sprintf("%s exit  %d %s %s", clock(ev.Time), p.PID, p.Comm, StatusText(ev.ExitStatus))
+		return fmt.Sprintf("%s exit  %d %s %s", clock(ev.Time), p.PID, comm, StatusText(ev.ExitStatus))
 	}
 }
 
