@@ -194,6 +194,7 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	}
 
 	n := opts.notifier
+	defer n.Flush(time.Second) // STOPPING=1 and what else is queued, if the manager takes it
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGINT, unix.SIGTERM)
 	go func() {
