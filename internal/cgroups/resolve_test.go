@@ -161,6 +161,9 @@ func TestResolverByHandle(t *testing.T) {
 	defer r.Close()
 
 	got := r.Lookup(idA)
+	if !r.byHandle {
+		t.Skip("this kernel refuses open_by_handle_at on the cgroup v2 mount: the walk (TestResolverRescan) is used instead")
+	}
 	if got.State != Resolved || got.Path != pathA || got.Context.Unit != "forker.service" {
 		t.Fatalf("Lookup = %+v, want %s resolved with unit forker.service", got, pathA)
 	}
