@@ -10,11 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/runctest"
+	"github.com/adoptwatch/adoptwatch/internal/subscribe"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
@@ -224,36 +227,50 @@ func TestContainerScope(t *testing.T) {
 	})
 }
 
+// unitCgroup creates adoptwatch-test.slice/forker-PID.service under the v2
+// mount (named per test process, so concurrent runs do not share it) and
+// removes it at the end.
+func unitCgroup(t *testing.T) (m cgroups.Mount, dir, unit string) {
+	t.Helper()
+	m, err := cgroups.FindMount()
+	if err != nil {
+		t.Skipf("no cgroup v2 hierarchy: %v", err)
+	}
+	slice := filepath.Join(m.Dir, "adoptwatch-test.slice")
+	dir = filepath.Join(slice, fmt.Sprintf("forker-%d.service", os.Getpid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Skipf("cannot create a cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		os.Remove(dir)
+		os.Remove(slice) // only if no other test uses it
+	})
+	return m, dir, filepath.Base(dir)
+}
+
+// treeIn starts an idle fixture tree whose reaper is moved into the cgroup
+// dir, so that what it forks from now on starts there.
+func treeIn(t *testing.T, m cgroups.Mount, dir string) *fixture.Tree {
+	t.Helper()
+	tree := testsupport.StartTree(t, "idle")
+	testsupport.Next(t, tree, "started")
+	t.Cleanup(func() { moveTo(filepath.Join(m.Dir, "cgroup.procs"), tree) })
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(tree.Reaper)), 0); err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
 // TestUnitAdoption: a launcher in a unit-shaped cgroup the test creates
-// daemonises and exits; the adoption names forker.service for the
-// launcher's lineage step, although the launcher is gone, and --unit
-// scopes the watch to it.
+// daemonises and exits; the adoption names the unit for the launcher's
+// lineage step, although the launcher is gone, and --unit scopes the watch
+// to it.
 func TestUnitAdoption(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
-		m, err := cgroups.FindMount()
-		if err != nil {
-			t.Skipf("no cgroup v2 hierarchy: %v", err)
-		}
-		slice := filepath.Join(m.Dir, "adoptwatch-test.slice")
-		dir := filepath.Join(slice, fmt.Sprintf("forker-%d.service", os.Getpid()))
-		unit := filepath.Base(dir)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Skipf("cannot create a cgroup: %v", err)
-		}
-		t.Cleanup(func() {
-			os.Remove(dir)
-			os.Remove(slice) // only if no other test uses it
-		})
+		m, dir, unit := unitCgroup(t)
 		cli := startCLI(t, "--json", "--hook="+hook, "--unit", "forker-*.service")
 		cli.waitReady(t)
-
-		// The tree's reaper moves into the unit; the launcher it forks starts there.
-		tree := testsupport.StartTree(t, "idle")
-		testsupport.Next(t, tree, "started")
-		t.Cleanup(func() { moveTo(filepath.Join(m.Dir, "cgroup.procs"), tree) })
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(tree.Reaper)), 0); err != nil {
-			t.Fatal(err)
-		}
+		tree := treeIn(t, m, dir)
 		if err := tree.Run("doublefork"); err != nil {
 			t.Fatal(err)
 		}
@@ -290,6 +307,51 @@ func TestUnitAdoption(t *testing.T) {
 			t.Errorf("adoption of %d outside the unit reported", outside)
 		}
 	})
+}
+
+// TestSocketContextFilters: the subscriber socket's "unit GLOB" and
+// "container PREFIX" filter lines keep only the adoptions from there.
+func TestSocketContextFilters(t *testing.T) {
+	testsupport.RequireBPF(t)
+	runctest.Require(t)
+	m, dir, unit := unitCgroup(t)
+	id := runctest.HexID()
+	c := startContainer(t, "/docker/"+id)
+	path := filepath.Join(t.TempDir(), "aw.sock")
+	startWatching(t, "--socket", path, "--unit", "forker-*.service", "--container", id[:12])
+	byUnit := dial(t, path, "unit "+unit)
+	byContainer := dial(t, path, "container "+id[:12])
+
+	tree := treeIn(t, m, dir)
+	if err := tree.Run("doublefork"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, inUnit := testsupport.DoubleFork(t, tree)
+	_, inContainer := c.daemonise(t, 1)
+	for _, tc := range []struct {
+		c          *subscribe.Client
+		want, not  int
+		field, val string
+	}{{byUnit, inUnit, inContainer, "unit", unit}, {byContainer, inContainer, inUnit, "cgroup", "/docker/" + id}} {
+		recs := adoptionsFrom(t, tc.c, tc.want)
+		if r := recs[tc.want]; r.Fields[tc.field] != tc.val {
+			t.Errorf("adoption of %d: %s %v, want %s", tc.want, tc.field, r.Fields[tc.field], tc.val)
+		}
+		// Nothing of the other one may follow.
+		tc.c.Conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			rec, err := tc.c.Next()
+			if err != nil {
+				break
+			}
+			if rec.Pidfd >= 0 {
+				unix.Close(rec.Pidfd)
+			}
+			if testsupport.Num(rec.Fields, "pid") == tc.not {
+				t.Errorf("filter %s %s passed the adoption of %d: %s", tc.field, tc.val, tc.not, rec.Line)
+			}
+		}
+	}
 }
 
 // moveTo moves what is left of a fixture tree back, so its cgroup can go.
