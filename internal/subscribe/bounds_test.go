@@ -367,6 +367,13 @@ func TestClosedPeersFreeTheirPlaces(t *testing.T) {
 			if l := firstLine(t, connectAs(t, s.cfg.Path, tc.uid, tc.uid), "all"); !strings.Contains(l, `"refused"`) || !strings.Contains(l, tc.limit) {
 				t.Errorf("one more subscriber: %q, want refused: %q", l, tc.limit)
 			}
+			// The closed ones' descriptors were released at once: what the
+			// server holds stays within its limit however late their writers run.
+			for i, sub := range injected {
+				if err := sub.conn.SetDeadline(time.Time{}); (err != nil) != (i < tc.closed) {
+					t.Errorf("injected subscriber %d (peer gone: %v): connection closed: %v", i, i < tc.closed, err)
+				}
+			}
 			// Now let the injected subscribers' reader and writer run, as admit would have.
 			for _, sub := range injected {
 				s.wg.Add(2)

@@ -357,14 +357,16 @@ func (s *Server) admit(conn *net.UnixConn) {
 	go sub.write()
 }
 
-// reapClosedLocked forgets, at once, the subscribers whose peers have closed
-// their sockets but whose readers have not run yet to notice (a slow or busy
-// machine, a burst of connections that came and went): a peer that is gone
-// must never cost a live one its place. Their writers finish as usual.
+// reapClosedLocked closes and forgets, at once, the subscribers whose peers
+// have closed their sockets but whose readers have not run yet to notice (a
+// slow or busy machine, a burst of connections that came and went): a peer
+// that is gone must never cost a live one its place. Closing here keeps the
+// descriptors held within the limit too; their writers finish as usual.
 func (s *Server) reapClosedLocked() {
 	for sub := range s.subs {
 		if sub.peerGone() {
 			sub.end(endPeerClosed, "closed by the subscriber")
+			sub.conn.Close()
 			s.removeLocked(sub)
 		}
 	}
