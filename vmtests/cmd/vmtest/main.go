@@ -53,6 +53,12 @@ type options struct {
 	busybox  bool
 }
 
+// guestMemMB is each VM's memory. loader's TestManyChildren holds 4,096 and
+// then 5,000 live shell children at once (the exit-walk bound and past it),
+// about 80 KiB each in the kernel; with the initramfs in RAM, 1 GiB ran out
+// (the OOM killer ended loader.test on 5.10 and 6.1).
+const guestMemMB = 2048
+
 func main() {
 	var o options
 	flag.Func("kernel", "boot this vmlinuz instead of the Debian matrix (repeatable)", func(s string) error {
@@ -517,7 +523,7 @@ func bootOne(ctx context.Context, o options, b boot, logPath string) kernelResul
 	logf("booting %s (%s)", b.Label, res.Source)
 	r := qemu.Boot(ctx, qemu.Config{
 		Accel: o.accel, Kernel: k.Path, Initrd: b.Initrd, Append: cmdline,
-		MemMB: 1024, CPUs: 2, Timeout: o.timeout, LogPath: logPath, Tee: tee,
+		MemMB: guestMemMB, CPUs: 2, Timeout: o.timeout, LogPath: logPath, Tee: tee,
 	})
 	res.Seconds = r.Duration.Seconds()
 	g := guestlog.Parse(r.Console)
