@@ -136,12 +136,18 @@ func expectAdoptionWithPidfd(t *testing.T, path string) {
 	unix.Close(d.Pidfd)
 }
 
-// TestSocketAbandonedConnections: 20,000 connections that go away (before the
-// filter, after it, or after shutting their write side first) are each
-// noticed at once: the watcher's fds and memory stay bounded and come back,
-// its log is not flooded, and a new subscriber still gets records and pidfds.
+// TestSocketAbandonedConnections: 20,000 connections (5,000 under -short)
+// that go away (before the filter, after it, or after shutting their write
+// side first) are each noticed at once: the watcher's fds and memory stay
+// bounded and come back, its log is not flooded, and a new subscriber still
+// gets records and pidfds: closed peers whose readers have not run yet never
+// take its place (the watcher reaps them when at the limit).
 func TestSocketAbandonedConnections(t *testing.T) {
-	const total, workers, batch = 20000, 8, 25
+	const workers, batch = 8, 25
+	total := 20000
+	if testing.Short() {
+		total = 5000 // emulated CPUs (test VMs): still 78 times the subscriber limit
+	}
 	path := filepath.Join(t.TempDir(), "aw.sock")
 	c := startWatching(t, "--json", "--socket", path)
 	pid := c.cmd.Process.Pid
@@ -202,7 +208,7 @@ func TestSocketAbandonedConnections(t *testing.T) {
 	}
 	st := socketStats(t, c)
 	t.Logf("socket stats: %+v", st)
-	if got := st.Accepted + st.Refused + st.Abandoned; got != total+1 || st.WriteErrors != 0 || st.Probes != 0 {
+	if got := st.Accepted + st.Refused + st.Abandoned; got != uint64(total)+1 || st.WriteErrors != 0 || st.Probes != 0 {
 		t.Errorf("accepted %d + refused %d + abandoned %d = %d, want %d; %d write errors",
 			st.Accepted, st.Refused, st.Abandoned, got, total+1, st.WriteErrors)
 	}
