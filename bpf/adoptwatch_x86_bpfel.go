@@ -257,6 +257,7 @@ const (
 	AdoptwatchMapPendingChildren     = "pending_children"
 	AdoptwatchMapRecords             = "records"
 	AdoptwatchMapResolveProgs        = "resolve_progs"
+	AdoptwatchMapScopeCgroups        = "scope_cgroups"
 	AdoptwatchMapSeeds               = "seeds"
 	AdoptwatchMapSnapshotProgs       = "snapshot_progs"
 	AdoptwatchMapTaskRecordsSent     = "task_records_sent"
@@ -284,6 +285,7 @@ const (
 	AdoptwatchProgSnapshotMoreSpare2 = "snapshot_more_spare2"
 	AdoptwatchVarEmitTaskRecords     = "emit_task_records"
 	AdoptwatchVarExitWalk            = "exit_walk"
+	AdoptwatchVarScopeCgroupsOn      = "scope_cgroups_on"
 	AdoptwatchVarUnusedAdoptHook     = "unused_adopt_hook"
 	AdoptwatchVarUnusedAdoptRecord   = "unused_adopt_record"
 	AdoptwatchVarUnusedAdopteeFlag   = "unused_adoptee_flag"
@@ -381,6 +383,7 @@ type AdoptwatchMapSpecs struct {
 	PendingChildren *ebpf.MapSpec `ebpf:"pending_children"`
 	Records         *ebpf.MapSpec `ebpf:"records"`
 	ResolveProgs    *ebpf.MapSpec `ebpf:"resolve_progs"`
+	ScopeCgroups    *ebpf.MapSpec `ebpf:"scope_cgroups"`
 	Seeds           *ebpf.MapSpec `ebpf:"seeds"`
 	SnapshotProgs   *ebpf.MapSpec `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.MapSpec `ebpf:"task_records_sent"`
@@ -394,6 +397,7 @@ type AdoptwatchMapSpecs struct {
 type AdoptwatchVariableSpecs struct {
 	EmitTaskRecords     *ebpf.VariableSpec `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.VariableSpec `ebpf:"exit_walk"`
+	ScopeCgroupsOn      *ebpf.VariableSpec `ebpf:"scope_cgroups_on"`
 	UnusedAdoptHook     *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
 	UnusedAdopteeFlag   *ebpf.VariableSpec `ebpf:"unused_adoptee_flag"`
@@ -443,6 +447,7 @@ type AdoptwatchMaps struct {
 	PendingChildren *ebpf.Map `ebpf:"pending_children"`
 	Records         *ebpf.Map `ebpf:"records"`
 	ResolveProgs    *ebpf.Map `ebpf:"resolve_progs"`
+	ScopeCgroups    *ebpf.Map `ebpf:"scope_cgroups"`
 	Seeds           *ebpf.Map `ebpf:"seeds"`
 	SnapshotProgs   *ebpf.Map `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.Map `ebpf:"task_records_sent"`
@@ -464,6 +469,7 @@ func (m *AdoptwatchMaps) Close() error {
 		m.PendingChildren,
 		m.Records,
 		m.ResolveProgs,
+		m.ScopeCgroups,
 		m.Seeds,
 		m.SnapshotProgs,
 		m.TaskRecordsSent,
@@ -478,6 +484,7 @@ func (m *AdoptwatchMaps) Close() error {
 type AdoptwatchVariables struct {
 	EmitTaskRecords     *ebpf.Variable `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.Variable `ebpf:"exit_walk"`
+	ScopeCgroupsOn      *ebpf.Variable `ebpf:"scope_cgroups_on"`
 	UnusedAdoptHook     *ebpf.Variable `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.Variable `ebpf:"unused_adopt_record"`
 	UnusedAdopteeFlag   *ebpf.Variable `ebpf:"unused_adoptee_flag"`

@@ -20,14 +20,16 @@ import (
 
 // reapingFlags are the flags of reaping health, `adoptwatch ps` and metrics.
 type reapingFlags struct {
-	zombieAfter time.Duration
-	metricsAddr string
-	controlPath string
+	zombieAfter   time.Duration
+	metricsAddr   string
+	contextLabels bool
+	controlPath   string
 }
 
 func (f *reapingFlags) add(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.zombieAfter, "zombie-after", reaping.DefaultZombieAfter, "report an adopted process that has exited but is still unreaped after `DURATION`")
 	fs.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (HOST:PORT, e.g. 127.0.0.1:9560)")
+	fs.BoolVar(&f.contextLabels, "metrics-context-labels", false, "label adoptwatch_adoptions_total with unit and container: a series per unit and container, unbounded on a host of short-lived containers")
 	fs.StringVar(&f.controlPath, "control-socket", "", "answer adoptwatch ps on Unix socket `PATH` (mode 0600, root only; ps asks "+control.DefaultPath+" unless told otherwise)")
 }
 
@@ -40,6 +42,9 @@ func (f *reapingFlags) check(fs *pflag.FlagSet) error {
 		if err := metrics.ParseAddr(f.metricsAddr); err != nil {
 			return err
 		}
+	}
+	if f.contextLabels && f.metricsAddr == "" {
+		return errors.New("--metrics-context-labels needs --metrics")
 	}
 	if fs.Changed("control-socket") && f.controlPath == "" {
 		return errors.New("--control-socket must name a socket path")
@@ -61,9 +66,8 @@ func (f *reapingFlags) build(p *output.Printer, obs *loader.Observer, sinks sink
 	var m *metrics.Metrics
 	if f.metricsAddr != "" {
 		var err error
-		// Unit and container labels (metrics.Options.ContextLabels) wait for
-		// the unit/container context; off by default even then.
-		m, err = metrics.New(metrics.Options{Hook: obs.Mechanism.Hook, ZombieAfter: f.zombieAfter})
+		m, err = metrics.New(metrics.Options{Hook: obs.Mechanism.Hook, ZombieAfter: f.zombieAfter,
+			ContextLabels: f.contextLabels})
 		if err != nil {
 			return nil, err
 		}

@@ -73,6 +73,7 @@ func TestReapingFlagErrors(t *testing.T) {
 		{"--metrics", "127.0.0.1:http"},
 		{"--metrics", ""},
 		{"--control-socket", ""},
+		{"--metrics-context-labels"},
 		{"ps", "--bogus"},
 		{"ps", "extra"},
 	} {

@@ -51,6 +51,8 @@ var kernelCounters = []kernelCounter{
 		help: "Children of unwatched parents that could not be marked unwatched (lineage map full)."},
 	{field: "SpareRuns", name: "kernel_spare_program_runs_total",
 		help: "Forks, execs and exits handled by a spare copy of a program because the first was preempted."},
+	{field: "ScopeCgroupsDropped", name: "kernel_scope_cgroups_dropped_total",
+		help: "Cgroups --unit or --container chose that the kernel's map had no room for: processes there are not watched."},
 	{field: "UnseenEvents", name: "kernel_unseen_events_total",
 		help: "Forks, execs and exits that no program copy saw (all busy on that CPU): adoptions may be missing."},
 }

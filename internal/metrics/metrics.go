@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/reaping"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
@@ -44,8 +45,8 @@ type Options struct {
 	// the bucket le=ZombieAfter splits prompt reaps from reported ones.
 	ZombieAfter time.Duration
 	// ContextLabels adds "unit" and "container" labels to
-	// adoptwatch_adoptions_total, filled by Context. Off by default: see the
-	// package comment for its cardinality risk.
+	// adoptwatch_adoptions_total, filled by Context (nil: ContextOf). Off by
+	// default: see the package comment for its cardinality risk.
 	ContextLabels bool
 	Context       func(*events.Adoption) (unit, container string)
 }
@@ -185,13 +186,31 @@ func reapBuckets(zombieAfter time.Duration) []float64 {
 func (m *Metrics) Adoption(a *events.Adoption) {
 	labels := []string{string(a.Reaper), string(events.DaemonPattern(a.Lineage)), string(a.Hook)}
 	if m.opts.ContextLabels {
-		var unit, container string
-		if m.opts.Context != nil {
-			unit, container = m.opts.Context(a)
+		context := m.opts.Context
+		if context == nil {
+			context = ContextOf
 		}
+		unit, container := context(a)
 		labels = append(labels, unit, container)
 	}
 	m.adoptions.WithLabelValues(labels...).Inc()
+}
+
+// ContextOf names the adopted process's systemd unit and container
+// ("docker:3f2a…"), from the adoption's resolved cgroup; "" for none or
+// unknown.
+func ContextOf(a *events.Adoption) (unit, container string) {
+	if a.Context == nil || a.Context.Child.State != cgroups.Resolved {
+		return "", ""
+	}
+	c := a.Context.Child.Context
+	if c.Container.Runtime != cgroups.RuntimeNone && c.Container.Runtime != "" {
+		container = c.Container.Runtime
+		if c.Container.ID != "" {
+			container += ":" + c.Container.ID
+		}
+	}
+	return c.Unit, container
 }
 
 // Unreaped counts one unreaped event.

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/reaping"
 	"github.com/adoptwatch/adoptwatch/loader"
@@ -171,7 +172,7 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 	w := &world{tracker: reaping.New(reaping.Config{ZombieAfter: 10 * time.Second})}
 	w.kernel = loader.Counters{LostAdoptions: 3, LostTaskRecords: 4, LineageFull: 5, SnapshotFull: 6,
 		ChildrenTruncated: 7, StaleChildren: 8, Adoptions: 9, UnwatchedAdoptions: 10, UnwatchMarksFull: 11,
-		SpareRuns: 12, UnseenEvents: 13, UnfollowedAdoptions: 14, AdopteesFull: 15, LostAdopteeRecords: 16}
+		SpareRuns: 12, UnseenEvents: 13, UnfollowedAdoptions: 14, AdopteesFull: 15, LostAdopteeRecords: 16, ScopeCgroupsDropped: 17}
 	w.socket = SocketStats{Subscribers: 2, Accepted: 5, Refused: 1,
 		Disconnects: map[string]uint64{"overflow": 1, "closed": 2}, Sent: 40, Dropped: 7}
 	w.notify = NotifyStats{Delivered: 2, Failed: map[string]uint64{"EAGAIN": 1, "a reason with spaces": 1, "some error": 2}}
@@ -245,6 +246,7 @@ func TestScrapeMatchesWhatHappened(t *testing.T) {
 		{"adoptwatch_kernel_unfollowed_adoptions_total", nil, 14},
 		{"adoptwatch_kernel_adoptees_map_full_total", nil, 15},
 		{"adoptwatch_records_lost_total", map[string]string{"records": "adoptee"}, 16},
+		{"adoptwatch_kernel_scope_cgroups_dropped_total", nil, 17},
 		{"adoptwatch_notify_deliveries_total", nil, 2},
 		{"adoptwatch_notify_failures_total", map[string]string{"errno": "EAGAIN"}, 1},
 		{"adoptwatch_notify_failures_total", map[string]string{"errno": "other"}, 3},
@@ -362,13 +364,19 @@ func TestContextLabelsOptIn(t *testing.T) {
 			t.Fatalf("context label %s without the option", l.GetName())
 		}
 	}
-	m, srv = start(t, Options{ContextLabels: true, Context: func(*events.Adoption) (string, string) {
-		return "nginx.service", "3f2a"
-	}}, Sources{})
+	m, srv = start(t, Options{ContextLabels: true}, Sources{})
+	ctr := cgroups.Info{ID: 7, State: cgroups.Resolved, Path: "/system.slice/docker-3f2a.scope",
+		Context: cgroups.Context{Unit: "docker-3f2a.scope", Container: cgroups.Container{Runtime: cgroups.RuntimeDocker, ID: "3f2a"}}}
+	a.Context = &events.Context{Child: ctr}
+	m.Adoption(a)
+	a.Context = nil // unknown: empty labels
 	m.Adoption(a)
 	fams = scrape(t, srv.Addr())
-	if got := value(t, fams, "adoptwatch_adoptions_total", map[string]string{"unit": "nginx.service", "container": "3f2a"}); got != 1 {
+	if got := value(t, fams, "adoptwatch_adoptions_total", map[string]string{"unit": "docker-3f2a.scope", "container": "docker:3f2a"}); got != 1 {
 		t.Fatalf("with context labels: %v", got)
+	}
+	if got := value(t, fams, "adoptwatch_adoptions_total", map[string]string{"unit": "", "container": ""}); got != 1 {
+		t.Fatalf("unknown context: %v", got)
 	}
 }
 

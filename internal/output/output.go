@@ -18,6 +18,8 @@ import (
 type Party struct {
 	PID  uint32 `json:"pid"`
 	Comm string `json:"comm"`
+	Namespace
+	Where
 }
 
 // StepJSON is one generation of a lineage.
@@ -29,6 +31,7 @@ type StepJSON struct {
 	Exec   bool   `json:"exec"`
 	Setsid bool   `json:"setsid"`
 	Source string `json:"source"`
+	Where
 }
 
 // AdoptionJSON is the schema of an "adopt" line. Field names are an interface:
@@ -51,6 +54,13 @@ type AdoptionJSON struct {
 	Lineage         []StepJSON `json:"lineage"`
 	LineageComplete bool       `json:"lineage_complete"`
 	Hook            string     `json:"hook"`
+	// The adopted process's pid namespace and cgroup (issue 11's context).
+	Namespace
+	Where
+	Slice       string `json:"slice,omitempty"`
+	UserManager string `json:"user_manager,omitempty"`
+	// ReaperKind names a pid namespace's reaper (reaper "ns-reaper").
+	ReaperKind string `json:"reaper_kind,omitempty"`
 	// Pidfd is set on the subscriber socket only (subscribe: "passed", ...).
 	Pidfd string `json:"pidfd,omitempty"`
 }
@@ -61,29 +71,25 @@ const TimeFormat = time.RFC3339Nano
 // stamp formats a line's time.
 func stamp(t time.Time) string { return t.Format(TimeFormat) }
 
-// lineageObject is a lineage's JSON form: never null.
-func lineageObject(steps []events.Step) []StepJSON {
-	out := make([]StepJSON, 0, len(steps))
-	for _, s := range steps {
-		out = append(out, StepJSON{s.PID, s.Comm, s.SID, s.PGID, s.Exec, s.Setsid, s.Source})
-	}
-	return out
-}
-
 // AdoptionObject returns the JSON object for an adoption.
 func AdoptionObject(a *events.Adoption) AdoptionJSON {
 	out := AdoptionJSON{
 		Event: string(events.KindAdopt), Time: stamp(a.Time),
 		PID: a.Child.PID, TID: a.Child.TID, Comm: a.Child.Comm, SID: a.Child.SID, PGID: a.Child.PGID,
 		UID: a.Child.UID, Zombie: a.Zombie,
-		PrevParent: Party{a.PrevParent.PID, a.PrevParent.Comm},
-		NewParent:  Party{a.NewParent.PID, a.NewParent.Comm},
+		PrevParent: Party{PID: a.PrevParent.PID, Comm: a.PrevParent.Comm},
+		NewParent:  Party{PID: a.NewParent.PID, Comm: a.NewParent.Comm},
 		Reaper:     string(a.Reaper), NSLevel: a.NSLevel,
 		Pattern:         string(events.DaemonPattern(a.Lineage)),
-		Lineage:         lineageObject(a.Lineage),
+		Lineage:         []StepJSON{},
 		LineageComplete: a.LineageComplete,
 		Hook:            string(a.Hook),
 	}
+	for _, s := range a.Lineage {
+		out.Lineage = append(out.Lineage, StepJSON{PID: s.PID, Comm: s.Comm, SID: s.SID, PGID: s.PGID,
+			Exec: s.Exec, Setsid: s.Setsid, Source: s.Source})
+	}
+	addContext(&out, a)
 	return out
 }
 
@@ -116,7 +122,7 @@ func TaskLine(ev *events.Task) []byte {
 	out := TaskJSON{Event: string(ev.Kind), Time: stamp(ev.Time),
 		PID: p.PID, TID: p.TID, PPID: p.PPID, Comm: p.Comm, SID: p.SID}
 	if ev.Child != nil {
-		out.Child = &Party{ev.Child.PID, ev.Child.Comm}
+		out.Child = &Party{PID: ev.Child.PID, Comm: ev.Child.Comm}
 	}
 	if ev.Kind == events.KindExit {
 		status, whole := ev.ExitStatus, ev.ProcessExit
@@ -130,17 +136,40 @@ func clock(t time.Time) string { return t.Format("15:04:05.000000") }
 
 // AdoptionText is the one-line, human form of an adoption:
 //
-//	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
+//	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) in unit my.service double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
+//
+// A pid in a child pid namespace shows as HOST/NS (NS as ps inside the
+// reaper's namespace prints it); "in ..." names the adopted process's
+// container or unit, when it has one.
 func AdoptionText(a *events.Adoption) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s adopt %d %s", clock(a.Time), a.Child.PID, Escape(a.Child.Comm))
+	fmt.Fprintf(&b, "%s adopt %s %s", clock(a.Time), pidText(a.Child.PID, seenByReaper(a.Child)), Escape(a.Child.Comm))
 	if a.Zombie {
 		b.WriteString(" (zombie)")
 	}
-	fmt.Fprintf(&b, " from %d %s to %d %s (%s) %s: ", a.PrevParent.PID, Escape(a.PrevParent.Comm),
-		a.NewParent.PID, Escape(a.NewParent.Comm), a.Reaper, events.DaemonPattern(a.Lineage))
+	reaper := string(a.Reaper)
+	if a.Context != nil && a.Context.ReaperKind != "" {
+		reaper += ": " + a.Context.ReaperKind
+	}
+	fmt.Fprintf(&b, " from %s %s to %s %s (%s)", pidText(a.PrevParent.PID, seenByReaper(a.PrevParent)), Escape(a.PrevParent.Comm),
+		pidText(a.NewParent.PID, a.NewParent.NSPid), Escape(a.NewParent.Comm), reaper)
+	if a.Context != nil {
+		if where := ContextText(a.Context.Child); where != "" {
+			b.WriteString(" in " + where)
+		}
+	}
+	fmt.Fprintf(&b, " %s: ", events.DaemonPattern(a.Lineage))
 	b.WriteString(LineageText(a.Lineage, a.LineageComplete))
 	return b.String()
+}
+
+// seenByReaper is p's pid as ps shows it in the new parent's namespace (or,
+// where the kernel did not say, in its own).
+func seenByReaper(p events.Process) uint32 {
+	if p.ReaperNSPid != 0 {
+		return p.ReaperNSPid
+	}
+	return p.NSPid
 }
 
 // LineageText renders a lineage oldest first: comm[pid marks] > ...

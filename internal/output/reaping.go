@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/reaping"
 )
 
@@ -29,6 +31,9 @@ type UnreapedJSON struct {
 	// (this one included); Oldest: the longest wait among them.
 	Held   int     `json:"held"`
 	Oldest float64 `json:"oldest_seconds"`
+	// The zombie's pid namespace and cgroup (unit, container), as at its adoption.
+	Namespace
+	Where
 	adopted
 }
 
@@ -50,10 +55,62 @@ func adoptedOf(e reaping.Entry) adopted {
 		return out
 	}
 	out.Adopted = stamp(e.Adopted)
-	out.PrevParent = &Party{e.From.PID, e.From.Comm}
+	var prev *cgroups.Info
+	if e.Context != nil {
+		prev = &e.Context.PrevParent
+	}
+	from := party(e.From, prev)
+	out.PrevParent = &from
 	out.Pattern = string(e.Pattern)
-	out.Lineage = lineageObject(e.Lineage)
+	for i, s := range e.Lineage {
+		step := StepJSON{PID: s.PID, Comm: s.Comm, SID: s.SID, PGID: s.PGID, Exec: s.Exec, Setsid: s.Setsid, Source: s.Source}
+		if e.Context != nil && i < len(e.Context.Lineage) {
+			step.Where = whereOf(e.Context.Lineage[i], false)
+		}
+		out.Lineage = append(out.Lineage, step)
+	}
 	return out
+}
+
+// party is a process named in a record, with its cgroup where known.
+func party(p events.Process, info *cgroups.Info) Party {
+	out := Party{PID: p.PID, Comm: p.Comm, Namespace: namespaceOf(p)}
+	if info != nil {
+		out.Where = whereOf(*info, true)
+	}
+	return out
+}
+
+// contextOf is where the entry's process and its reaper were, as adopted.
+func contextOf(e reaping.Entry) (child, reaper *cgroups.Info) {
+	if e.Context == nil {
+		return nil, nil
+	}
+	return &e.Context.Child, &e.Context.NewParent
+}
+
+// reaperText is "4242 node (ns-reaper, container docker:3f2a…)".
+func reaperText(e reaping.Entry) string {
+	kind := string(e.Reaper.Kind)
+	if e.Context != nil && e.Context.ReaperKind != "" {
+		kind += ": " + e.Context.ReaperKind
+	}
+	if _, r := contextOf(e); r != nil {
+		if where := ContextText(*r); where != "" {
+			kind += ", " + where
+		}
+	}
+	return fmt.Sprintf("%d %s (%s)", e.Reaper.PID, Escape(e.Reaper.Comm), kind)
+}
+
+// whereText is " in container …" for a process, or "".
+func whereText(e reaping.Entry) string {
+	if c, _ := contextOf(e); c != nil {
+		if where := ContextText(*c); where != "" {
+			return " in " + where
+		}
+	}
+	return ""
 }
 
 // Unreaped prints an unreaped event.
@@ -65,12 +122,17 @@ func (p *Printer) Reaped(r reaping.Reaped) { p.data(ReapedText(r), ReapedLine(r)
 // UnreapedLine is the JSON line for an unreaped event.
 func UnreapedLine(u reaping.Unreaped) []byte {
 	z := u.Zombie
-	return line(UnreapedJSON{
+	child, reaper := contextOf(z)
+	out := UnreapedJSON{
 		Event: "unreaped", Time: stamp(u.Time), PID: z.Process.PID, Comm: z.Process.Comm,
 		Exited: stamp(z.Exited), Status: z.ExitStatus, Waited: u.Waited.Seconds(),
-		Reaper: string(z.Reaper.Kind), NewParent: Party{z.Reaper.PID, z.Reaper.Comm},
-		Held: u.Held, Oldest: u.Oldest.Seconds(), adopted: adoptedOf(z),
-	})
+		Reaper: string(z.Reaper.Kind), NewParent: party(z.Reaper.Process, reaper),
+		Held: u.Held, Oldest: u.Oldest.Seconds(), Namespace: namespaceOf(z.Process), adopted: adoptedOf(z),
+	}
+	if child != nil {
+		out.Where = whereOf(*child, true)
+	}
+	return line(out)
 }
 
 // UnreapedText is the one-line, human form of an unreaped event:
@@ -78,8 +140,8 @@ func UnreapedLine(u reaping.Unreaped) []byte {
 //	12:00:41.000000 unreaped 4300 helper: reaper 4242 node (ns-reaper) has not reaped 12 adopted zombies; oldest 40s; this one exited 31s ago: bash[900] > helper[4299 setsid] > helper[4300]
 func UnreapedText(u reaping.Unreaped) string {
 	z := u.Zombie
-	return fmt.Sprintf("%s unreaped %d %s: reaper %d %s (%s) has not reaped %s; oldest %s; this one exited %s ago: %s",
-		clock(u.Time), z.Process.PID, Escape(z.Process.Comm), z.Reaper.PID, Escape(z.Reaper.Comm), z.Reaper.Kind,
+	return fmt.Sprintf("%s unreaped %d %s%s: reaper %s has not reaped %s; oldest %s; this one exited %s ago: %s",
+		clock(u.Time), z.Process.PID, Escape(z.Process.Comm), whereText(z), reaperText(z),
 		plural(u.Held, "adopted zombie"), Seconds(u.Oldest), Seconds(u.Waited), origin(z))
 }
 
@@ -96,16 +158,24 @@ type ReapedJSON struct {
 	Reaper    string  `json:"reaper"`
 	NewParent Party   `json:"new_parent"`
 	Held      int     `json:"held"` // the reaper's zombies still unreaped past --zombie-after
+	Namespace
+	Where
 }
 
 // ReapedLine is the JSON line for a reaped event.
 func ReapedLine(r reaping.Reaped) []byte {
 	z := r.Zombie
-	return line(ReapedJSON{
+	child, reaper := contextOf(z)
+	out := ReapedJSON{
 		Event: "reaped", Time: stamp(r.Time), PID: z.Process.PID, Comm: z.Process.Comm,
 		Exited: stamp(z.Exited), Status: z.ExitStatus, Waited: r.Waited.Seconds(),
-		Reaper: string(z.Reaper.Kind), NewParent: Party{z.Reaper.PID, z.Reaper.Comm}, Held: r.Held,
-	})
+		Reaper: string(z.Reaper.Kind), NewParent: party(z.Reaper.Process, reaper), Held: r.Held,
+		Namespace: namespaceOf(z.Process),
+	}
+	if child != nil {
+		out.Where = whereOf(*child, true)
+	}
+	return line(out)
 }
 
 // ReapedText is the one-line form of a reaped event:
@@ -113,8 +183,8 @@ func ReapedLine(r reaping.Reaped) []byte {
 //	12:01:41.000000 reaped 4300 helper after 1m31s by reaper 4242 node (ns-reaper); it still has not reaped 11 adopted zombies
 func ReapedText(r reaping.Reaped) string {
 	z := r.Zombie
-	s := fmt.Sprintf("%s reaped %d %s after %s by reaper %d %s (%s)", clock(r.Time), z.Process.PID, Escape(z.Process.Comm),
-		Seconds(r.Waited), z.Reaper.PID, Escape(z.Reaper.Comm), z.Reaper.Kind)
+	s := fmt.Sprintf("%s reaped %d %s%s after %s by reaper %s", clock(r.Time), z.Process.PID, Escape(z.Process.Comm),
+		whereText(z), Seconds(r.Waited), reaperText(z))
 	if r.Held > 0 {
 		s += fmt.Sprintf("; it still has not reaped %s", plural(r.Held, "adopted zombie"))
 	}
@@ -133,6 +203,8 @@ type PsJSON struct {
 	Exited    string `json:"exited,omitempty"`
 	Reaper    string `json:"reaper"`
 	NewParent Party  `json:"new_parent"`
+	Namespace
+	Where
 	adopted
 }
 
@@ -140,9 +212,13 @@ type PsJSON struct {
 func PsLines(now time.Time, entries []reaping.Entry) [][]byte {
 	out := make([][]byte, 0, len(entries))
 	for _, e := range entries {
+		child, reaper := contextOf(e)
 		p := PsJSON{Event: "ps", Time: stamp(now), PID: e.Process.PID, Comm: e.Process.Comm,
 			SID: e.Process.SID, State: "alive", Reaper: string(e.Reaper.Kind),
-			NewParent: Party{e.Reaper.PID, e.Reaper.Comm}, adopted: adoptedOf(e)}
+			NewParent: party(e.Reaper.Process, reaper), Namespace: namespaceOf(e.Process), adopted: adoptedOf(e)}
+		if child != nil {
+			p.Where = whereOf(*child, true)
+		}
 		if !e.Exited.IsZero() {
 			p.State, p.Exited = "zombie", stamp(e.Exited)
 		}
@@ -154,25 +230,31 @@ func PsLines(now time.Time, entries []reaping.Entry) [][]byte {
 // PsText is the answer to `ps`: a header and one aligned row per entry,
 // the lineage last as it is the longest.
 //
-//	PID   COMM     STATE       ADOPTED          BY                      FROM           PATTERN      LINEAGE
-//	4300  helper   zombie 40s  12:00:01 (2m0s)  4242 node (ns-reaper)  4299 helper    double-fork  bash[900] > helper[4299 setsid] > helper[4300]
+//	PID   COMM     STATE       WHERE                    ADOPTED          BY                      FROM         PATTERN      LINEAGE
+//	4300  helper   zombie 40s  container docker:3f2a…  12:00:01 (2m0s)  4242 node (ns-reaper)  4299 helper  double-fork  bash[900] > helper[4299 setsid] > helper[4300]
 func PsText(now time.Time, entries []reaping.Entry) [][]byte {
 	var buf bytes.Buffer
 	w := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "PID\tCOMM\tSTATE\tADOPTED\tBY\tFROM\tPATTERN\tLINEAGE")
+	fmt.Fprintln(w, "PID\tCOMM\tSTATE\tWHERE\tADOPTED\tBY\tFROM\tPATTERN\tLINEAGE")
 	for _, e := range entries {
 		state := "alive"
 		if !e.Exited.IsZero() {
 			state = "zombie " + Seconds(now.Sub(e.Exited))
 		}
-		by := fmt.Sprintf("%d %s (%s)", e.Reaper.PID, Escape(e.Reaper.Comm), e.Reaper.Kind)
+		by := reaperText(e)
+		where := "-"
+		if c, _ := contextOf(e); c != nil {
+			if t := ContextText(*c); t != "" {
+				where = t
+			}
+		}
 		when, from, pattern := "before start", "?", "?"
 		if e.Origin == reaping.OriginAdopted {
 			when = fmt.Sprintf("%s (%s ago)", e.Adopted.Format("15:04:05"), Seconds(now.Sub(e.Adopted)))
 			from = fmt.Sprintf("%d %s", e.From.PID, Escape(e.From.Comm))
 			pattern = string(e.Pattern)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Process.PID, Escape(e.Process.Comm), state, when, by, from,
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Process.PID, Escape(e.Process.Comm), state, where, when, by, from,
 			pattern, origin(e))
 	}
 	w.Flush()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/reaping"
 )
@@ -158,5 +159,34 @@ func TestReapingTextEscapes(t *testing.T) {
 	rows := PsText(t0, []reaping.Entry{z})
 	if len(rows) != 2 || strings.Count(string(rows[1]), "\t") != 0 {
 		t.Errorf("a tab in a name broke the columns: %q", rows)
+	}
+}
+
+// Where the zombie and its reaper are (container, unit) shows in text and JSON.
+func TestReapingContext(t *testing.T) {
+	z := zombieEntry()
+	ctr := cgroups.Info{ID: 77, State: cgroups.Resolved, Path: "/system.slice/docker-3f2a.scope",
+		Context: cgroups.Context{Unit: "docker-3f2a.scope", Container: cgroups.Container{Runtime: cgroups.RuntimeDocker, ID: "3f2a"}}}
+	z.Context = &events.Context{Child: ctr, NewParent: ctr, PrevParent: ctr, Lineage: []cgroups.Info{{}, ctr, ctr}}
+	u := reaping.Unreaped{Time: t0, Zombie: z, Held: 12, Oldest: 40 * time.Second, Waited: 31 * time.Second}
+	text := UnreapedText(u)
+	if !strings.Contains(text, "unreaped 4300 helper in container docker:3f2a unit docker-3f2a.scope: reaper 4242 node (ns-reaper, container docker:3f2a unit docker-3f2a.scope) has not reaped 12 adopted zombies; oldest 40s") {
+		t.Errorf("text: %s", text)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(UnreapedLine(u), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["unit"] != "docker-3f2a.scope" || got["container"].(map[string]any)["id"] != "3f2a" ||
+		got["new_parent"].(map[string]any)["unit"] != "docker-3f2a.scope" {
+		t.Errorf("json: %v", got)
+	}
+	rows := PsText(t0, []reaping.Entry{z})
+	if !strings.Contains(string(rows[1]), "container docker:3f2a unit docker-3f2a.scope") {
+		t.Errorf("ps row: %q", rows[1])
+	}
+	r := reaping.Reaped{Time: t0, Zombie: z, Reported: true}
+	if !strings.Contains(ReapedText(r), "reaped 4300 helper in container docker:3f2a") {
+		t.Errorf("reaped text: %s", ReapedText(r))
 	}
 }

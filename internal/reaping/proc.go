@@ -52,7 +52,7 @@ func readProcs() ([]procEntry, error) {
 	}
 	out := make([]procEntry, 0, len(all))
 	for _, st := range all {
-		nspid, err := procfs.NSpid(int(st.PID))
+		nspid, err := procfs.NSpids(int(st.PID))
 		if err != nil {
 			continue // exited meanwhile
 		}

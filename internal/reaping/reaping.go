@@ -65,6 +65,9 @@ type Entry struct {
 	Lineage         []events.Step
 	LineageComplete bool
 	Hook            events.Hook
+	// Context is where the adoption's processes were (units, containers),
+	// as the adoption record said; nil when unknown.
+	Context *events.Context
 
 	// Exited is when the process exited (zero: alive). For a process that
 	// was already a zombie when it was first seen, it is that moment: the
@@ -234,6 +237,7 @@ func (t *Tracker) OnAdopt(a *events.Adoption) {
 	e.From = a.PrevParent
 	e.Pattern = events.DaemonPattern(a.Lineage)
 	e.Lineage = a.Lineage
+	e.Context = a.Context
 	e.LineageComplete = a.LineageComplete
 	e.Hook = a.Hook
 	t.stats.Adoptions++

@@ -2,7 +2,7 @@
 // Debian kernels (5.10, 6.1, 6.12, 7.x by default), so the BPF side is tested
 // on the kernels users run rather than only on the development machine's.
 //
-//	go run ./vmtests/cmd/vmtest [--kernel /path/to/vmlinuz ...] [--cache DIR] [--timeout 360s] [--json]
+//	go run ./vmtests/cmd/vmtest [--kernel /path/to/vmlinuz ...] [--cache DIR] [--timeout 900s] [--json]
 //
 // Kernels come from Debian's archive through a private apt configuration in
 // the cache directory; test binaries and the guest's /init are built fresh
@@ -53,6 +53,12 @@ type options struct {
 	busybox  bool
 }
 
+// guestMemMB is each VM's memory. loader's TestManyChildren holds 4,096 and
+// then 5,000 live shell children at once (the exit-walk bound and past it),
+// about 80 KiB each in the kernel; with the initramfs in RAM, 1 GiB ran out
+// (the OOM killer ended loader.test on 5.10 and 6.1).
+const guestMemMB = 2048
+
 func main() {
 	var o options
 	flag.Func("kernel", "boot this vmlinuz instead of the Debian matrix (repeatable)", func(s string) error {
@@ -60,7 +66,7 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&o.cache, "cache", defaultCache(), "where kernels, apt lists, builds and logs are kept")
-	flag.DurationVar(&o.timeout, "timeout", 360*time.Second, "deadline for each VM, boot to power-off")
+	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "deadline for each VM, boot to power-off (a bound on hangs: the test binaries run one after another in it)")
 	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
 	// Single-threaded TCG keeps one host core busy per VM.
 	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more: passing then, it is reported as flaky, with the first run's failures")
@@ -517,7 +523,7 @@ func bootOne(ctx context.Context, o options, b boot, logPath string) kernelResul
 	logf("booting %s (%s)", b.Label, res.Source)
 	r := qemu.Boot(ctx, qemu.Config{
 		Accel: o.accel, Kernel: k.Path, Initrd: b.Initrd, Append: cmdline,
-		MemMB: 1024, CPUs: 2, Timeout: o.timeout, LogPath: logPath, Tee: tee,
+		MemMB: guestMemMB, CPUs: 2, Timeout: o.timeout, LogPath: logPath, Tee: tee,
 	})
 	res.Seconds = r.Duration.Seconds()
 	g := guestlog.Parse(r.Console)
