@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/adoptwatch/adoptwatch/internal/control"
 	"github.com/adoptwatch/adoptwatch/internal/journal"
 	"github.com/adoptwatch/adoptwatch/internal/manpage"
 	"github.com/adoptwatch/adoptwatch/internal/supervise"
@@ -30,6 +31,8 @@ func manPage() manpage.Page {
 	var whook, rhook, pinDir string
 	var rcfg supervise.Config
 	var rsvc serviceFlags
+	var psJSON bool
+	var psPath string
 	return manpage.Page{
 		Name:    "adoptwatch",
 		Section: "8",
@@ -40,6 +43,7 @@ func manPage() manpage.Page {
 			"adoptwatch [flags]",
 			"adoptwatch features",
 			"adoptwatch unwatch [--pin-dir DIR] PID...",
+			"adoptwatch ps [--json] [--socket PATH]",
 			"adoptwatch run [flags] -- CMD [ARGS...]",
 		},
 		Description: helpProse(watchUsage),
@@ -47,12 +51,13 @@ func manPage() manpage.Page {
 			{Name: "adoptwatch", Usage: "adoptwatch [flags]", Flags: watchFlags(&wopts, &whook)},
 			{Name: "adoptwatch features", Usage: "adoptwatch features", Text: helpProse(featuresUsage)},
 			{Name: "adoptwatch unwatch", Usage: "adoptwatch unwatch [--pin-dir DIR] PID...", Text: helpProse(unwatchUsage), Flags: unwatchFlags(&pinDir)},
+			{Name: "adoptwatch ps", Usage: "adoptwatch ps [--json] [--socket PATH]", Text: helpProse(psUsage), Flags: psFlags(&psJSON, &psPath)},
 			{Name: "adoptwatch run", Usage: "adoptwatch run [flags] -- CMD [ARGS...]", Text: helpProse(runUsage), Flags: runFlags(&rcfg, &rhook, &rsvc)},
 		},
 		Sections: []manpage.Section{
 			{Heading: "Service managers", Text: serviceText},
 			{Heading: "Environment", Text: environmentText},
-			{Heading: "Files", Text: fmt.Sprintf(filesText, journal.SocketPath, loader.DefaultPinDir)},
+			{Heading: "Files", Text: fmt.Sprintf(filesText, journal.SocketPath, loader.DefaultPinDir, control.DefaultPath)},
 			{Heading: "Exit status", Text: exitText},
 			{Heading: "See also", Text: "systemd.service(5), systemd.exec(5), sd_notify(3), journalctl(1), systemd.journal-fields(7), s6-supervise(8), prctl(2) (PR_SET_CHILD_SUBREAPER), pidfd_open(2). The README of the adoptwatch sources documents the JSON schema, the signal ABI and the subscriber protocol."},
 		},
@@ -91,6 +96,8 @@ const filesText = `%s: the journal's socket, for --journal.
 
 %s: where --pin pins the watch maps (--pin-dir).
 
-/run/adoptwatch/adoptwatch.sock: the subscriber socket of the shipped unit.`
+/run/adoptwatch/adoptwatch.sock: the subscriber socket of the shipped unit.
+
+%s: where adoptwatch ps asks unless --socket says otherwise (the watcher's --control-socket).`
 
 const exitText = `0 once stopped by SIGINT or SIGTERM; 2 for bad flags (one line on stderr); 1 when privileges, kernel support or a resource named by a flag (--journal, --socket) is missing (one line on stderr). adoptwatch run exits with the daemon's status (see above).`

@@ -61,6 +61,7 @@ func TestManPageListsHelpFlags(t *testing.T) {
 	}{
 		{"adoptwatch", func(o, e io.Writer) int { return watchCommand([]string{"--help"}, o, e) }},
 		{"adoptwatch unwatch", func(o, e io.Writer) int { return unwatchCommand([]string{"--help"}, o, e) }},
+		{"adoptwatch ps", func(o, e io.Writer) int { return psCommand([]string{"--help"}, o, e) }},
 		{"adoptwatch run", func(o, e io.Writer) int { return runCommand([]string{"--help"}, o, e) }},
 	} {
 		var help bytes.Buffer

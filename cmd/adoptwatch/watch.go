@@ -25,6 +25,7 @@ import (
 const watchUsage = `Usage: adoptwatch [flags]
        adoptwatch features
        adoptwatch unwatch [--pin-dir DIR] PID...
+       adoptwatch ps [--json] [--socket PATH]
        adoptwatch run [flags] -- CMD [ARGS...]
 
 adoptwatch prints one line per process adopted by init, a child subreaper or a
@@ -39,6 +40,7 @@ Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF, Linux 5.8 or late
 Subcommands:
   features   show which adoption hooks this kernel supports and which is used
   unwatch    switch process trees off in a running adoptwatch started with --pin
+  ps         list the adopted processes a running adoptwatch follows (--control-socket)
   run        start a forking daemon and stay in the foreground while it lives
 
 Flags:
@@ -58,6 +60,7 @@ type watchOptions struct {
 	readyFile string
 	ringSize  uint32
 	notify    notifyFlags
+	reaping   reapingFlags
 	service   serviceFlags
 	notifier  *service.Notifier
 }
@@ -79,6 +82,7 @@ func watchFlags(opts *watchOptions, hook *string) *pflag.FlagSet {
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
 	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two from 4096 to 1 GiB; larger rides out longer stalls")
 	opts.notify.add(fs)
+	opts.reaping.add(fs)
 	opts.service.add(fs, "attached")
 	return fs
 }
@@ -161,6 +165,9 @@ func (opts *watchOptions) check(fs *pflag.FlagSet, hook string) error {
 			return fmt.Errorf("--ready-file %s: directory %s does not exist", opts.readyFile, dir)
 		}
 	}
+	if err := opts.reaping.check(fs); err != nil {
+		return err
+	}
 	return opts.notify.check(fs)
 }
 
@@ -210,6 +217,13 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	if obs.ReplacedStalePins {
 		p.Log("replaced stale pins at %s: the adoptwatch that pinned them exited without removing them", output.Escape(opts.pinDir))
 	}
+
+	reap, err := opts.reaping.build(p, obs, sinks)
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	defer reap.Close()
+	sinks = append(sinks, reap.sinks()...)
 
 	n := opts.notifier
 	defer n.Flush(time.Second) // STOPPING=1 and what else is queued, if the manager takes it
@@ -261,6 +275,8 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 			sinks.Adoption(output.NewAdoption(rec.Adoption))
 		case rec.Task != nil:
 			p.Task(rec.Task)
+		case rec.Adoptee != nil:
+			reap.monitor.Adoptee(rec.Adoptee)
 		}
 	}
 }

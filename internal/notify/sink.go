@@ -2,6 +2,8 @@ package notify
 
 import (
 	"errors"
+	"maps"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +23,10 @@ type Spec struct {
 type Sink struct {
 	targets []*Target
 	p       *output.Printer
+
+	mu        sync.Mutex
+	delivered uint64
+	failed    map[string]uint64 // by errno name
 }
 
 // NewSink opens every target (a pidfd each) or none.
@@ -44,10 +50,14 @@ func (s *Sink) Adoption(a *output.Adoption) {
 			continue
 		}
 		err := t.Notify(a.Child.PID, a.Child.UID, a.PrevParent.PID)
+		errno, why := "", ""
+		if err != nil {
+			errno, why = Reason(err)
+		}
+		s.count(errno)
 		if err == nil {
 			continue
 		}
-		errno, why := Reason(err)
 		line := output.NotifyFailedLine(time.Now(), output.NotifyFailed{
 			Target: int(t.PID), Signal: SignalName(t.Signal), PID: a.Child.PID,
 			PrevParent: a.PrevParent.PID, Errno: errno, Reason: why,
@@ -55,6 +65,26 @@ func (s *Sink) Adoption(a *output.Adoption) {
 		s.p.Event(line, "notify-failed: %s to %d for the adoption of %d from %d: %s",
 			SignalName(t.Signal), t.PID, a.Child.PID, a.PrevParent.PID, why)
 	}
+}
+
+func (s *Sink) count(errno string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errno == "" {
+		s.delivered++
+		return
+	}
+	if s.failed == nil {
+		s.failed = map[string]uint64{}
+	}
+	s.failed[errno]++
+}
+
+// Stats returns the signals queued so far and the failures by errno name.
+func (s *Sink) Stats() (delivered uint64, failed map[string]uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered, maps.Clone(s.failed)
 }
 
 // Close releases the targets' pidfds.

@@ -169,11 +169,37 @@ func setup() {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		say(guestlog.NoteLine("no BTF at /sys/kernel/btf/vmlinux"))
 	}
+	if err := loopbackUp(); err != nil {
+		say(guestlog.NoteLine("loopback: " + err.Error()))
+	}
 	installBusybox()
 	os.Setenv("PATH", "/tests:/usr/sbin:/usr/bin:/sbin:/bin")
 	os.Setenv("ADOPTWATCH_IN_VM", "1")
 	os.Setenv("HOME", "/tmp")
 	os.Setenv("TMPDIR", "/tmp")
+}
+
+// loopbackUp brings lo up, as any system's init does: until then 127.0.0.1
+// is not an address of the machine, and tests that serve on it (the metrics
+// endpoint) could not bind.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set up: %w", err)
+	}
+	return nil
 }
 
 // installBusybox links every busybox applet (sh, sleep, ...) into /bin, so
