@@ -122,7 +122,8 @@ type supervisor struct {
 	daemonEnded    bool
 	daemonStatus   *unix.WaitStatus
 	statusDeadline time.Time
-	lastCode       int // exit code of the last daemon that ended
+	lastCode       int         // exit code of the last daemon that ended
+	exitSignal     unix.Signal // run ends by this signal, as the daemon did (see DieBy)
 	deadline       time.Time
 	stopSignal     unix.Signal   // a stop signal was received (0: none)
 	pending        []unix.Signal // non-stop signals received before the daemon was known
@@ -141,8 +142,16 @@ func commandEnv() []string {
 	return env
 }
 
-// Run supervises cfg.Command and returns run's exit code.
-func Run(cfg Config) int {
+// Exit is how run ends: exit with Code or, when Signal is set, be killed by
+// Signal as the daemon was (DieBy; Code is then 128+Signal, for when the
+// process survives it).
+type Exit struct {
+	Code   int
+	Signal unix.Signal
+}
+
+// Run supervises cfg.Command and returns how run should end.
+func Run(cfg Config) Exit {
 	if cfg.Log == nil {
 		cfg.Log = os.Stderr
 	}
@@ -159,7 +168,11 @@ func Run(cfg Config) int {
 		statuses: map[procfs.ID]uint32{},
 	}
 	defer close(s.done)
-	return s.run()
+	code := s.run()
+	if s.exitSignal != 0 && code == 128+int(s.exitSignal) {
+		return Exit{Code: code, Signal: s.exitSignal}
+	}
+	return Exit{Code: code}
 }
 
 func (s *supervisor) logf(format string, args ...any) {
@@ -396,19 +409,45 @@ func (s *supervisor) ended(now time.Time) (int, bool) {
 	d := s.daemon
 	if s.daemonStatus == nil {
 		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, output.Escape(s.daemonComm))
+		s.handBack(fmt.Sprintf("daemon %d %s ended, status unknown: run exits %d", d.PID, output.Escape(s.daemonComm), ExitFailure))
 		return ExitFailure, true
 	}
 	ws := *s.daemonStatus
 	s.lastCode = exitCode(ws)
 	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, output.Escape(s.daemonComm), s.lastCode, output.StatusText(uint32(ws)))
+	what := fmt.Sprintf("daemon %d %s %s", d.PID, output.Escape(s.daemonComm), output.StatusText(uint32(ws)))
 	if ws != 0 || s.stopSignal != 0 {
+		if ws.Signaled() && Reraisable(ws.Signal()) {
+			s.exitSignal = ws.Signal()
+			s.handBack(what + ": run ends by the same signal")
+		} else {
+			s.handBack(fmt.Sprintf("%s: run exits %d", what, s.lastCode))
+		}
 		return s.lastCode, true
 	}
+	s.handBack(what + ": looking for a successor")
 	// A clean exit may be a re-daemonisation: look for a successor among its
 	// adopted descendants (a Decide with none alive ends at once).
 	s.state = succeeding
 	s.deadline = now.Add(s.cfg.Timeout)
 	return 0, false
+}
+
+// handBack makes run the service's main process again (MAINPID=<run>), with
+// status, once the daemon has ended, before run exits with the daemon's
+// status: systemd learns exit statuses only from its own children, and after
+// MAINPID=<daemon> its main process is run's child (or another reaper's), so
+// without this it would record nothing for the daemon. systemd does not
+// watch a main process that is not its child, so nothing races the message.
+// Not when the manager itself reaps the daemon (NoSubreaper, adopted by
+// PID 1 or by run's parent): it then has the daemon's real status already.
+func (s *supervisor) handBack(status string) {
+	if s.cfg.NoSubreaper && s.daemon != nil {
+		if p := s.daemon.Adoption.NewParent.PID; p == 1 || int(p) == os.Getppid() {
+			return
+		}
+	}
+	s.cfg.Notify.MainPID(int(s.self), status)
 }
 
 func (s *supervisor) pidfilePID() uint32 {
