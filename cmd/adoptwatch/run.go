@@ -52,7 +52,9 @@ NOTIFY_SOCKET is set) it sends MAINPID=<daemon>, STATUS= and READY=1 in one
 message once the daemon is identified, and STOPPING=1 when asked to stop.
 When the daemon ends, MAINPID=<run> and STATUS= hand the service back to run
 before it exits with the daemon's status: systemd records the exit status of
-its own children only (the unit needs NotifyAccess=all, see the README). With
+its own children only (the unit needs NotifyAccess=all, see the README). run
+leaves the daemon's zombie to the manager (it is reaped there), which then
+records the daemon's own status where it ignores MAINPID= (stopping). With
 --no-subreaper and the daemon adopted by the manager (PID 1 or run's parent),
 the manager reaps it and records its status itself, and run sends no MAINPID=.
 CMD does not inherit NOTIFY_SOCKET. --notify-fd is s6's readiness instead.
