@@ -214,7 +214,7 @@ func TestExampleRunUnitVerifies(t *testing.T) {
 	os.WriteFile(unit, bytes.ReplaceAll(src, []byte(installedPath), []byte(filepath.Join(prefix, "bin/adoptwatch"))), 0o644)
 	verify(t, unit, filepath.Join(prefix, "share/man"))
 	d := unitDirectives(t, unit)
-	if d["Type"][0] != "notify" || d["NotifyAccess"][0] != "main" || !strings.Contains(d["ExecStart"][0], " run --no-subreaper -- ") {
+	if d["Type"][0] != "notify" || d["NotifyAccess"][0] != "all" || !strings.Contains(d["ExecStart"][0], " run --no-subreaper -- ") {
 		t.Errorf("Type=%q NotifyAccess=%q ExecStart=%q", d["Type"], d["NotifyAccess"], d["ExecStart"])
 	}
 }

@@ -49,10 +49,19 @@ adopted so far; the others wait for the daemon.
 run prints on stderr one line when it has identified the daemon (pid, comm,
 lineage) and one when the daemon ends. Under systemd (a Type=notify unit:
 NOTIFY_SOCKET is set) it sends MAINPID=<daemon>, STATUS= and READY=1 in one
-message once the daemon is identified, and STOPPING=1 when asked to stop;
+message once the daemon is identified, and STOPPING=1 when asked to stop.
+When the daemon ends, MAINPID=<run> and STATUS= hand the service back to run
+before it exits with the daemon's status: systemd records the exit status of
+its own children only (the unit needs NotifyAccess=all, see the README). run
+leaves the daemon's zombie to the manager (it is reaped there), which then
+records the daemon's own status where it ignores MAINPID= (stopping). With
+--no-subreaper and the daemon adopted by the manager (PID 1 or run's parent),
+the manager reaps it and records its status itself, and run sends no MAINPID=.
 CMD does not inherit NOTIFY_SOCKET. --notify-fd is s6's readiness instead.
 
-Exit status: the daemon's (128+N if killed by signal N); CMD's, if it failed
+Exit status: the daemon's. If it was killed by signal N, run kills itself
+with N (so a supervisor sees the signal, e.g. a clean SIGTERM), except for
+SIGKILL and the signals that dump core (SIGQUIT, SIGSEGV, ...): 128+N. CMD's, if it failed
 and left no daemon; 128+N if stopped by signal N before a daemon was identified; 127 if CMD is not found, 126 if it cannot be executed;
 1 if no daemon was identified within --timeout, if CMD succeeded but left no
 daemon, or if adoptwatch itself cannot run (needs root and a BTF kernel).
@@ -116,7 +125,12 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	cfg.Command = fs.Args()
 	cfg.Stdin, cfg.Stdout, cfg.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cfg.Log = stderr
-	code := supervise.Run(cfg)
-	cfg.Notify.Flush(time.Second) // STOPPING=1 and what else is queued, if the manager takes it
-	return code
+	exit := supervise.Run(cfg)
+	// STOPPING=1, the MAINPID= that hands the service back to run, and what
+	// else is queued, if the manager takes it: processed before run exits.
+	cfg.Notify.Sync(time.Second)
+	if exit.Signal != 0 {
+		supervise.DieBy(exit.Signal) // returns only if run survived it
+	}
+	return exit.Code
 }

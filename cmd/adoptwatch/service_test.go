@@ -20,6 +20,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/journal/journaltest"
+	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/service/notifytest"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
@@ -383,10 +384,99 @@ func TestRunNotifySocket(t *testing.T) {
 				}
 				r.signalRun(t, unix.SIGTERM)
 				from(l.Expect(t, wait, "STOPPING=1"))
+				if mode == "subreaper" {
+					// run reaped the daemon: it takes the service back to exit with its status.
+					from(l.Expect(t, wait, fmt.Sprintf("MAINPID=%d\nSTATUS=daemon %d aw-sd-daemon exited with code 42: run exits 42", r.run, daemon)))
+				} // else the reaper above run (the manager) reaped the daemon and has its status
+				// run exits only once the manager has processed all that.
+				from(l.ExpectBarrier(t, wait))
 				if code := r.exitCode(t); code != 42 {
 					t.Errorf("run exited %d, want the daemon's 42", code)
 				}
 				l.ExpectNone(t, 300*time.Millisecond)
+			})
+		})
+	}
+}
+
+// TestRunNotifyHandBack: the daemon ends by itself, with a code or killed by
+// a signal. run hands the service back to itself (MAINPID=<run>, sent by run
+// while it lives: the datagram carries its credentials) and then ends as the
+// daemon did: exit code 7, or killed by the same SIGINT (not 130), so that
+// systemd, which reads only its own children's statuses, records the daemon's.
+// With --no-subreaper and run's parent reaping the daemon, that parent (the
+// manager) has the status itself: no MAINPID=.
+func TestRunNotifyHandBack(t *testing.T) {
+	cases := []struct {
+		name        string
+		noSubreaper bool
+		sig         unix.Signal // sent to the daemon; it exits 7 on SIGTERM, dies of SIGINT
+		handBack    string      // the STATUS= after MAINPID=<run>; "" for none
+		code        int         // run's exit code as its reaper computes it
+	}{
+		{"exit-7", false, unix.SIGTERM, "exited with code 7: run exits 7", 7},
+		{"killed-by-SIGINT", false, unix.SIGINT, "killed by SIGINT (signal 2): run ends by the same signal", 130},
+		{"no-subreaper-exit-7", true, unix.SIGTERM, "", 7},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			eachHook(t, func(t *testing.T, hook string) {
+				l := notifytest.Listen(t)
+				args := []string{"--hook=" + hook}
+				if c.noSubreaper {
+					args = append(args, "--no-subreaper")
+				}
+				r := startRun(t, true, []string{l.Env(), fixture.EnvSDTermCode + "=7"}, append(args, "--", "{dir}/aw-sd-launch")...)
+				from := func(m notifytest.Message) {
+					t.Helper()
+					if m.PID != int32(r.run) {
+						t.Errorf("%q sent by pid %d, want adoptwatch run %d", m.Text, m.PID, r.run)
+					}
+				}
+				m, ok := l.Next(t, wait)
+				if !ok || !strings.HasPrefix(m.Text, "STATUS=waiting for the daemon") {
+					t.Fatalf("first message %q (received %v), want STATUS=waiting for the daemon...", m.Text, ok)
+				}
+				from(m)
+				daemon := r.next(t, "daemon").Int(0)
+				from(l.Expect(t, wait, fmt.Sprintf("MAINPID=%d\nSTATUS=following %d aw-sd-daemon\nREADY=1", daemon, daemon)))
+				r.identified(t)
+				r.kill(daemon, c.sig)
+				if c.handBack != "" {
+					from(l.Expect(t, wait, fmt.Sprintf("MAINPID=%d\nSTATUS=daemon %d aw-sd-daemon %s", r.run, daemon, c.handBack)))
+				}
+				// run waits for the manager to have processed the hand-back
+				// (a zombie cannot be made the main PID).
+				from(l.ExpectBarrier(t, wait))
+				if code := r.exitCode(t); code != c.code {
+					t.Errorf("run exited %d, want %d", code, c.code)
+				}
+				l.ExpectNone(t, 300*time.Millisecond)
+				// How run ended, as its parent (the reaper) saw it; and the
+				// daemon's zombie, which run leaves to the manager above it
+				// (systemd reaps it and records its status even when it
+				// ignores MAINPID=, while stopping), reaped there too.
+				want := func(ws unix.WaitStatus) bool {
+					if c.sig == unix.SIGINT {
+						return ws.Signaled() && ws.Signal() == unix.SIGINT
+					}
+					return ws.Exited() && ws.ExitStatus() == 7
+				}
+				seen := map[int]bool{}
+				for !seen[r.run] || !seen[daemon] {
+					rep, err := r.sup.Reports.Next("reaped", wait)
+					if err != nil {
+						t.Fatalf("the reaper did not report the end of run %d and of the daemon %d (seen %v): %v", r.run, daemon, seen, err)
+					}
+					pid, ws := rep.Int(0), unix.WaitStatus(rep.Int(1))
+					if pid != r.run && pid != daemon {
+						continue
+					}
+					seen[pid] = true
+					if !want(ws) {
+						t.Errorf("pid %d (run %d, daemon %d) ended %s, want the daemon's end", pid, r.run, daemon, output.StatusText(uint32(ws)))
+					}
+				}
 			})
 		})
 	}
@@ -408,9 +498,10 @@ func TestRunNotifySocketStalled(t *testing.T) {
 	if code := r.exitCode(t); code != 42 {
 		t.Errorf("run exited %d, want the daemon's 42", code)
 	}
-	// STATUS=waiting... (blocked in the socket), MAINPID=...READY=1, STOPPING=1.
-	if !strings.Contains(r.stderr.Text(), "did not take 3 messages within 1s: not sent") {
-		t.Errorf("want a line saying the 3 messages were not sent; stderr:\n%s", r.stderr.Text())
+	// STATUS=waiting... (blocked in the socket), MAINPID=...READY=1, STOPPING=1,
+	// MAINPID=<run> (the hand-back).
+	if !strings.Contains(r.stderr.Text(), "did not take 4 messages within 1s: not sent") {
+		t.Errorf("want a line saying the 4 messages were not sent; stderr:\n%s", r.stderr.Text())
 	}
 }
 

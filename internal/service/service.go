@@ -51,10 +51,12 @@ type Notifier struct {
 }
 
 // message is one datagram, or (flushed set) a Flush waiting for the ones
-// before it.
+// before it, which with barrier set also waits until the manager has
+// processed them (Sync).
 type message struct {
 	state   string
 	flushed chan struct{}
+	barrier time.Duration
 }
 
 // A nil *Notifier is valid and does nothing, so callers need not check
@@ -211,6 +213,9 @@ func (n *Notifier) sendLocked(state string) {
 func (n *Notifier) sender(q <-chan message) {
 	for m := range q {
 		if m.flushed != nil {
+			if m.barrier > 0 {
+				barrier(m.barrier)
+			}
 			close(m.flushed)
 			continue
 		}
@@ -241,7 +246,17 @@ func (n *Notifier) reportLocked(cause error) {
 // delivered or have failed. If the manager did not take them in time, the
 // number left is said on one line and they are abandoned (the process is
 // exiting).
-func (n *Notifier) Flush(timeout time.Duration) {
+func (n *Notifier) Flush(timeout time.Duration) { n.flush(timeout, 0) }
+
+// Sync is Flush, and then waits (at most timeout more) until the manager has
+// processed them: sd_notify_barrier(3), BARRIER=1 with a pipe the manager
+// closes once it has read everything sent before (systemd 246 and later; an
+// older one closes it unread). A process that hands the service back to
+// itself (MAINPID=<self>) must not exit before that: systemd refuses a main
+// PID that is already a zombie when it reads the message.
+func (n *Notifier) Sync(timeout time.Duration) { n.flush(timeout, timeout) }
+
+func (n *Notifier) flush(timeout, barrier time.Duration) {
 	if n == nil {
 		return
 	}
@@ -251,9 +266,9 @@ func (n *Notifier) Flush(timeout time.Duration) {
 	if q == nil {
 		return
 	}
-	timer := time.NewTimer(timeout)
+	timer := time.NewTimer(timeout + barrier)
 	defer timer.Stop()
-	m := message{flushed: make(chan struct{})}
+	m := message{flushed: make(chan struct{}), barrier: barrier}
 	select {
 	case q <- m:
 		select {
@@ -268,6 +283,37 @@ func (n *Notifier) Flush(timeout time.Duration) {
 	left := n.queued - n.handled
 	fmt.Fprintf(n.stderr, "adoptwatch: the service manager at NOTIFY_SOCKET=%q did not take %d messages within %v: not sent\n",
 		os.Getenv("NOTIFY_SOCKET"), left, timeout)
+}
+
+// barrier sends BARRIER=1 with the write end of a pipe to NOTIFY_SOCKET and
+// waits at most timeout for the manager to close it. go-systemd's daemon
+// package has no barrier. Failures are not reported: the barrier only
+// orders run's exit after its last messages.
+func barrier(timeout time.Duration) {
+	sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(sock)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return
+	}
+	defer unix.Close(p[0])
+	// SockaddrUnix takes a leading '@' as the abstract namespace, as systemd means it.
+	err = unix.Sendmsg(sock, []byte("BARRIER=1"), unix.UnixRights(p[1]), &unix.SockaddrUnix{Name: os.Getenv("NOTIFY_SOCKET")}, 0)
+	unix.Close(p[1]) // the manager holds the only other copy now
+	if err != nil {
+		return
+	}
+	// POLLHUP once the manager closed its copy.
+	fds := []unix.PollFd{{Fd: int32(p[0])}}
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		n, err := unix.Poll(fds, int(time.Until(deadline)/time.Millisecond)+1)
+		if err == nil && n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }
 
 // unwrapOp shortens net.OpError's "dial unixgram /x: connect: ..." to the cause.

@@ -373,3 +373,30 @@ func TestOpenNotifyFDRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncWaitsForTheManager: Sync returns only once the manager has read
+// what was sent before and closed the barrier's pipe, not when the datagrams
+// are merely in its socket.
+func TestSyncWaitsForTheManager(t *testing.T) {
+	l := notifytest.Listen(t)
+	l.Setenv(t)
+	n := New(nil, io.Discard)
+	n.MainPID(os.Getpid(), "back")
+	synced := make(chan struct{})
+	go func() {
+		n.Sync(10 * time.Second)
+		close(synced)
+	}()
+	l.Expect(t, wait, fmt.Sprintf("MAINPID=%d\nSTATUS=back", os.Getpid()))
+	select {
+	case <-synced:
+		t.Fatal("Sync returned before the manager took the barrier")
+	case <-time.After(300 * time.Millisecond):
+	}
+	l.ExpectBarrier(t, wait)
+	select {
+	case <-synced:
+	case <-time.After(wait):
+		t.Fatal("Sync still waiting after the manager closed the barrier")
+	}
+}

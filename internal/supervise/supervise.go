@@ -17,8 +17,10 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -109,6 +111,14 @@ type supervisor struct {
 	sigchld chan os.Signal
 	done    chan struct{}
 
+	// Under a service manager (subreaper mode), the followed daemon's zombie
+	// is not reaped at once (see reap): keep is its pid, zombie says it
+	// ended (not reaped), resume lets the reaper reap it after all.
+	keep   atomic.Int32
+	zombie chan reaped
+	resume chan struct{}
+	kept   int // the daemon's zombie, left unreaped (0: none)
+
 	tracker   *Tracker
 	state     state
 	cmd       procfs.ID
@@ -122,7 +132,8 @@ type supervisor struct {
 	daemonEnded    bool
 	daemonStatus   *unix.WaitStatus
 	statusDeadline time.Time
-	lastCode       int // exit code of the last daemon that ended
+	lastCode       int         // exit code of the last daemon that ended
+	exitSignal     unix.Signal // run ends by this signal, as the daemon did (see DieBy)
 	deadline       time.Time
 	stopSignal     unix.Signal   // a stop signal was received (0: none)
 	pending        []unix.Signal // non-stop signals received before the daemon was known
@@ -141,8 +152,16 @@ func commandEnv() []string {
 	return env
 }
 
-// Run supervises cfg.Command and returns run's exit code.
-func Run(cfg Config) int {
+// Exit is how run ends: exit with Code or, when Signal is set, be killed by
+// Signal as the daemon was (DieBy; Code is then 128+Signal, for when the
+// process survives it).
+type Exit struct {
+	Code   int
+	Signal unix.Signal
+}
+
+// Run supervises cfg.Command and returns how run should end.
+func Run(cfg Config) Exit {
 	if cfg.Log == nil {
 		cfg.Log = os.Stderr
 	}
@@ -152,6 +171,8 @@ func Run(cfg Config) int {
 		records:  make(chan recordOrErr, 1024),
 		reaps:    make(chan reaped, 256),
 		gone:     make(chan procfs.ID, 64),
+		zombie:   make(chan reaped, 1),
+		resume:   make(chan struct{}, 1),
 		sigs:     make(chan os.Signal, 16),
 		sigchld:  make(chan os.Signal, 1),
 		done:     make(chan struct{}),
@@ -159,7 +180,11 @@ func Run(cfg Config) int {
 		statuses: map[procfs.ID]uint32{},
 	}
 	defer close(s.done)
-	return s.run()
+	code := s.run()
+	if s.exitSignal != 0 && code == 128+int(s.exitSignal) {
+		return Exit{Code: code, Signal: s.exitSignal}
+	}
+	return Exit{Code: code}
 }
 
 func (s *supervisor) logf(format string, args ...any) {
@@ -254,6 +279,9 @@ func (s *supervisor) loop() int {
 		case r := <-s.records:
 			s.onRecord(r)
 		case r := <-s.reaps:
+			s.onReap(r)
+		case r := <-s.zombie:
+			s.kept = r.pid
 			s.onReap(r)
 		case id := <-s.gone:
 			s.onGone(id)
@@ -380,6 +408,9 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	}
 	s.daemon, s.daemonComm = c, c.Comm
 	s.daemonEnded, s.daemonStatus = false, nil
+	if !s.cfg.NoSubreaper && os.Getenv("NOTIFY_SOCKET") != "" {
+		s.keep.Store(int32(c.PID))
+	}
 	s.state = following
 	s.tracker.Follow(c)
 	if s.stopSignal != 0 {
@@ -396,19 +427,55 @@ func (s *supervisor) ended(now time.Time) (int, bool) {
 	d := s.daemon
 	if s.daemonStatus == nil {
 		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, output.Escape(s.daemonComm))
+		s.handBack(fmt.Sprintf("daemon %d %s ended, status unknown: run exits %d", d.PID, output.Escape(s.daemonComm), ExitFailure))
 		return ExitFailure, true
 	}
 	ws := *s.daemonStatus
 	s.lastCode = exitCode(ws)
 	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, output.Escape(s.daemonComm), s.lastCode, output.StatusText(uint32(ws)))
+	what := fmt.Sprintf("daemon %d %s %s", d.PID, output.Escape(s.daemonComm), output.StatusText(uint32(ws)))
 	if ws != 0 || s.stopSignal != 0 {
+		if ws.Signaled() && Reraisable(ws.Signal()) {
+			s.exitSignal = ws.Signal()
+			s.handBack(what + ": run ends by the same signal")
+		} else {
+			s.handBack(fmt.Sprintf("%s: run exits %d", what, s.lastCode))
+		}
 		return s.lastCode, true
 	}
+	s.handBack(what + ": looking for a successor")
+	s.release()
 	// A clean exit may be a re-daemonisation: look for a successor among its
 	// adopted descendants (a Decide with none alive ends at once).
 	s.state = succeeding
 	s.deadline = now.Add(s.cfg.Timeout)
 	return 0, false
+}
+
+// release lets the reaper reap the daemon's zombie after all: run carries on.
+func (s *supervisor) release() {
+	if s.kept != 0 {
+		s.kept = 0
+		s.keep.Store(0)
+		s.resume <- struct{}{}
+	}
+}
+
+// handBack makes run the service's main process again (MAINPID=<run>), with
+// status, once the daemon has ended, before run exits with the daemon's
+// status: systemd learns exit statuses only from its own children, and after
+// MAINPID=<daemon> its main process is run's child (or another reaper's), so
+// without this it would record nothing for the daemon. systemd does not
+// watch a main process that is not its child, so nothing races the message.
+// Not when the manager itself reaps the daemon (NoSubreaper, adopted by
+// PID 1 or by run's parent): it then has the daemon's real status already.
+func (s *supervisor) handBack(status string) {
+	if s.cfg.NoSubreaper && s.daemon != nil {
+		if p := s.daemon.Adoption.NewParent.PID; p == 1 || int(p) == os.Getppid() {
+			return
+		}
+	}
+	s.cfg.Notify.MainPID(int(s.self), status)
 }
 
 func (s *supervisor) pidfilePID() uint32 {
@@ -579,7 +646,7 @@ func (s *supervisor) finish(code int) int {
 			return pids
 		}
 		for _, k := range procfs.Children(os.Getpid()) {
-			if !s.isGuardian(int(k.PID)) {
+			if !s.isGuardian(int(k.PID)) && int(k.PID) != s.kept {
 				pids = append(pids, int(k.PID))
 			}
 		}
@@ -648,22 +715,35 @@ func (s *supervisor) kill(pid int, sig unix.Signal) {
 }
 
 // reap waits for every child that ends: CMD, and in subreaper mode every
-// orphan adopted by run, so that no zombie remains.
+// orphan adopted by run, so that no zombie remains. Except, under a service
+// manager, the followed daemon's (keep): that zombie is reported on zombie
+// and left until the loop says (resume): if run exits first, the zombie goes
+// to the manager (PID 1), which reaps it and records the daemon's own
+// status. systemd 252 ignores MAINPID= once it is stopping the unit, so
+// after `systemctl stop` that is how it learns the daemon's status.
 func (s *supervisor) reap() {
 	for {
 		for {
-			var ws unix.WaitStatus
-			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil || pid <= 0 {
+			pid, ws, ok := s.waitOne()
+			if !ok {
 				break
 			}
+			ch := s.reaps
+			if pid == int(s.keep.Load()) {
+				ch = s.zombie
+			}
 			select {
-			case s.reaps <- reaped{pid, ws}:
+			case ch <- reaped{pid, ws}:
 			case <-s.done:
 				return
+			}
+			if ch == s.zombie {
+				select {
+				case <-s.resume:
+					unix.Wait4(pid, nil, 0, nil)
+				case <-s.done:
+					return
+				}
 			}
 		}
 		select {
@@ -673,6 +753,53 @@ func (s *supervisor) reap() {
 			return
 		}
 	}
+}
+
+// waitOne reaps one ended child, or, if it is the kept daemon, only reads
+// its status (WNOWAIT). ok is false when no child has ended.
+func (s *supervisor) waitOne() (pid int, ws unix.WaitStatus, ok bool) {
+	for {
+		if s.keep.Load() == 0 {
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return pid, ws, err == nil && pid > 0
+		}
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		pid, ws = siginfoChild(&info)
+		if err != nil || pid <= 0 {
+			return 0, 0, false
+		}
+		if pid == int(s.keep.Load()) {
+			return pid, ws, true
+		}
+		if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil && !errors.Is(err, unix.EINTR) {
+			return 0, 0, false
+		}
+		return pid, ws, true
+	}
+}
+
+// siginfoChild reads si_pid, si_code and si_status of a SIGCHLD siginfo
+// (x/sys/unix leaves the union unexported) as a wait status.
+func siginfoChild(info *unix.Siginfo) (int, unix.WaitStatus) {
+	raw := (*[128]byte)(unsafe.Pointer(info))
+	pid := int(*(*int32)(unsafe.Pointer(&raw[16])))
+	status := uint32(*(*int32)(unsafe.Pointer(&raw[24])))
+	switch info.Code {
+	case 1: // CLD_EXITED
+		return pid, unix.WaitStatus(status&0xff) << 8
+	case 2: // CLD_KILLED
+		return pid, unix.WaitStatus(status & 0x7f)
+	case 3: // CLD_DUMPED
+		return pid, unix.WaitStatus(status&0x7f | 0x80)
+	}
+	return pid, 0
 }
 
 func (s *supervisor) readRecords(obs *loader.Observer) {

@@ -20,6 +20,7 @@ import (
 type Message struct {
 	Text string // the datagram as sent: "READY=1", "MAINPID=42\nREADY=1", ...
 	PID  int32  // the sender's pid, from SCM_CREDENTIALS
+	FDs  int    // descriptors that came with it (SCM_RIGHTS), closed on receipt as systemd does
 }
 
 // Assignments splits a message into its VAR=value lines.
@@ -89,7 +90,7 @@ func (l *Listener) Env() string { return "NOTIFY_SOCKET=" + l.Path }
 func (l *Listener) Next(t testing.TB, timeout time.Duration) (Message, bool) {
 	t.Helper()
 	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(8*4))
 	l.conn.SetReadDeadline(time.Now().Add(timeout))
 	n, oobn, _, _, err := l.conn.ReadMsgUnix(buf, oob)
 	if err != nil {
@@ -107,11 +108,33 @@ func (l *Listener) Next(t testing.TB, timeout time.Duration) (Message, bool) {
 		if cred, err := unix.ParseUnixCredentials(&c); err == nil {
 			msg.PID = cred.Pid
 		}
+		// BARRIER=1 carries a pipe: closing it tells the sender all before
+		// it was processed.
+		if fds, err := unix.ParseUnixRights(&c); err == nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			msg.FDs += len(fds)
+		}
 	}
 	if msg.PID < 0 {
 		t.Fatalf("notify socket: datagram %q came without credentials", msg.Text)
 	}
 	return msg, true
+}
+
+// Barrier is the datagram of sd_notify_barrier(3), sent with one descriptor.
+const Barrier = "BARRIER=1"
+
+// ExpectBarrier receives the next datagram and fails the test unless it is
+// a barrier with its descriptor (closed on receipt, which releases the sender).
+func (l *Listener) ExpectBarrier(t testing.TB, timeout time.Duration) Message {
+	t.Helper()
+	m := l.Expect(t, timeout, Barrier)
+	if m.FDs != 1 {
+		t.Fatalf("notify socket: %s came with %d descriptors, want 1", Barrier, m.FDs)
+	}
+	return m
 }
 
 // Expect returns the next datagram and fails the test unless its text is want.

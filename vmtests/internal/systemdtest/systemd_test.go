@@ -11,12 +11,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 )
@@ -286,6 +289,11 @@ func TestShippedUnit(t *testing.T) {
 // daemon (MAINPID=, READY=1), with systemd's MainPID on the daemon itself, no
 // PID file and no guessing; `systemctl stop` stops the daemon, and the
 // daemon's exit status is what systemd records for the service.
+//
+// systemd reads exit statuses of its own children only, and the daemon is
+// run's child (or, with --no-subreaper, systemd's own). So run takes the
+// service back (MAINPID=<run>) when the daemon ends and exits as it did.
+// Each case runs `rounds` times: the hand-back must win every time.
 func TestRunNotifyUnit(t *testing.T) {
 	needSystemd(t)
 	if !helpMentions(t, "--notify-fd", "run") {
@@ -296,61 +304,243 @@ func TestRunNotifyUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sup.Close()
-	const unit = "aw-run-notify.service"
-	const termCode = 7 // the daemon's exit code on SIGTERM
-	// NotifyAccess=all: once MAINPID names the daemon, run's own later
-	// messages (STOPPING=1) come from a process that is not the main one.
-	installUnit(t, unit, `[Unit]
+	const rounds = 3
+	const termCode = 7 // the fixture daemon's exit code on SIGTERM; it dies of SIGINT
+
+	units := map[string]*runUnit{
+		"stop":   newRunUnit(t, sup, "aw-run-notify.service", "all", "", "SuccessExitStatus=7"),
+		"exit":   newRunUnit(t, sup, "aw-run-exit.service", "all", "", ""),
+		"signal": newRunUnit(t, sup, "aw-run-signal.service", "all", "", ""),
+		"nosub":  newRunUnit(t, sup, "aw-run-nosub.service", "all", "--no-subreaper", ""),
+		"main":   newRunUnit(t, sup, "aw-run-access-main.service", "main", "", ""),
+		"exec":   newRunUnit(t, sup, "aw-run-access-exec.service", "exec", "", ""),
+	}
+	holdUnits(t, units)
+
+	// systemctl stop: SIGTERM to the unit, the daemon exits 7, declared a
+	// success (SuccessExitStatus=7): a clean stop is not a failure.
+	u := units["stop"]
+	t.Run("exit-status-reaches-systemd", func(t *testing.T) {
+		for round := 1; round <= rounds; round++ {
+			daemon, runPID := u.start(t)
+			systemctl(t, "stop", u.name)
+			if r, err := sup.Reports.Next("term", eventTimeout); err != nil || r.Int(0) != daemon {
+				t.Errorf("the daemon %d got no SIGTERM from systemctl stop (report %v, %v)", daemon, r, err)
+			}
+			if !gone(daemon, eventTimeout) {
+				t.Errorf("daemon %d still running after systemctl stop", daemon)
+			}
+			// systemd 257 takes run's MAINPID= while stopping and records
+			// run's exit; 252 ignores it then, and records the daemon's own
+			// exit when run leaves it its zombie.
+			u.check(t, round, []int{runPID, daemon}, "inactive", "success", 1, termCode) // 1: CLD_EXITED
+		}
+	})
+	// The daemon exits 7 by itself: a failure, with the daemon's code.
+	u = units["exit"]
+	t.Run("daemon-exits", func(t *testing.T) {
+		for round := 1; round <= rounds; round++ {
+			daemon, runPID := u.start(t)
+			signalDaemon(t, daemon, unix.SIGTERM)
+			u.waitDown(t)
+			u.check(t, round, []int{runPID}, "failed", "exit-code", 1, termCode)
+		}
+	})
+	// The daemon is killed by SIGINT: run ends by SIGINT too, so systemd
+	// sees a signal (clean for SIGINT), not exit code 130 (a failure).
+	u = units["signal"]
+	t.Run("daemon-killed-by-signal", func(t *testing.T) {
+		for round := 1; round <= rounds; round++ {
+			daemon, runPID := u.start(t)
+			signalDaemon(t, daemon, unix.SIGINT)
+			u.waitDown(t)
+			u.check(t, round, []int{runPID}, "inactive", "success", 2, int(unix.SIGINT)) // 2: CLD_KILLED
+		}
+	})
+	// --no-subreaper: systemd itself adopts and reaps the daemon, and
+	// records its status with the daemon's pid; run does not hand back.
+	u = units["nosub"]
+	t.Run("no-subreaper", func(t *testing.T) {
+		for round := 1; round <= rounds; round++ {
+			daemon, _ := u.start(t)
+			signalDaemon(t, daemon, unix.SIGTERM)
+			u.waitDown(t)
+			u.check(t, round, []int{daemon}, "failed", "exit-code", 1, termCode)
+		}
+	})
+	// What the NotifyAccess= values that do not accept run's hand-back make
+	// of a daemon exiting 7 (logged for the README, not required).
+	for _, access := range []string{"main", "exec"} {
+		u = units[access]
+		daemon, runPID := u.start(t)
+		signalDaemon(t, daemon, unix.SIGTERM)
+		u.waitDown(t)
+		t.Logf("NotifyAccess=%s, daemon %d exits %d, run %d: %s", access, daemon, termCode, runPID, u.props(t))
+	}
+}
+
+// runUnit is a Type=notify unit running `adoptwatch run [flags] --
+// aw-sd-launch daemon`.
+type runUnit struct {
+	name string
+	sup  *fixture.Supervised
+}
+
+func newRunUnit(t *testing.T, sup *fixture.Supervised, name, notifyAccess, runFlags, extra string) *runUnit {
+	t.Helper()
+	installUnit(t, name, `[Unit]
 Description=adoptwatch run with a double-forking daemon, Type=notify (adoptwatch vmtest)
 
 [Service]
 Type=notify
-NotifyAccess=all
-ExecStart=`+adoptwatch+` run -- `+sup.Path("launch")+` daemon
+NotifyAccess=`+notifyAccess+`
+ExecStart=`+adoptwatch+` run `+runFlags+` -- `+sup.Path("launch")+` daemon
 TimeoutStartSec=`+strconv.Itoa(int(attachTimeout.Seconds()))+`
-SuccessExitStatus=`+strconv.Itoa(termCode)+`
-`+envLines(append(sup.Env(), fmt.Sprintf("%s=%d", fixture.EnvSDTermCode, termCode))...))
+`+extra+`
+`+envLines(append(sup.Env(), fmt.Sprintf("%s=%d", fixture.EnvSDTermCode, 7))...))
+	return &runUnit{name: name, sup: sup}
+}
 
-	if out, err := run(t, attachTimeout+10*time.Second, "systemctl", "start", unit); err != nil {
-		logUnit(t, unit)
-		t.Fatalf("systemctl start %s: %v\n%s", unit, err, out)
+// holdUnits keeps the units loaded once they are inactive: systemd unloads
+// (garbage-collects) a unit that ended successfully and nothing refers to,
+// and `systemctl show` then loads it afresh, with ExecMain* all 0. An active
+// unit ordered after them refers to them.
+func holdUnits(t *testing.T, units map[string]*runUnit) {
+	t.Helper()
+	var names []string
+	for _, u := range units {
+		names = append(names, u.name)
+	}
+	slices.Sort(names)
+	const hold = "aw-run-hold.service"
+	installUnit(t, hold, `[Unit]
+Description=keeps the adoptwatch run test units loaded (adoptwatch vmtest)
+After=`+strings.Join(names, " ")+`
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+`)
+	systemctl(t, "start", hold)
+}
+
+// start starts the unit, checks that it is active with MainPID on the daemon
+// and returns the daemon's pid and run's.
+func (u *runUnit) start(t *testing.T) (daemon, runPID int) {
+	t.Helper()
+	if out, err := run(t, attachTimeout+10*time.Second, "systemctl", "start", u.name); err != nil {
+		logUnit(t, u.name)
+		t.Fatalf("systemctl start %s: %v\n%s", u.name, err, out)
 	}
 	// The daemon reported before run could identify it: the report is
 	// there once the unit is active, or the unit was active too early.
-	d, err := sup.Reports.Next("daemon", time.Second)
+	d, err := u.sup.Reports.Next("daemon", time.Second)
 	if err != nil {
-		t.Fatalf("%s active, but the daemon has not reported: %v", unit, err)
+		t.Fatalf("%s active, but the daemon has not reported: %v", u.name, err)
 	}
-	daemon := d.Int(0)
-	if st := show(t, unit, "ActiveState"); st != "active" {
-		logUnit(t, unit)
-		t.Fatalf("%s is %q after start, want active", unit, st)
+	daemon = d.Int(0)
+	if st := show(t, u.name, "ActiveState"); st != "active" {
+		logUnit(t, u.name)
+		t.Fatalf("%s is %q after start, want active", u.name, st)
 	}
-	if got := show(t, unit, "MainPID"); got != strconv.Itoa(daemon) {
-		logUnit(t, unit)
+	if got := show(t, u.name, "MainPID"); got != strconv.Itoa(daemon) {
+		logUnit(t, u.name)
 		t.Errorf("systemd's MainPID %s, want the daemon %d", got, daemon)
 	}
+	runPID = u.runPID(t)
+	return daemon, runPID
+}
 
-	systemctl(t, "stop", unit)
-	if r, err := sup.Reports.Next("term", eventTimeout); err != nil || r.Int(0) != daemon {
-		t.Errorf("the daemon %d got no SIGTERM from systemctl stop (report %v, %v)", daemon, r, err)
+// signalDaemon sends sig to the fixture's daemon, through a pidfd opened
+// while it is checked to be one.
+func signalDaemon(t *testing.T, pid int, sig unix.Signal) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("daemon %d: %v", pid, err)
 	}
-	if !gone(daemon, eventTimeout) {
-		t.Errorf("daemon %d still running after systemctl stop", daemon)
+	defer unix.Close(fd)
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || !strings.HasPrefix(string(comm), "aw-sd-") {
+		t.Fatalf("pid %d is not the fixture's daemon (%q, %v)", pid, comm, err)
 	}
-	if st := show(t, unit, "ActiveState"); st != "inactive" {
-		t.Errorf("%s is %q after stop, want inactive", unit, st)
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+		t.Fatalf("%s to the daemon %d: %v", unix.SignalName(sig), pid, err)
 	}
-	// A subtest of its own, so that the table names what is missing.
-	t.Run("exit-status-reaches-systemd", func(t *testing.T) {
-		// systemd reads exit statuses of its own children only; the daemon
-		// is run's (or init's) child. run has to hand systemd a status it
-		// can read, e.g. take MAINPID back before it exits with the
-		// daemon's code.
-		code, status := show(t, unit, "ExecMainCode"), show(t, unit, "ExecMainStatus")
-		if code != "1" || status != strconv.Itoa(termCode) { // 1: CLD_EXITED
-			logUnit(t, unit)
-			t.Errorf("systemd recorded ExecMainCode=%s ExecMainStatus=%s, want 1 (exited) and the daemon's %d", code, status, termCode)
+}
+
+// runPID finds adoptwatch run among the unit's processes.
+func (u *runUnit) runPID(t *testing.T) int {
+	t.Helper()
+	cg := show(t, u.name, "ControlGroup")
+	procs, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", cg, "cgroup.procs"))
+	if err != nil {
+		t.Fatalf("%s: %v", u.name, err)
+	}
+	for _, f := range strings.Fields(string(procs)) {
+		if comm, err := os.ReadFile("/proc/" + f + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "adoptwatch" {
+			pid, _ := strconv.Atoi(f)
+			return pid
 		}
-	})
+	}
+	t.Fatalf("no adoptwatch among the processes of %s: %s", u.name, procs)
+	return 0
+}
+
+// waitDown waits until the unit is no longer active (the daemon ended by itself).
+func (u *runUnit) waitDown(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(eventTimeout)
+	for {
+		st := show(t, u.name, "ActiveState")
+		if st == "inactive" || st == "failed" {
+			return
+		}
+		if time.Now().After(deadline) {
+			logUnit(t, u.name)
+			t.Fatalf("%s still %s %v after its daemon ended", u.name, st, eventTimeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (u *runUnit) props(t *testing.T) string {
+	t.Helper()
+	return systemctl(t, "show", "-p", "ActiveState,Result,ExecMainPID,ExecMainCode,ExecMainStatus", u.name)
+}
+
+// check compares what systemd recorded for the service's main process with
+// what the daemon did: ExecMainPID is the process systemd read it from, one
+// of mainPIDs.
+func (u *runUnit) check(t *testing.T, round int, mainPIDs []int, state, result string, code, status int) {
+	t.Helper()
+	got := map[string]string{}
+	for _, l := range strings.Split(u.props(t), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			got[k] = v
+		}
+	}
+	want := map[string]string{
+		"ActiveState":    state,
+		"Result":         result,
+		"ExecMainCode":   strconv.Itoa(code),
+		"ExecMainStatus": strconv.Itoa(status),
+	}
+	bad := !slices.Contains(mainPIDs, atoi(got["ExecMainPID"]))
+	for k, v := range want {
+		if got[k] != v {
+			bad = true
+		}
+	}
+	if bad {
+		logUnit(t, u.name)
+		t.Errorf("round %d: systemd recorded %v, want %v and ExecMainPID one of %v", round, got, want, mainPIDs)
+	} else {
+		t.Logf("round %d: %v", round, got)
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
