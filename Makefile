@@ -4,14 +4,15 @@
 #   sudo make test    host tests (BPF tests load the real programs: need root)
 #   make vmtest       the integration suite in VMs on Linux 5.10, 6.1, 6.12, 7.x
 #   make vmtest KERNEL=/path/to/vmlinuz   ... on a kernel image of your own
-#   sudo make bench   cost and scale benchmark
+#   sudo make bench   cost and scale benchmark (BENCHFLAGS="-compare OLD_BINARY -rounds 9" ...)
 #   make generate     rebuild the BPF objects and Go bindings (needs clang, libbpf-dev)
 #   sudo make deps    install what generate, vmtest and bench need (Debian/Ubuntu)
+#   sudo make bench-deps  optional: bpftrace and forkstat, the tools bench compares with
 
 GO ?= go
 KERNEL ?=
 
-.PHONY: all build generate check-generated test vmtest bench check deps clean
+.PHONY: all build generate check-generated test vmtest bench bench-deps check deps clean
 
 all: build
 
@@ -32,13 +33,16 @@ test:
 vmtest:
 	$(GO) run ./vmtests/cmd/vmtest $(if $(KERNEL),--kernel $(KERNEL))
 
-bench:
-	$(GO) run ./cmd/adoptbench
+bench: build
+	$(GO) run ./cmd/adoptbench -adoptwatch ./adoptwatch $(BENCHFLAGS)
 
 check: check-generated test vmtest
 
 deps:
 	./.ci/install-deps
+
+bench-deps:
+	./.ci/install-bench-deps
 
 clean:
 	rm -f adoptwatch

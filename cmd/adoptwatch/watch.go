@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -53,6 +54,9 @@ type watchOptions struct {
 	readyFile string
 	ringSize  uint32
 	notify    notifyFlags
+	// cpuProfile: a pprof CPU profile of the whole run (hidden; for issue 12's
+	// cost work and anyone measuring a change).
+	cpuProfile string
 }
 
 func watchCommand(args []string, stdout, stderr io.Writer) int {
@@ -71,6 +75,8 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
 	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two, at least 4096; larger rides out longer stalls")
 	opts.notify.add(fs)
+	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the run to `FILE` (debugging)")
+	fs.MarkHidden("cpuprofile")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
 		fs.PrintDefaults()
@@ -112,6 +118,13 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		if _, err := procfs.Lookup(pid); err != nil {
 			return fail(stderr, "--pid %d: no such process", pid)
 		}
+	}
+	if opts.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(opts.cpuProfile)
+		if err != nil {
+			return fail(stderr, "--cpuprofile: %v", err)
+		}
+		defer stopProfile()
 	}
 	p := output.NewPrinter(stdout, stderr, opts.json)
 	sinks, err := opts.notify.sinks(p)
@@ -169,6 +182,19 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 			p.Task(rec.Task)
 		}
 	}
+}
+
+// startCPUProfile profiles until the returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // scope says what is watched, for the ready line.
