@@ -5,14 +5,12 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
@@ -65,7 +63,7 @@ type Observer struct {
 
 	coll      *ebpf.Collection
 	links     []link.Link
-	reader    *ringbuf.Reader
+	ring      *ring
 	assembler *events.Assembler // owns the process table; used by Read alone
 	poll      time.Duration     // > 0: also read on a timer (records sent without wakeup)
 	watch     watchMaps
@@ -268,7 +266,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		obs.pinDir = opts.PinDir
 	}
 
-	obs.reader, err = ringbuf.NewReader(coll.Maps[bpf.AdoptwatchMapRecords])
+	obs.ring, err = newRing(coll.Maps[bpf.AdoptwatchMapRecords])
 	if err != nil {
 		return obs, fmt.Errorf("ring buffer reader: %w", err)
 	}
@@ -298,22 +296,16 @@ var ErrClosed = errors.New("observer closed")
 // and the process table know. Records that fail to decode are returned as
 // errors; the caller may go on reading. Call it from one goroutine.
 func (o *Observer) Read() (events.Record, error) {
-	for {
-		if o.poll > 0 {
-			o.reader.SetDeadline(time.Now().Add(o.poll))
-		}
-		raw, err := o.reader.Read()
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue
-		case errors.Is(err, ringbuf.ErrClosed):
-			return events.Record{}, ErrClosed
-		case err != nil:
-			return events.Record{}, fmt.Errorf("read ring buffer: %w", err)
-		}
-		return o.assembler.Assemble(raw.RawSample)
+	sample, err := o.ring.next(o.poll)
+	if err != nil {
+		return events.Record{}, err
 	}
+	return o.assembler.Assemble(sample)
 }
+
+// Pending says whether records are waiting: a caller that buffers output
+// flushes when there are none, so nothing it printed waits for the next record.
+func (o *Observer) Pending() bool { return o.ring.pending() }
 
 // Counters are the kernel side's running totals (bpf/records.h enum counter).
 type Counters struct {
@@ -404,8 +396,8 @@ func (o *Observer) hold() (release func(), err error) {
 // Close detaches every program and frees the maps. A blocked Read returns
 // ErrClosed; calling Close again does nothing.
 func (o *Observer) Close() error {
-	if o.reader != nil {
-		o.reader.Close() // first, so that a blocked Read lets go
+	if o.ring != nil {
+		o.ring.close() // first, so that a blocked Read lets go
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()

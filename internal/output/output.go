@@ -6,7 +6,7 @@ package output
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -120,40 +120,71 @@ func TaskLine(ev *events.Task) []byte {
 }
 
 // clock is the time column of text lines.
-func clock(t time.Time) string { return t.Format("15:04:05.000000") }
+func clock(t time.Time) string { return t.Format(clockFormat) }
+
+const clockFormat = "15:04:05.000000"
 
 // AdoptionText is the one-line, human form of an adoption:
 //
 //	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
+//
+// It is built by appending to one buffer: fmt cost more than the rest of a
+// text line's handling (issue 12).
 func AdoptionText(a *events.Adoption) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s adopt %d %s", clock(a.Time), a.Child.PID, a.Child.Comm)
+	b := make([]byte, 0, 160+24*len(a.Lineage))
+	b = a.Time.AppendFormat(b, clockFormat)
+	b = append(b, " adopt "...)
+	b = party(b, a.Child.PID, a.Child.Comm)
 	if a.Zombie {
-		b.WriteString(" (zombie)")
+		b = append(b, " (zombie)"...)
 	}
-	fmt.Fprintf(&b, " from %d %s to %d %s (%s) %s: ", a.PrevParent.PID, a.PrevParent.Comm,
-		a.NewParent.PID, a.NewParent.Comm, a.Reaper, events.DaemonPattern(a.Lineage))
-	b.WriteString(LineageText(a.Lineage, a.LineageComplete))
-	return b.String()
+	b = append(b, " from "...)
+	b = party(b, a.PrevParent.PID, a.PrevParent.Comm)
+	b = append(b, " to "...)
+	b = party(b, a.NewParent.PID, a.NewParent.Comm)
+	b = append(b, " ("...)
+	b = append(b, a.Reaper...)
+	b = append(b, ") "...)
+	b = append(b, events.DaemonPattern(a.Lineage)...)
+	b = append(b, ": "...)
+	b = appendLineage(b, a.Lineage, a.LineageComplete)
+	return string(b)
+}
+
+func party(b []byte, pid uint32, comm string) []byte {
+	b = strconv.AppendUint(b, uint64(pid), 10)
+	b = append(b, ' ')
+	return append(b, comm...)
 }
 
 // LineageText renders a lineage oldest first: comm[pid marks] > ...
 func LineageText(steps []events.Step, complete bool) string {
-	parts := make([]string, 0, len(steps)+1)
+	return string(appendLineage(nil, steps, complete))
+}
+
+func appendLineage(b []byte, steps []events.Step, complete bool) []byte {
+	sep := false
 	if !complete {
-		parts = append(parts, "…")
+		b = append(b, "…"...)
+		sep = true
 	}
 	for _, s := range steps {
-		marks := ""
+		if sep {
+			b = append(b, " > "...)
+		}
+		sep = true
+		b = append(b, s.Comm...)
+		b = append(b, '[')
+		b = strconv.AppendUint(b, uint64(s.PID), 10)
 		if s.Exec {
-			marks += " exec"
+			b = append(b, " exec"...)
 		}
 		if s.Setsid {
-			marks += " setsid"
+			b = append(b, " setsid"...)
 		}
-		parts = append(parts, fmt.Sprintf("%s[%d%s]", s.Comm, s.PID, marks))
+		b = append(b, ']')
 	}
-	return strings.Join(parts, " > ")
+	return b
 }
 
 // TaskText is the one-line form of a fork, exec or exit.

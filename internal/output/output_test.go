@@ -84,7 +84,7 @@ func TestStatusText(t *testing.T) {
 func TestAdoptionPidfd(t *testing.T) {
 	a := NewAdoption(sample())
 	var plain, sub map[string]any
-	if err := json.Unmarshal(a.Line, &plain); err != nil {
+	if err := json.Unmarshal(a.Line(), &plain); err != nil {
 		t.Fatal(err)
 	}
 	out := a.WithPidfd("error: \"x\"")
@@ -92,7 +92,7 @@ func TestAdoptionPidfd(t *testing.T) {
 		t.Fatalf("WithPidfd: %s (%v)", out, err)
 	}
 	if _, ok := plain["pidfd"]; ok {
-		t.Errorf("the --json line has a pidfd field: %s", a.Line)
+		t.Errorf("the --json line has a pidfd field: %s", a.Line())
 	}
 	if sub["pidfd"] != `error: "x"` || len(sub) != len(plain)+1 {
 		t.Errorf("WithPidfd: %s", out)
@@ -119,5 +119,25 @@ func TestLinesTime(t *testing.T) {
 		if m["time"] != "2026-11-29T12:00:01.000000005Z" || m["event"] == "" {
 			t.Errorf("line %s: time or event wrong", l)
 		}
+	}
+}
+
+// TestPrinterBuildsOnlyItsForm: a text printer never builds the JSON line
+// (nor a JSON printer the text): each costs as much as the rest of a record.
+func TestPrinterBuildsOnlyItsForm(t *testing.T) {
+	var out, errOut strings.Builder
+	a := NewAdoption(sample())
+	NewPrinter(&out, &errOut, false).Adoption(a)
+	if out.String() != AdoptionText(sample())+"\n" {
+		t.Errorf("text printer wrote %q", out.String())
+	}
+	if a.line != nil {
+		t.Errorf("the text printer built the JSON line")
+	}
+	out.Reset()
+	b := NewAdoption(sample())
+	NewPrinter(&out, &errOut, true).Adoption(b)
+	if out.String() != string(AdoptionLine(sample())) || b.text != "" {
+		t.Errorf("JSON printer wrote %q (text built: %v)", out.String(), b.text != "")
 	}
 }

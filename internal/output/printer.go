@@ -17,6 +17,7 @@ type Printer struct {
 	out    io.Writer
 	errOut io.Writer
 	json   bool
+	buf    []byte // a text line being written (reused)
 }
 
 // NewPrinter prints text, or JSON lines if json is set, to out; diagnostics to errOut.
@@ -27,11 +28,26 @@ func NewPrinter(out, errOut io.Writer, json bool) *Printer {
 // JSON says whether the data stream is JSON lines.
 func (p *Printer) JSON() bool { return p.json }
 
-// Adoption prints one adoption.
-func (p *Printer) Adoption(a *Adoption) { p.data(AdoptionText(a.Adoption), a.Line) }
+// Adoption prints one adoption, building only the form it prints.
+func (p *Printer) Adoption(a *Adoption) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.out.Write(a.Line())
+		return
+	}
+	p.buf = append(append(p.buf[:0], a.Text()...), '\n')
+	p.out.Write(p.buf)
+}
 
 // Task prints one fork, exec or exit.
-func (p *Printer) Task(ev *events.Task) { p.data(TaskText(ev), TaskLine(ev)) }
+func (p *Printer) Task(ev *events.Task) {
+	if p.json {
+		p.data("", TaskLine(ev))
+	} else {
+		p.data(TaskText(ev), nil)
+	}
+}
 
 // Close does nothing: the streams are the caller's.
 func (p *Printer) Close() error { return nil }
