@@ -4,81 +4,151 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
-// ring reads the ring buffer without blocking a thread in a system call.
+// ring reads the BPF ring buffer from its shared memory, and waits for the
+// kernel's wakeups in the Go runtime's network poller.
 //
-// ringbuf.Reader waits in epoll_wait on the goroutine's own thread: a blocking
-// system call, so the Go runtime's monitor hands the thread's processor off
-// after 20 µs and keeps polling every 20 µs while that happens again and
-// again. At thousands of adoptions a second that cost more CPU than handling
-// the records (issue 12's profile). Here the wait goes through the runtime's
-// network poller instead (the map's file descriptor is pollable): the
-// goroutine parks, no thread holds a processor, and the reader is used only
-// to take what is already there, never to wait.
+// Why not ringbuf.Reader: it waits in epoll_wait on the goroutine's own thread
+// and calls epoll_wait again before each batch. Every system call made while
+// all of the Go runtime's processors are idle wakes its monitor thread (sysmon),
+// which then sleeps and wakes again on its own; a thread blocked in a system
+// call also has its processor handed off. At thousands of adoptions a second
+// those wake-ups cost several times the records' own handling (issue 12's
+// profile). Here a record is taken with plain memory reads, and an empty ring
+// is waited on through the poller (the map's fd is pollable): the goroutine
+// parks, and no system call is made on the way.
+//
+// The layout is the kernel's (kernel/bpf/ringbuf.c): one read-write page
+// holding the consumer position, then a read-only page holding the producer
+// position, then the data area mapped twice in a row, so that a record that
+// wraps around the end is contiguous. Each record starts with an 8-byte
+// header: its length, with a busy bit while the producer writes it and a
+// discard bit if the producer dropped it, and a page offset we do not need.
 type ring struct {
-	reader  *ringbuf.Reader
-	file    *os.File        // a non-blocking duplicate of the map's fd, in the network poller
+	mu     sync.Mutex // guards the mappings against close
+	closed bool
+	cons   []byte // consumer page
+	prod   []byte // producer page, then the data area twice
+	data   []byte
+	mask   uint64
+	buf    []byte // the current sample, copied out of the ring
+
+	file    *os.File        // a non-blocking duplicate of the map's fd, in the poller
 	conn    syscall.RawConn // waits on file
-	rec     ringbuf.Record  // reused: the Assembler copies what it keeps
 	closing atomic.Bool
 }
 
+const (
+	ringHeaderSize = 8
+	ringBusyBit    = 1 << 31
+	ringDiscardBit = 1 << 30
+)
+
 func newRing(m *ebpf.Map) (*ring, error) {
-	reader, err := ringbuf.NewReader(m)
-	if err != nil {
-		return nil, err
+	size := int(m.MaxEntries())
+	if size <= 0 || size&(size-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d is not a power of two", size)
 	}
-	// A deadline in the past: ReadInto returns what is there, then
-	// os.ErrDeadlineExceeded instead of waiting.
-	reader.SetDeadline(time.Unix(1, 0))
+	page := os.Getpagesize()
 	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		reader.Close()
 		return nil, fmt.Errorf("dup ring buffer fd: %w", err)
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
+	r := &ring{mask: uint64(size - 1)}
+	fail := func(err error) (*ring, error) {
+		if r.cons != nil {
+			unix.Munmap(r.cons)
+		}
+		if r.prod != nil {
+			unix.Munmap(r.prod)
+		}
 		unix.Close(fd)
-		reader.Close()
-		return nil, fmt.Errorf("ring buffer fd: %w", err)
-	}
-	file := os.NewFile(uintptr(fd), "ringbuf")
-	conn, err := file.SyscallConn()
-	if err != nil {
-		file.Close()
-		reader.Close()
 		return nil, err
 	}
-	return &ring{reader: reader, file: file, conn: conn}, nil
+	if r.cons, err = unix.Mmap(fd, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return fail(fmt.Errorf("map the ring buffer's consumer page: %w", err))
+	}
+	if r.prod, err = unix.Mmap(fd, int64(page), page+2*size, unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		return fail(fmt.Errorf("map the ring buffer's data: %w", err))
+	}
+	r.data = r.prod[page:]
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fail(fmt.Errorf("ring buffer fd: %w", err))
+	}
+	r.file = os.NewFile(uintptr(fd), "ringbuf") // registers it with the poller
+	if r.conn, err = r.file.SyscallConn(); err != nil {
+		r.file.Close()
+		unix.Munmap(r.cons)
+		unix.Munmap(r.prod)
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *ring) consPos() *uint64 { return (*uint64)(unsafe.Pointer(&r.cons[0])) }
+func (r *ring) prodPos() *uint64 { return (*uint64)(unsafe.Pointer(&r.prod[0])) }
+
+// take copies the next committed sample into r.buf and consumes it. It
+// returns false if there is none (the ring is empty, or its next record is
+// still being written: the kernel wakes us once it is committed).
+func (r *ring) take() (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false, ErrClosed
+	}
+	cons := atomic.LoadUint64(r.consPos())
+	for {
+		prod := atomic.LoadUint64(r.prodPos())
+		if cons == prod {
+			return false, nil
+		}
+		if prod-cons < ringHeaderSize {
+			return false, fmt.Errorf("ring buffer: %d bytes left, less than a record header", prod-cons)
+		}
+		// An atomic load of the length orders the reads of the record's
+		// data after the kernel's commit of it.
+		hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[cons&r.mask])))
+		if hdr&ringBusyBit != 0 {
+			return false, nil
+		}
+		n := uint64(hdr &^ (ringBusyBit | ringDiscardBit))
+		next := cons + (ringHeaderSize+n+7)&^7
+		if next > prod {
+			return false, fmt.Errorf("ring buffer: a record of %d bytes runs past the producer", n)
+		}
+		if hdr&ringDiscardBit == 0 {
+			start := (cons + ringHeaderSize) & r.mask
+			r.buf = append(r.buf[:0], r.data[start:start+n]...)
+		}
+		atomic.StoreUint64(r.consPos(), next)
+		if hdr&ringDiscardBit == 0 {
+			return true, nil
+		}
+		cons = next
+	}
 }
 
 // next returns the next sample, waiting for the kernel's wakeup when the ring
-// is empty; with poll > 0, at most that long (records sent without a wakeup
-// are taken then). The sample is valid until the next call.
+// is empty; with poll > 0, at most that long between looks (records sent
+// without a wakeup are taken then). The sample is valid until the next call.
 func (r *ring) next(poll time.Duration) ([]byte, error) {
 	for {
-		if r.reader.AvailableBytes() == 0 {
-			if err := r.wait(poll); err != nil {
-				return nil, err
-			}
+		ok, err := r.take()
+		if err != nil || ok {
+			return r.buf, err
 		}
-		err := r.reader.ReadInto(&r.rec)
-		switch {
-		case err == nil:
-			return r.rec.RawSample, nil
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue // nothing after all (a discarded record)
-		case errors.Is(err, ringbuf.ErrClosed), r.closing.Load():
-			return nil, ErrClosed
-		default:
-			return nil, fmt.Errorf("read ring buffer: %w", err)
+		if err := r.wait(poll); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -88,7 +158,9 @@ func (r *ring) wait(poll time.Duration) error {
 	if poll > 0 {
 		r.file.SetReadDeadline(time.Now().Add(poll))
 	}
-	err := r.conn.Read(func(uintptr) bool { return r.reader.AvailableBytes() > 0 })
+	// The poller reports the fd once per wakeup (edge-triggered); a wakeup
+	// between the check and the park is kept for the park.
+	err := r.conn.Read(func(uintptr) bool { return r.pending() || r.closing.Load() })
 	switch {
 	case r.closing.Load():
 		return ErrClosed
@@ -98,12 +170,22 @@ func (r *ring) wait(poll time.Duration) error {
 	return fmt.Errorf("wait for the ring buffer: %w", err)
 }
 
-// pending says whether records are waiting to be read.
-func (r *ring) pending() bool { return r.reader.AvailableBytes() > 0 }
+// pending says whether records (perhaps not yet committed) are waiting.
+func (r *ring) pending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.closed && atomic.LoadUint64(r.prodPos()) != atomic.LoadUint64(r.consPos())
+}
 
-// close wakes a waiting next, which returns ErrClosed.
+// close wakes a waiting next, which returns ErrClosed, and unmaps the ring.
 func (r *ring) close() {
-	r.closing.Store(true)
-	r.file.Close()
-	r.reader.Close()
+	if r.closing.Swap(true) {
+		return
+	}
+	r.file.Close() // wakes the waiter, after which it takes r.mu no more
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	unix.Munmap(r.cons)
+	unix.Munmap(r.prod)
 }

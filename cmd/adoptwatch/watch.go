@@ -127,6 +127,7 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		defer stopProfile()
 	}
 	p := output.NewPrinter(stdout, stderr, opts.json)
+	p.Buffer(output.MaxOutputDelay)
 	sinks, err := opts.notify.sinks(p)
 	if err != nil {
 		return fail(stderr, "%v", err)

@@ -3,6 +3,7 @@ package output
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,5 +140,58 @@ func TestPrinterBuildsOnlyItsForm(t *testing.T) {
 	NewPrinter(&out, &errOut, true).Adoption(b)
 	if out.String() != string(AdoptionLine(sample())) || b.text != "" {
 		t.Errorf("JSON printer wrote %q (text built: %v)", out.String(), b.text != "")
+	}
+}
+
+// lockedBuilder is an io.Writer the printer's timer may write from another goroutine.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestPrinterBuffer: buffered lines are written together, in order with the
+// warnings, on Close, and by the timer when no later line comes.
+func TestPrinterBuffer(t *testing.T) {
+	var out, errOut lockedBuilder
+	p := NewPrinter(&out, &errOut, true)
+	p.Buffer(time.Hour)
+	a, b := NewAdoption(sample()), NewAdoption(sample())
+	p.Adoption(a)
+	p.Adoption(b)
+	if out.String() != "" {
+		t.Fatalf("written before the delay: %q", out.String())
+	}
+	warning := WarningLine(time.Unix(0, 0), "w")
+	p.Warn(warning, "w")
+	if want := string(a.Line()) + string(b.Line()) + string(warning); out.String() != want {
+		t.Fatalf("after a warning: %q, want the lines then the warning", out.String())
+	}
+	p.Adoption(a)
+	p.Close()
+	if !strings.HasSuffix(out.String(), string(warning)+string(a.Line())) {
+		t.Fatalf("Close did not write the last line: %q", out.String())
+	}
+
+	var late lockedBuilder
+	q := NewPrinter(&late, &errOut, false)
+	q.Buffer(time.Millisecond)
+	q.Adoption(a)
+	for deadline := time.Now().Add(10 * time.Second); late.String() == "" && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if late.String() != a.Text()+"\n" {
+		t.Fatalf("the timer did not write the line: %q", late.String())
 	}
 }
