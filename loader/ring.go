@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -45,7 +46,27 @@ type ring struct {
 	file    *os.File        // a non-blocking duplicate of the map's fd, in the poller
 	conn    syscall.RawConn // waits on file
 	closing atomic.Bool
+
+	// Batching (see next): promise writes the kernel's reader_looks_by_ns
+	// (nil: never promise); lastTs and prevTs are the timestamps of the last
+	// two records taken; took says records were taken since the last wait.
+	promise        func(bootNs uint64) error
+	promised       bool
+	lastTs, prevTs uint64
+	took           bool
+	deadline       bool // a read deadline is set on file
 }
+
+// ringLinger is how long the reader lets adoptions gather when they come
+// faster than one per ringLinger: it promises the kernel to look again that
+// long after the last record it took, and the kernel sends no wakeup for
+// records well within the promise (bpf/adopt.bpf.h).
+const ringLinger = 500 * time.Microsecond
+
+// ringBackstop bounds the wait after a promise is withdrawn: a record whose
+// program was preempted between reading the promise and committing the
+// record is found then at the latest.
+const ringBackstop = time.Second
 
 const (
 	ringHeaderSize = 8
@@ -53,7 +74,7 @@ const (
 	ringDiscardBit = 1 << 30
 )
 
-func newRing(m *ebpf.Map) (*ring, error) {
+func newRing(m *ebpf.Map, promise func(uint64) error) (*ring, error) {
 	size := int(m.MaxEntries())
 	if size <= 0 || size&(size-1) != 0 {
 		return nil, fmt.Errorf("ring buffer size %d is not a power of two", size)
@@ -63,7 +84,7 @@ func newRing(m *ebpf.Map) (*ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dup ring buffer fd: %w", err)
 	}
-	r := &ring{mask: uint64(size - 1)}
+	r := &ring{mask: uint64(size - 1), promise: promise}
 	fail := func(err error) (*ring, error) {
 		if r.cons != nil {
 			unix.Munmap(r.cons)
@@ -141,22 +162,65 @@ func (r *ring) take() (bool, error) {
 // next returns the next sample, waiting for the kernel's wakeup when the ring
 // is empty; with poll > 0, at most that long between looks (records sent
 // without a wakeup are taken then). The sample is valid until the next call.
+//
+// Batching: when the last two records came less than ringLinger apart, the
+// reader promises to look again ringLinger after the last one, and parks
+// until then (or until a record sent after the promise wakes it): a record
+// then waits at most ringLinger plus the Go timer's granularity (about 1 ms).
+// Otherwise it withdraws the promise, and each adoption wakes it at once.
 func (r *ring) next(poll time.Duration) ([]byte, error) {
 	for {
 		ok, err := r.take()
-		if err != nil || ok {
-			return r.buf, err
+		if err != nil {
+			return nil, err
 		}
-		if err := r.wait(poll); err != nil {
+		if ok {
+			// Every record starts with its header, whose first field is
+			// the kernel's timestamp (bpf/records.h).
+			if len(r.buf) >= 8 {
+				r.prevTs, r.lastTs = r.lastTs, binary.NativeEndian.Uint64(r.buf)
+			}
+			r.took = true
+			return r.buf, nil
+		}
+		// How long to park: until the promised look; once after
+		// withdrawing a promise, the backstop; else until a wakeup (no
+		// timer: setting one costs the runtime a wakeup of its own).
+		var wait time.Duration
+		switch {
+		case r.took && r.prevTs != 0 && r.lastTs-r.prevTs < uint64(ringLinger) && r.promiseBy(r.lastTs+uint64(ringLinger)):
+			wait = ringLinger
+		case r.promised:
+			r.promiseBy(0)
+			wait = ringBackstop
+		}
+		if poll > 0 && (wait == 0 || poll < wait) {
+			wait = poll
+		}
+		r.took = false
+		if err := r.wait(wait); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// wait parks until the ring holds data, the poll interval passes, or close.
-func (r *ring) wait(poll time.Duration) error {
-	if poll > 0 {
-		r.file.SetReadDeadline(time.Now().Add(poll))
+// promiseBy tells the kernel the reader looks again by bootNs (0: no promise).
+func (r *ring) promiseBy(bootNs uint64) bool {
+	if r.promise == nil || r.promise(bootNs) != nil {
+		return false
+	}
+	r.promised = bootNs != 0
+	return true
+}
+
+// wait parks until the ring holds data, d passes (0: no limit), or close.
+func (r *ring) wait(d time.Duration) error {
+	if d > 0 {
+		r.file.SetReadDeadline(time.Now().Add(d))
+		r.deadline = true
+	} else if r.deadline {
+		r.file.SetReadDeadline(time.Time{})
+		r.deadline = false
 	}
 	// The poller reports the fd once per wakeup (edge-triggered); a wakeup
 	// between the check and the park is kept for the park.
