@@ -8,11 +8,21 @@
 #   make generate     rebuild the BPF objects and Go bindings (needs clang, libbpf-dev)
 #   sudo make deps    install what generate, vmtest and bench need (Debian/Ubuntu)
 #   sudo make bench-deps  optional: bpftrace and forkstat, the tools bench compares with
+#   sudo make install binary, systemd unit and man page under PREFIX (default /usr/local);
+#                     DESTDIR=/tmp/stage stages the same tree for a package
+#   make man          regenerate dist/adoptwatch.8 from the flag definitions
 
 GO ?= go
 KERNEL ?=
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+# systemd reads units from /usr/local/lib/systemd/system and /usr/lib/systemd/system:
+# the unit goes with the binary, and names it by its installed path.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
 
-.PHONY: all build generate check-generated test vmtest bench bench-deps check deps clean
+.PHONY: all build generate man check-generated test vmtest bench bench-deps check deps install clean
 
 all: build
 
@@ -21,6 +31,9 @@ build:
 
 generate:
 	$(GO) generate ./bpf
+
+man:
+	$(GO) generate ./cmd/adoptwatch
 
 # CI: the committed BPF objects and bindings must be what the C sources produce.
 check-generated: generate
@@ -40,6 +53,13 @@ check: check-generated test vmtest
 
 deps:
 	./.ci/install-deps
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 adoptwatch $(DESTDIR)$(BINDIR)/adoptwatch
+	sed 's|/usr/local/bin/adoptwatch|$(BINDIR)/adoptwatch|g' dist/adoptwatch.service > $(DESTDIR)$(UNITDIR)/adoptwatch.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/adoptwatch.service
+	install -m 0644 dist/adoptwatch.8 $(DESTDIR)$(MANDIR)/man8/adoptwatch.8
 
 bench-deps:
 	./.ci/install-bench-deps

@@ -5,6 +5,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -68,6 +69,9 @@ type Observer struct {
 	poll      time.Duration     // > 0: also read on a timer (records sent without wakeup)
 	watch     watchMaps
 	pinDir    string
+	pinLock   *os.File // the pin directory's flock: this watcher owns the pins
+	// ReplacedStalePins: PinDir held pins of a watcher that is gone, now replaced.
+	ReplacedStalePins bool
 	// Seeded is how many running processes WatchPIDs seeded as watched.
 	Seeded int
 }
@@ -260,10 +264,11 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		}
 	}
 	if opts.PinDir != "" {
-		if err := obs.watch.pin(opts.PinDir); err != nil {
-			return obs, configError{err}
+		lock, stale, err := obs.watch.pin(opts.PinDir)
+		if err != nil {
+			return obs, configError{pinError{err}}
 		}
-		obs.pinDir = opts.PinDir
+		obs.pinDir, obs.pinLock, obs.ReplacedStalePins = opts.PinDir, lock, stale
 	}
 
 	var promise func(uint64) error
@@ -420,8 +425,8 @@ func (o *Observer) Close() error {
 	}
 	o.links = nil
 	if o.pinDir != "" {
-		o.watch.unpin(o.pinDir)
-		o.pinDir = ""
+		o.watch.unpin(o.pinDir, o.pinLock)
+		o.pinDir, o.pinLock = "", nil
 	}
 	if o.coll != nil {
 		o.coll.Close()

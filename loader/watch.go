@@ -260,7 +260,8 @@ func (o *Observer) Unwatch(pid int) error {
 }
 
 // UnwatchPinned does what Observer.Unwatch does, from another process, through
-// the maps a running adoptwatch pinned under pinDir (Options.PinDir).
+// the maps a running adoptwatch pinned under pinDir (Options.PinDir). Pins
+// whose watcher is gone are not touched: the error wraps ErrStalePins.
 func UnwatchPinned(pinDir string, pid int) error {
 	var w watchMaps
 	for _, m := range []struct {
@@ -278,37 +279,83 @@ func UnwatchPinned(pinDir string, pid int) error {
 		defer mp.Close()
 		*m.dst = mp
 	}
+	if _, err := PinOwner(pinDir); err != nil {
+		return err
+	}
 	return w.unwatch(pid)
 }
 
-// pin pins the watch maps under dir, replacing pins a previous run left. dir's
-// parent must be on a BPF file system (mount -t bpf bpf /sys/fs/bpf).
-func (w watchMaps) pin(dir string) error {
+// pin pins the watch maps under dir and returns the directory's lock, held
+// until unpin. dir's parent must be on a BPF file system (mount -t bpf bpf
+// /sys/fs/bpf). Pins of a watcher that is still running are refused
+// (ErrPinsLive); pins a watcher that is gone left behind are replaced, and
+// stale says so.
+func (w watchMaps) pin(dir string) (lock *os.File, stale bool, err error) {
+	parent := filepath.Dir(dir)
 	var fs unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(dir), &fs); err != nil || fs.Type != unix.BPF_FS_MAGIC {
-		return fmt.Errorf("pin maps under %s: %s is not on a BPF file system (mount it: mount -t bpf bpf %s)",
-			dir, filepath.Dir(dir), filepath.Dir(dir))
+	if err := unix.Statfs(parent, &fs); errors.Is(err, unix.ENOENT) {
+		return nil, false, fmt.Errorf("pin maps under %s: its parent %s does not exist (the BPF file system is usually mounted at /sys/fs/bpf)", dir, parent)
+	} else if err != nil {
+		return nil, false, fmt.Errorf("pin maps under %s: %s: %w", dir, parent, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pin directory: %w", err)
+	if fs.Type != unix.BPF_FS_MAGIC {
+		return nil, false, fmt.Errorf("pin maps under %s: %s is not on a BPF file system (mount it: mount -t bpf bpf %s)",
+			dir, parent, parent)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, false, fmt.Errorf("pin directory: %w", err)
+	}
+	lock, err = lockPinDir(dir)
+	if err != nil {
+		return nil, false, err
 	}
 	for name, m := range map[string]*ebpf.Map{pinLineages: w.lineages, pinSeeds: w.seeds, pinSettings: w.settings} {
 		path := filepath.Join(dir, name)
-		os.Remove(path) // a stale pin of a run that did not close
+		if err := os.Remove(path); err == nil {
+			stale = true // nobody holds the lock: a watcher that did not close
+		}
 		if err := m.Pin(path); err != nil {
-			return fmt.Errorf("pin %s: %w", path, err)
+			w.unpin(dir, lock)
+			return nil, false, fmt.Errorf("pin %s: %w", path, err)
 		}
 	}
-	return nil
+	return lock, stale, nil
 }
 
-func (w watchMaps) unpin(dir string) {
-	for _, m := range []*ebpf.Map{w.lineages, w.seeds, w.settings} {
-		if m != nil {
-			m.Unpin()
+// unpin removes the pins that are still this watcher's maps (never what
+// someone else pinned at those paths since), then the directory if empty,
+// and only then lets go of the lock.
+func (w watchMaps) unpin(dir string, lock *os.File) {
+	for name, m := range map[string]*ebpf.Map{pinLineages: w.lineages, pinSeeds: w.seeds, pinSettings: w.settings} {
+		if m == nil {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if sameMap(path, m) {
+			os.Remove(path)
 		}
 	}
 	os.Remove(dir) // only if empty
+	if lock != nil {
+		lock.Close()
+	}
+}
+
+// sameMap reports whether the object pinned at path is the map m.
+func sameMap(path string, m *ebpf.Map) bool {
+	pinned, err := ebpf.LoadPinnedMap(path, nil)
+	if err != nil {
+		return false
+	}
+	defer pinned.Close()
+	a, errA := pinned.Info()
+	b, errB := m.Info()
+	if errA != nil || errB != nil {
+		return false
+	}
+	idA, okA := a.ID()
+	idB, okB := b.ID()
+	return okA && okB && idA == idB
 }
 
 // cgroup2Mounts lists where cgroup v2 is mounted (/sys/fs/cgroup, or
@@ -333,35 +380,92 @@ func CgroupV2Mounts() []string { return cgroup2Mounts() }
 
 // cgroupID resolves a cgroup v2 path (a directory under the cgroup2 mount, or a
 // path relative to it such as /system.slice/x.service) to its id:
-// the directory's inode number, as the kernel's kernfs node id.
+// the directory's inode number, as the kernel's kernfs node id. Its errors say
+// what is wrong: no cgroup v2 mounted, a path that exists but is not a cgroup
+// v2 directory (and what it is on), or no such cgroup anywhere.
 func cgroupID(path string) (uint64, error) {
-	candidates := []string{path}
-	for _, mnt := range cgroup2Mounts() {
-		if !strings.HasPrefix(path, mnt+"/") && path != mnt {
-			candidates = append(candidates, filepath.Join(mnt, path))
+	if path == "" {
+		return 0, errors.New("empty cgroup path")
+	}
+	mounts := cgroup2Mounts()
+	if len(mounts) == 0 {
+		return 0, fmt.Errorf("cgroup %s: no cgroup v2 file system is mounted (see /proc/mounts)", path)
+	}
+	where := strings.Join(mounts, " and ")
+	// The path as given, if it exists.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err == nil {
+		if fs.Type == unix.CGROUP2_SUPER_MAGIC {
+			return cgroupDir(path)
+		}
+		if !strings.HasPrefix(path, "/") {
+			return 0, fmt.Errorf("cgroup %s: %s is on %s, not cgroup v2 (mounted at %s)", path, path, fsName(fs.Type), where)
+		}
+		// Perhaps a path relative to the cgroup v2 mount that also exists
+		// elsewhere ("/tmp"): try those before saying what it is.
+		for _, mnt := range mounts {
+			if id, err := cgroupDir(filepath.Join(mnt, path)); err == nil {
+				return id, nil
+			}
+		}
+		return 0, fmt.Errorf("cgroup %s: %s is on %s, not cgroup v2 (mounted at %s)", path, path, fsName(fs.Type), where)
+	} else if !errors.Is(err, unix.ENOENT) {
+		return 0, fmt.Errorf("cgroup %s: %w", path, err)
+	}
+	for _, mnt := range mounts {
+		p := filepath.Join(mnt, path)
+		if _, err := os.Stat(p); err == nil {
+			return cgroupDir(p)
 		}
 	}
-	var lastErr error
-	for _, p := range candidates {
-		var fs unix.Statfs_t
-		if err := unix.Statfs(p, &fs); err != nil {
-			lastErr = err
-			continue
-		}
-		if fs.Type != unix.CGROUP2_SUPER_MAGIC {
-			lastErr = fmt.Errorf("%s is not on a cgroup v2 file system", p)
-			continue
-		}
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			lastErr = err
-			continue
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			lastErr = fmt.Errorf("%s is not a cgroup directory", p)
-			continue
-		}
-		return st.Ino, nil
+	return 0, fmt.Errorf("cgroup %s: no such cgroup: neither %s nor a cgroup of that name under %s exists", path, path, where)
+}
+
+// cgroupDir is the id of a directory on cgroup v2.
+func cgroupDir(p string) (uint64, error) {
+	var fs unix.Statfs_t
+	var st unix.Stat_t
+	if err := unix.Statfs(p, &fs); err != nil {
+		return 0, fmt.Errorf("cgroup %s: %w", p, err)
 	}
-	return 0, fmt.Errorf("cgroup %q: %w", path, lastErr)
+	if fs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return 0, fmt.Errorf("cgroup %s: on %s, not cgroup v2", p, fsName(fs.Type))
+	}
+	if err := unix.Stat(p, &st); err != nil {
+		return 0, fmt.Errorf("cgroup %s: %w", p, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return 0, fmt.Errorf("cgroup %s: a file in a cgroup, not a cgroup directory", p)
+	}
+	return st.Ino, nil
+}
+
+// fsName names a file system type for messages.
+func fsName(magic int64) string {
+	switch magic {
+	case unix.CGROUP_SUPER_MAGIC:
+		return "a cgroup v1 hierarchy"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.EXT4_SUPER_MAGIC:
+		return "an ext2/3/4 file system"
+	case unix.XFS_SUPER_MAGIC:
+		return "XFS"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "Btrfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	case unix.SYSFS_MAGIC:
+		return "sysfs"
+	case unix.PROC_SUPER_MAGIC:
+		return "procfs"
+	}
+	return fmt.Sprintf("a file system of type %#x", magic)
+}
+
+// CheckCgroup says what is wrong with a --cgroup path, or nil if it names a
+// cgroup v2 directory.
+func CheckCgroup(path string) error {
+	_, err := cgroupID(path)
+	return err
 }

@@ -10,13 +10,19 @@ import (
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
+const featuresUsage = `Usage: adoptwatch features
+
+Loads and attaches each adoption hook briefly and says which this kernel supports
+and which ` + "`adoptwatch --hook=auto`" + ` will use.
+`
+
 // featuresCommand prints, for each hook, whether this kernel supports it and
 // which one `adoptwatch` (auto) will use. Each is tried for real.
 func featuresCommand(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("adoptwatch features", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: adoptwatch features\n\nLoads and attaches each adoption hook briefly and says which this kernel supports\nand which `adoptwatch --hook=auto` will use.\n")
+		fmt.Fprint(stderr, featuresUsage)
 	}
 	if err := fs.Parse(args); err != nil {
 		if err == pflag.ErrHelp {
@@ -24,6 +30,9 @@ func featuresCommand(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "adoptwatch features: %v\n", err)
 		return 2
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "adoptwatch features", "unexpected argument %q", fs.Arg(0))
 	}
 	if err := loader.CheckPrerequisites(); err != nil {
 		return fail(stderr, "%v", err)

@@ -23,6 +23,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 			return runCommand(args[1:], stdout, stderr)
 		case "unwatch":
 			return unwatchCommand(args[1:], stdout, stderr)
+		case "gen-man": // hidden: writes adoptwatch(8) for dist/ (go generate)
+			return genManCommand(stdout, stderr)
 		case "help":
 			return watchCommand([]string{"--help"}, stdout, stderr)
 		}

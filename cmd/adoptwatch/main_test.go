@@ -6,9 +6,11 @@ package main
 // same tests run inside the test VMs from a `go test -c` binary.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/journal/journaltest"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 )
 
@@ -24,6 +27,10 @@ const envCLI = "ADOPTWATCH_TEST_CLI"
 func TestMain(m *testing.M) {
 	fixture.Dispatch()
 	if os.Getenv(envCLI) != "" {
+		if err := journaltest.PrivateRun(); err != nil { // only where a test asked for it
+			fmt.Fprintf(os.Stderr, "test setup: %v\n", err)
+			os.Exit(125)
+		}
 		os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -42,12 +49,29 @@ type cli struct {
 // for its ready line. The process is interrupted and waited for when the test ends.
 func startCLI(t *testing.T, args ...string) *cli {
 	t.Helper()
+	return startCLIWith(t, cliOptions{}, args...)
+}
+
+// cliOptions adjust how startCLIWith starts adoptwatch.
+type cliOptions struct {
+	env        []string   // added to the environment
+	files      []*os.File // descriptors 3, 4, ... (closed here once started)
+	privateRun string     // a private /run in a mount namespace of its own: see journaltest.PrivateRun
+}
+
+func startCLIWith(t *testing.T, o cliOptions, args ...string) *cli {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &cli{cmd: exec.Command(exe, args...), done: make(chan struct{})}
-	c.cmd.Env = append(os.Environ(), envCLI+"=1")
+	c.cmd.Env = append(append(os.Environ(), envCLI+"=1"), o.env...)
+	c.cmd.ExtraFiles = o.files
+	if o.privateRun != "" {
+		c.cmd.Env = append(c.cmd.Env, journaltest.EnvPrivateRun+"="+o.privateRun)
+		c.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	}
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +82,9 @@ func startCLI(t *testing.T, args ...string) *cli {
 	}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range o.files {
+		f.Close() // the child has its copy: its end of a pipe must be its alone
 	}
 	c.stdout, c.stderr = testsupport.NewLines(out), testsupport.NewLines(errOut)
 	go func() {

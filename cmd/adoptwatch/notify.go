@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/adoptwatch/adoptwatch/internal/journal"
 	"github.com/adoptwatch/adoptwatch/internal/notify"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/sink"
@@ -20,6 +21,9 @@ type notifyFlags struct {
 	socketPath  string
 	socketGroup string
 	socketQueue int
+	socketMax   int // subscribers at once
+	socketUID   int // subscribers at once per non-root uid
+	journal     bool
 }
 
 func (f *notifyFlags) add(fs *pflag.FlagSet) {
@@ -28,7 +32,10 @@ func (f *notifyFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.force, "notify-force", false, "allow a standard (non-realtime) --notify-signal, although those do not queue")
 	fs.StringVar(&f.socketPath, "socket", "", "serve adoption records with pidfds to subscribers on Unix socket `PATH`")
 	fs.StringVar(&f.socketGroup, "socket-group", "", "let members of `GROUP` subscribe too (socket mode 0660)")
-	fs.IntVar(&f.socketQueue, "socket-queue", 256, "records queued per subscriber before it is disconnected as stalled")
+	fs.IntVar(&f.socketQueue, "socket-queue", subscribe.DefaultQueue, "records queued per subscriber before it is disconnected as stalled")
+	fs.IntVar(&f.socketMax, "socket-max-subscribers", subscribe.DefaultMaxSubscribers, "subscribers connected at once; more are refused")
+	fs.IntVar(&f.socketUID, "socket-max-per-uid", subscribe.DefaultMaxPerUID, "subscribers connected at once per non-root uid; more are refused")
+	fs.BoolVar(&f.journal, "journal", false, "also write each adoption to the systemd journal, with ADOPTWATCH_* fields (journalctl ADOPTWATCH_REAPER_KIND=init)")
 }
 
 // sinks builds the printer and the sinks the flags ask for; they report through p.
@@ -43,6 +50,9 @@ func (f *notifyFlags) sinks(p *output.Printer) (sink.Set, error) {
 	if f.socketPath != "" && f.socketQueue < 1 {
 		return nil, errors.New("--socket-queue must be at least 1")
 	}
+	if f.socketPath != "" && (f.socketMax < 1 || f.socketUID < 1) {
+		return nil, errors.New("--socket-max-subscribers and --socket-max-per-uid must be at least 1")
+	}
 	sinks := sink.Set{p}
 	if len(specs) > 0 {
 		s, err := notify.NewSink(specs, p)
@@ -52,14 +62,48 @@ func (f *notifyFlags) sinks(p *output.Printer) (sink.Set, error) {
 		sinks = append(sinks, s)
 	}
 	if f.socketPath != "" {
-		s, err := subscribe.NewSink(subscribe.Config{Path: f.socketPath, Group: f.socketGroup, Queue: f.socketQueue}, p)
+		s, err := subscribe.NewSink(subscribe.Config{Path: f.socketPath, Group: f.socketGroup, Queue: f.socketQueue,
+			MaxSubscribers: f.socketMax, MaxPerUID: f.socketUID}, p)
 		if err != nil {
 			sinks.Close()
 			return nil, fmt.Errorf("--socket: %w", err)
 		}
 		sinks = append(sinks, s)
 	}
+	if f.journal {
+		s, err := journal.Open(p)
+		if err != nil {
+			sinks.Close()
+			return nil, fmt.Errorf("--journal: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
 	return sinks, nil
+}
+
+// check refuses bad values of these flags before anything starts (exit 2).
+func (f *notifyFlags) check(fs *pflag.FlagSet) error {
+	if _, err := f.specs(); err != nil {
+		return err
+	}
+	switch {
+	case fs.Changed("socket") && f.socketPath == "":
+		return errors.New("--socket: empty path")
+	case f.socketPath == "" && f.socketGroup != "":
+		return errors.New("--socket-group needs --socket")
+	case f.socketQueue < 1:
+		return fmt.Errorf("--socket-queue %d: must be at least 1", f.socketQueue)
+	case f.socketMax < 1:
+		return fmt.Errorf("--socket-max-subscribers %d: must be at least 1", f.socketMax)
+	case f.socketUID < 1:
+		return fmt.Errorf("--socket-max-per-uid %d: must be at least 1", f.socketUID)
+	}
+	if f.socketGroup != "" {
+		if _, err := subscribe.LookupGroup(f.socketGroup); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // specs checks the --notify-pid/--notify-signal pairs.

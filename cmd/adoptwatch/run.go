@@ -34,12 +34,22 @@ it sends SIGTERM to the processes still adopted by it (SIGKILL after
 subreaper above run) and run follows it through a pidfd, learning its exit
 status from the kernel's exit record.
 
+If run itself is killed with SIGKILL it can do nothing: the daemon and its
+workers live on, adopted by the next reaper up (init), unsupervised. With
+--kill-tree-on-exit, CMD starts in a cgroup v2 of its own, and a guardian
+process that the kernel signals when run dies (PR_SET_PDEATHSIG) kills that
+cgroup (cgroup.kill) and removes it: whatever CMD started dies with run,
+however run exits. A process that moves itself to another cgroup escapes it.
+
 SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT go to the daemon. Before
 it is identified, SIGTERM, SIGINT and SIGQUIT go to CMD and the processes
 adopted so far; the others wait for the daemon.
 
 run prints on stderr one line when it has identified the daemon (pid, comm,
-lineage) and one when the daemon ends.
+lineage) and one when the daemon ends. Under systemd (a Type=notify unit:
+NOTIFY_SOCKET is set) it sends MAINPID=<daemon>, STATUS= and READY=1 in one
+message once the daemon is identified, and STOPPING=1 when asked to stop;
+CMD does not inherit NOTIFY_SOCKET. --notify-fd is s6's readiness instead.
 
 Exit status: the daemon's (128+N if killed by signal N); CMD's, if it failed
 and left no daemon; 128+N if stopped by signal N before a daemon was identified; 127 if CMD is not found, 126 if it cannot be executed;
@@ -49,23 +59,33 @@ daemon, or if adoptwatch itself cannot run (needs root and a BTF kernel).
 Flags:
 `
 
-// runCommand is `adoptwatch run [flags] -- CMD [ARGS...]`: supervise a forking
-// daemon in the foreground (internal/supervise).
-func runCommand(args []string, stdout, stderr io.Writer) int {
+// runFlags defines run's flags: the one definition that --help and the man
+// page (gen-man) both print.
+func runFlags(cfg *supervise.Config, hook *string, svc *serviceFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("adoptwatch run", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	// Flags stop at CMD: its own flags are not run's.
 	fs.SetInterspersed(false)
-	cfg := supervise.Config{}
-	var hook string
 	fs.DurationVar(&cfg.Settle, "settle", supervise.DefaultSettle, "quiet time after CMD exits before the daemon is chosen")
 	fs.DurationVar(&cfg.Timeout, "timeout", supervise.DefaultTimeout, "give up if no daemon is identified within this time")
 	fs.StringVar(&cfg.PIDFile, "pidfile", "", "the daemon's pid `FILE`: the daemon is the adopted process it names")
 	fs.BoolVar(&cfg.NoSubreaper, "no-subreaper", false, "let init adopt the daemon; follow it through a pidfd (for pairing with an existing init)")
+	fs.BoolVar(&cfg.KillTreeOnExit, "kill-tree-on-exit", false, "when run exits, however it exits (even SIGKILL), SIGKILL what CMD started (a cgroup v2 of its own; Linux 5.14+)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", supervise.DefaultStopTimeout, "when run exits, SIGKILL leftover processes that ignore SIGTERM this long")
-	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact or exit-walk")
+	fs.StringVar(hook, "hook", "auto", "adoption hook: auto, exact or exit-walk")
 	fs.BoolVarP(&cfg.Verbose, "verbose", "v", false, "also print every adoption, reaped process and forwarded signal")
+	svc.add(fs, "the daemon is identified")
+	return fs
+}
+
+// runCommand is `adoptwatch run [flags] -- CMD [ARGS...]`: supervise a forking
+// daemon in the foreground (internal/supervise).
+func runCommand(args []string, stdout, stderr io.Writer) int {
+	cfg := supervise.Config{}
+	var hook string
+	var svc serviceFlags
+	fs := runFlags(&cfg, &hook, &svc)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stdout, runUsage)
 		fs.SetOutput(stdout)
@@ -76,20 +96,20 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "adoptwatch run: %v\nRun 'adoptwatch run --help' for usage.\n", err)
-		return 2
+		return usageError(stderr, "adoptwatch run", "%v (see adoptwatch run --help)", err)
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintf(stderr, "adoptwatch run: no command given\nRun 'adoptwatch run --help' for usage.\n")
-		return 2
+		return usageError(stderr, "adoptwatch run", "no command given (see adoptwatch run --help)")
 	}
 	var err error
 	if cfg.Hook, err = events.ParseHook(hook); err != nil {
-		fmt.Fprintf(stderr, "adoptwatch run: %v\n", err)
-		return 2
+		return usageError(stderr, "adoptwatch run", "%v", err)
 	}
 	if cfg.Settle < 0 || cfg.Timeout <= 0 || cfg.StopTimeout < 0 {
-		fmt.Fprintf(stderr, "adoptwatch run: --settle and --stop-timeout must not be negative, --timeout must be positive\n")
+		return usageError(stderr, "adoptwatch run", "--settle and --stop-timeout must not be negative, --timeout must be positive")
+	}
+	if cfg.Notify, err = svc.notifier(fs, stderr); err != nil {
+		fmt.Fprintf(stderr, "adoptwatch run: %v\n", err)
 		return 2
 	}
 	cfg.Command = fs.Args()

@@ -61,6 +61,14 @@ type runTree struct {
 // started and is still running (see stop), so a failure never hangs the binary.
 func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTree {
 	t.Helper()
+	return startRunFiles(t, viaReaper, env, nil, args...)
+}
+
+// startRunFiles is startRun with files as the first process's descriptors
+// 3, 4, ... (closed here once it started). The reaper does not pass them on:
+// use them with viaReaper false.
+func startRunFiles(t *testing.T, viaReaper bool, env []string, files []*os.File, args ...string) *runTree {
+	t.Helper()
 	sup, err := fixture.NewSupervised()
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +100,7 @@ func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTr
 	}
 	r.errRead = errRead
 	r.cmd.Stderr = errWrite
+	r.cmd.ExtraFiles = files
 	// Should the test binary die (a panic, -test.timeout), the first process
 	// gets SIGTERM: the reaper then kills the tree, run stops the daemon. The
 	// signal follows the thread that started it, so that thread stays
@@ -110,6 +119,9 @@ func startRun(t *testing.T, viaReaper bool, env []string, args ...string) *runTr
 	}()
 	err = <-started
 	errWrite.Close()
+	for _, f := range files {
+		f.Close()
+	}
 	if err != nil {
 		errRead.Close()
 		sup.Close()

@@ -13,7 +13,7 @@ func TestUnwatchCommandArgs(t *testing.T) {
 		status int
 		stderr string
 	}{
-		{nil, 2, "Usage: adoptwatch unwatch"},
+		{nil, 2, "no PID given"},
 		{[]string{"abc"}, 2, "not a pid"},
 		{[]string{"0"}, 2, "not a pid"},
 		{[]string{"--pin-dir", filepath.Join(t.TempDir(), "none"), "1234"}, 1, "--pin"},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/service"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -54,29 +56,39 @@ type watchOptions struct {
 	readyFile string
 	ringSize  uint32
 	notify    notifyFlags
+	service   serviceFlags
+	notifier  *service.Notifier
 	// cpuProfile: a pprof CPU profile of the whole run (hidden; for issue 12's
 	// cost work and anyone measuring a change).
 	cpuProfile string
 }
 
-func watchCommand(args []string, stdout, stderr io.Writer) int {
+// watchFlags defines the watcher's flags: the one definition that --help
+// and the man page (gen-man) both print.
+func watchFlags(opts *watchOptions, hook *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("adoptwatch", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.SortFlags = false
-	var opts watchOptions
-	var hook string
 	fs.BoolVar(&opts.json, "json", false, "print one JSON object per line instead of text")
 	fs.BoolVar(&opts.all, "all", false, "also print every fork, exec and exit")
 	fs.IntSliceVar(&opts.pids, "pid", nil, "watch only the tree of process `PID` (repeatable): it, its descendants, and all they fork, even once re-parented")
 	fs.StringVar(&opts.cgroup, "cgroup", "", "watch only processes in cgroup v2 `PATH` (or below), and all they fork")
-	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so `adoptwatch unwatch PID` can switch trees off")
+	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so that \"adoptwatch unwatch PID\" can switch trees off")
 	fs.StringVar(&opts.pinDir, "pin-dir", loader.DefaultPinDir, "where --pin pins the maps (on a BPF file system)")
-	fs.StringVar(&hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
+	fs.StringVar(hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
 	fs.StringVar(&opts.readyFile, "ready-file", "", "create `FILE` once attached (for scripts and tests)")
-	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two, at least 4096; larger rides out longer stalls")
+	fs.Uint32Var(&opts.ringSize, "ring-size", 4<<20, "ring buffer size in `BYTES`: a power of two from 4096 to 1 GiB; larger rides out longer stalls")
 	opts.notify.add(fs)
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the run to `FILE` (debugging)")
 	fs.MarkHidden("cpuprofile")
+	opts.service.add(fs, "attached")
+	return fs
+}
+
+func watchCommand(args []string, stdout, stderr io.Writer) int {
+	var opts watchOptions
+	var hook string
+	fs := watchFlags(&opts, &hook)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, watchUsage)
 		fs.PrintDefaults()
@@ -85,29 +97,73 @@ func watchCommand(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "adoptwatch: %v\nRun 'adoptwatch --help' for usage.\n", err)
-		return 2
+		return usageError(stderr, "adoptwatch", "%v (see adoptwatch --help)", err)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "adoptwatch: unexpected argument %q\nRun 'adoptwatch --help' for usage.\n", fs.Arg(0))
-		return 2
+		return usageError(stderr, "adoptwatch", "unexpected argument %q (see adoptwatch --help)", fs.Arg(0))
+	}
+	if err := opts.check(fs, hook); err != nil {
+		return usageError(stderr, "adoptwatch", "%v", err)
 	}
 	var err error
-	if opts.hook, err = events.ParseHook(hook); err != nil {
-		fmt.Fprintf(stderr, "adoptwatch: %v\n", err)
-		return 2
+	if opts.notifier, err = opts.service.notifier(fs, stderr); err != nil {
+		return usageError(stderr, "adoptwatch", "%v", err)
 	}
-	if size := opts.ringSize; size < 4096 || size&(size-1) != 0 {
-		fmt.Fprintf(stderr, "adoptwatch: --ring-size %d: want a power of two of at least 4096\n", size)
-		return 2
+	return watch(opts, stdout, stderr)
+}
+
+// maxRingSize bounds --ring-size: the kernel allocates the whole buffer at
+// once, and 2 GiB took more than 10 s and 4 GB to start.
+const maxRingSize = 1 << 30
+
+// check refuses flag values that cannot work, before anything is loaded:
+// each error is one line, and the caller exits 2.
+func (opts *watchOptions) check(fs *pflag.FlagSet, hook string) error {
+	var err error
+	if opts.hook, err = events.ParseHook(hook); err != nil {
+		return err
+	}
+	if size := opts.ringSize; size < 4096 || size > maxRingSize || size&(size-1) != 0 {
+		return fmt.Errorf("--ring-size %d: want a power of two from 4096 to %d (1 GiB)", size, maxRingSize)
 	}
 	for _, pid := range opts.pids {
 		if pid <= 0 {
-			fmt.Fprintf(stderr, "adoptwatch: --pid must be a process id\n")
-			return 2
+			return fmt.Errorf("--pid %d: not a process id", pid)
 		}
 	}
-	return watch(opts, stdout, stderr)
+	for _, name := range []string{"cgroup", "pin-dir", "ready-file"} {
+		if fs.Changed(name) && fs.Lookup(name).Value.String() == "" {
+			return fmt.Errorf("--%s: empty path", name)
+		}
+	}
+	if opts.cgroup != "" {
+		if err := loader.CheckCgroup(opts.cgroup); err != nil {
+			return fmt.Errorf("--%s", oneLine(err))
+		}
+	}
+	if opts.pin {
+		if parent := filepath.Dir(opts.pinDir); !isDir(parent) {
+			return fmt.Errorf("--pin-dir %s: its parent %s does not exist (mount a BPF file system there: mount -t bpf bpf %s)", opts.pinDir, parent, parent)
+		}
+	}
+	if opts.readyFile != "" {
+		dir := filepath.Dir(opts.readyFile)
+		if !isDir(dir) {
+			return fmt.Errorf("--ready-file %s: directory %s does not exist", opts.readyFile, dir)
+		}
+	}
+	return opts.notify.check(fs)
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
+}
+
+// usageError prints one line and returns the exit status of bad flags.
+func usageError(stderr io.Writer, prog, format string, args ...any) int {
+	fmt.Fprintf(stderr, prog+": "+format+"\n", args...)
+	return 2
 }
 
 func watch(opts watchOptions, stdout, stderr io.Writer) int {
@@ -140,23 +196,42 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		lopts.PinDir = opts.pinDir
 	}
 	obs, err := loader.Open(lopts)
+	if errors.Is(err, loader.ErrPin) {
+		return fail(stderr, "--pin: %v", oneLine(err))
+	}
 	if err != nil {
 		return fail(stderr, "cannot attach: %v", oneLine(err))
 	}
 	defer obs.Close()
+	if obs.ReplacedStalePins {
+		p.Log("replaced stale pins at %s: the adoptwatch that pinned them exited without removing them", output.Escape(opts.pinDir))
+	}
 
+	n := opts.notifier
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGINT, unix.SIGTERM)
 	go func() {
 		<-stop
+		n.Stopping()
 		obs.Close() // unblocks Read
 	}()
 
-	fmt.Fprintf(stderr, "adoptwatch: ready: watching %s with the %s hook (%s)\n", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
+	// The ready file first: "ready" is announced only once it exists.
+	watching := fmt.Sprintf("watching %s with the %s hook (%s)", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
 	if opts.readyFile != "" {
 		if err := os.WriteFile(opts.readyFile, []byte("ready\n"), 0o644); err != nil {
 			return fail(stderr, "--ready-file: %v", err)
 		}
+	}
+	fmt.Fprintf(stderr, "adoptwatch: ready: %s\n", watching)
+	n.Status(watching)
+	n.Ready()
+	if interval, err := service.WatchdogInterval(); err != nil {
+		p.Log("watchdog: %v: no WATCHDOG=1 will be sent", err)
+	} else if interval > 0 {
+		pings := make(chan struct{})
+		defer close(pings)
+		go n.Watchdog(interval, pings)
 	}
 
 	lost := losses.New(obs, p)
@@ -205,7 +280,7 @@ func scope(opts watchOptions, obs *loader.Observer) string {
 		parts = append(parts, fmt.Sprintf("the trees of pid %s (%d running processes)", strings.Trim(fmt.Sprint(opts.pids), "[]"), obs.Seeded))
 	}
 	if opts.cgroup != "" {
-		parts = append(parts, "cgroup "+opts.cgroup)
+		parts = append(parts, "cgroup "+output.Escape(opts.cgroup))
 	}
 	if len(parts) == 0 {
 		return "all adoptions"

@@ -117,7 +117,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--bogus"}, 2, "unknown flag: --bogus"},
 		{[]string{"--hook=kprobe-ish"}, 2, `unknown hook "kprobe-ish"`},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"--pid=-3"}, 2, "--pid must be a process id"},
+		{[]string{"--pid=-3"}, 2, "--pid -3: not a process id"},
 		{[]string{"--help"}, 0, "Usage: adoptwatch"},
 		{[]string{"--ring-size=5000"}, 2, "want a power of two"},
 		{[]string{"features", "--nope"}, 2, "unknown flag: --nope"},

@@ -91,20 +91,27 @@ func NotifyFailedLine(now time.Time, f NotifyFailed) []byte {
 	}{"notify-failed", stamp(now), f})
 }
 
-// SocketStats counts what the subscriber socket did. Subscribers that
-// connected are Accepted plus Refused.
+// SocketStats counts what the subscriber socket did. Each connection ends up
+// counted as Accepted, Refused (not allowed, over a bound on subscribers, or
+// a bad filter line), Abandoned or Probes, or as a write error before it
+// could subscribe.
 type SocketStats struct {
-	Accepted         uint64 `json:"accepted"`
+	Accepted         uint64 `json:"accepted"` // got the "subscribed" line
 	Refused          uint64 `json:"refused"`
 	Overflowed       uint64 `json:"overflowed"`   // disconnected for a full queue
 	WriteErrors      uint64 `json:"write_errors"` // disconnected because a write failed
 	RecordsSent      uint64 `json:"records_sent"`
-	RecordsDropped   uint64 `json:"records_dropped"` // queued for a subscriber that overflowed
+	RecordsDropped   uint64 `json:"records_dropped"` // queued for a subscriber that was cut off
 	PidfdsPassed     uint64 `json:"pidfds_passed"`
 	PidfdUnsupported uint64 `json:"pidfd_unsupported"`
 	PidfdGone        uint64 `json:"pidfd_gone"`
 	PidfdMismatch    uint64 `json:"pidfd_mismatch"`
 	PidfdErrors      uint64 `json:"pidfd_errors"`
+	CutOff           uint64 `json:"cut_off"`        // furthest behind when the overall bound on pidfds or bytes was hit
+	ClosedByPeer     uint64 `json:"closed_by_peer"` // subscribers that closed their end
+	Abandoned        uint64 `json:"abandoned"`      // connections closed before subscribing
+	Probes           uint64 `json:"probes"`         // another adoptwatch checking whether the socket is live
+	AcceptErrors     uint64 `json:"accept_errors"`
 }
 
 // SocketStatsLine is the "socket-stats" line, on exit.

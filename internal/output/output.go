@@ -154,7 +154,7 @@ func AdoptionText(a *events.Adoption) string {
 func party(b []byte, pid uint32, comm string) []byte {
 	b = strconv.AppendUint(b, uint64(pid), 10)
 	b = append(b, ' ')
-	return append(b, comm...)
+	return append(b, Escape(comm)...)
 }
 
 // LineageText renders a lineage oldest first: comm[pid marks] > ...
@@ -173,7 +173,7 @@ func appendLineage(b []byte, steps []events.Step, complete bool) []byte {
 			b = append(b, " > "...)
 		}
 		sep = true
-		b = append(b, s.Comm...)
+		b = append(b, Escape(s.Comm)...)
 		b = append(b, '[')
 		b = strconv.AppendUint(b, uint64(s.PID), 10)
 		if s.Exec {
@@ -190,16 +190,17 @@ func appendLineage(b []byte, steps []events.Step, complete bool) []byte {
 // TaskText is the one-line form of a fork, exec or exit.
 func TaskText(ev *events.Task) string {
 	p := ev.Process
+	comm := Escape(p.Comm)
 	switch ev.Kind {
 	case events.KindFork:
-		return fmt.Sprintf("%s fork  %d %s > %d", clock(ev.Time), p.PID, p.Comm, ev.Child.PID)
+		return fmt.Sprintf("%s fork  %d %s > %d", clock(ev.Time), p.PID, comm, ev.Child.PID)
 	case events.KindExec:
-		return fmt.Sprintf("%s exec  %d %s", clock(ev.Time), p.PID, p.Comm)
+		return fmt.Sprintf("%s exec  %d %s", clock(ev.Time), p.PID, comm)
 	default:
 		if !ev.ProcessExit {
-			return fmt.Sprintf("%s exit  %d %s thread %d", clock(ev.Time), p.PID, p.Comm, p.TID)
+			return fmt.Sprintf("%s exit  %d %s thread %d", clock(ev.Time), p.PID, comm, p.TID)
 		}
-		return fmt.Sprintf("%s exit  %d %s %s", clock(ev.Time), p.PID, p.Comm, StatusText(ev.ExitStatus))
+		return fmt.Sprintf("%s exit  %d %s %s", clock(ev.Time), p.PID, comm, StatusText(ev.ExitStatus))
 	}
 }
 

@@ -195,3 +195,56 @@ func TestPrinterBuffer(t *testing.T) {
 		t.Fatalf("the timer did not write the line: %q", late.String())
 	}
 }
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"mydaemon":                "mydaemon",
+		"kworker/0:1 x":           "kworker/0:1 x",
+		"x\n00:00 adopt 1\x1b[2J": `x\n00:00 adopt 1\x1b[2J`,
+		"y\rFAKE\x1b[31mRED":      `y\rFAKE\x1b[31mRED`,
+		"tab\there":               `tab\there`,
+		`back\slash`:              `back\\slash`,
+		"del\x7f nul\x00":         `del\x7f nul\x00`,
+		"bad\xff\xfeutf8":         `bad\xff\xfeutf8`,
+		"truncated \xe2\x82":      `truncated \xe2\x82`,
+		"café ✓":                  "café ✓",
+		"c1\u009b2J":              `c1\u009b2J`,
+		"rtl\u202etxt.exe":        `rtl\u202etxt.exe`,
+		"\U000e0041 tag":          `\U000e0041 tag`,
+	} {
+		got := Escape(in)
+		if got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+		for _, c := range []byte(got) {
+			if c < 0x20 || c == 0x7f {
+				t.Errorf("Escape(%q) keeps control byte %#x", in, c)
+			}
+		}
+	}
+}
+
+// TestTextEscapesNames: every name in every text line goes through Escape.
+func TestTextEscapesNames(t *testing.T) {
+	evil := "x\n00:00 adopt 1\x1b[2J"
+	a := sample()
+	a.Child.Comm, a.PrevParent.Comm, a.NewParent.Comm = evil, evil, evil
+	for i := range a.Lineage {
+		a.Lineage[i].Comm = evil
+	}
+	lines := []string{AdoptionText(a)}
+	p := events.Process{ID: procfs.ID{PID: 5}, TID: 6, Comm: evil}
+	for _, ev := range []*events.Task{
+		{Kind: events.KindFork, Process: p, Child: &events.Process{ID: procfs.ID{PID: 7}, Comm: evil}},
+		{Kind: events.KindExec, Process: p},
+		{Kind: events.KindExit, Process: p, ProcessExit: true},
+		{Kind: events.KindExit, Process: p},
+	} {
+		lines = append(lines, TaskText(ev))
+	}
+	for _, l := range lines {
+		if strings.ContainsAny(l, "\n\r\x1b") || !strings.Contains(l, Escape(evil)) {
+			t.Errorf("text line not escaped: %q", l)
+		}
+	}
+}

@@ -1,19 +1,23 @@
 // Package subscribe serves adoption records on a Unix socket: each subscriber
 // gets every record (or those its filter asks for) as one JSON line, and with
 // each, through SCM_RIGHTS, a pidfd of the adopted process opened when the
-// record arrived. A slow subscriber never blocks the others or the caller: it
-// has a bounded queue, and on overflow it is told why and disconnected.
+// record arrived. A slow subscriber never blocks the others or the caller.
+//
+// Everything the server holds for its subscribers is bounded: the number of
+// subscribers (overall and per non-root uid), each one's queue, and the
+// records, bytes and pidfds held for all of them. A record's line and pidfd
+// exist once, shared by every queue it is in; the kernel duplicates the pidfd
+// when it is sent. When a bound is hit the subscriber that caused it is
+// refused, or cut off, and told why in one JSON line; the others lose nothing.
 package subscribe
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/user"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,15 +25,32 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 )
 
-// Config says where and for whom to serve.
+// Defaults of the bounds (Config's zero values).
+const (
+	DefaultQueue          = 256
+	DefaultMaxSubscribers = 64
+	DefaultMaxPerUID      = 8
+	DefaultMaxPidfds      = 4096
+	DefaultMaxBytes       = 64 << 20
+)
+
+// Config says where and for whom to serve, and within which bounds.
 type Config struct {
 	Path  string
 	Group string // name or gid allowed besides root; "" for root only
 	Queue int    // records queued per subscriber before it counts as stalled
+	// MaxSubscribers bounds the connections held at once (subscribed or still
+	// choosing a filter); MaxPerUID bounds those of each non-root uid.
+	MaxSubscribers int
+	MaxPerUID      int
+	// MaxPidfds and MaxBytes bound the pidfds and line bytes held for all
+	// subscribers together. Past them, the subscriber furthest behind is cut off.
+	// MaxPidfds is lowered to a quarter of RLIMIT_NOFILE if that is less.
+	MaxPidfds int
+	MaxBytes  int64
 	// FilterWait is how long a subscriber has to send its filter line before
 	// "all" applies. Records arriving meanwhile are queued, not lost.
 	FilterWait time.Duration
@@ -40,19 +61,30 @@ type Config struct {
 
 // Server is a listening subscriber socket.
 type Server struct {
-	cfg   Config
-	gid   int // -1: root only
-	ln    *net.UnixListener
-	ino   uint64 // the socket file we made, so Close removes only ours
-	dev   uint64
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	subs  map[*subscriber]bool
-	next  int
-	done  bool
+	cfg     Config
+	gid     int // -1: root only
+	ln      *net.UnixListener
+	ino     uint64 // the socket file we made, so Close removes only ours
+	dev     uint64
+	wg      sync.WaitGroup
+	closing chan struct{} // closed by Close: ends the accept loop's back-off
+
+	mu     sync.Mutex
+	subs   map[*subscriber]bool
+	perUID map[uint32]int
+	next   int
+	seq    uint64
+	done   bool
+
+	// What all subscribers' queues hold together, released as records are sent or dropped.
+	heldPidfds atomic.Int64
+	heldBytes  atomic.Int64
+
+	logs  rateLog
 	stats struct {
 		accepted, refused, overflowed, writeErrors, sent, dropped atomic.Uint64
 		passed, unsupported, gone, mismatch, errors               atomic.Uint64
+		cutOff, closedByPeer, abandoned, probes, acceptErrors     atomic.Uint64
 	}
 }
 
@@ -61,7 +93,23 @@ type Server struct {
 // on it); a live socket or another kind of file is refused.
 func Listen(cfg Config) (*Server, error) {
 	if cfg.Queue <= 0 {
-		cfg.Queue = 256
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.MaxSubscribers <= 0 {
+		cfg.MaxSubscribers = DefaultMaxSubscribers
+	}
+	if cfg.MaxPerUID <= 0 {
+		cfg.MaxPerUID = DefaultMaxPerUID
+	}
+	if cfg.MaxPidfds <= 0 {
+		cfg.MaxPidfds = DefaultMaxPidfds
+	}
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur/4 < uint64(cfg.MaxPidfds) {
+		cfg.MaxPidfds = max(int(lim.Cur/4), 1)
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	if cfg.FilterWait <= 0 {
 		cfg.FilterWait = time.Second
@@ -72,9 +120,11 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	s := &Server{cfg: cfg, gid: -1, subs: map[*subscriber]bool{}}
+	s := &Server{cfg: cfg, gid: -1, subs: map[*subscriber]bool{}, perUID: map[uint32]int{},
+		closing: make(chan struct{})}
+	s.logs = rateLog{log: cfg.Log, perSecond: 20}
 	if cfg.Group != "" {
-		gid, err := lookupGroup(cfg.Group)
+		gid, err := LookupGroup(cfg.Group)
 		if err != nil {
 			return nil, err
 		}
@@ -116,16 +166,23 @@ func Listen(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func lookupGroup(name string) (int, error) {
-	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
-		return n, nil
-	}
+// LookupGroup resolves a group name, or checks that a numeric gid exists.
+func LookupGroup(name string) (int, error) {
 	g, err := user.LookupGroup(name)
 	if err != nil {
-		return 0, fmt.Errorf("--socket-group: %w", err)
+		if _, numeric := strconv.Atoi(name); numeric == nil {
+			g, err = user.LookupGroupId(name)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("--socket-group %s: %w", name, err)
 	}
 	return strconv.Atoi(g.Gid)
 }
+
+// probeLine is what clearStale sends: a live adoptwatch closes such a
+// connection quietly and does not count it as a subscriber.
+const probeLine = "probe"
 
 func (s *Server) clearStale() error {
 	fi, err := os.Lstat(s.cfg.Path)
@@ -140,6 +197,8 @@ func (s *Server) clearStale() error {
 	}
 	c, err := net.DialTimeout("unix", s.cfg.Path, time.Second)
 	if err == nil {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write([]byte(probeLine + "\n"))
 		c.Close()
 		return fmt.Errorf("%s: a server is accepting connections there (another adoptwatch?): refusing to replace it", s.cfg.Path)
 	}
@@ -158,19 +217,39 @@ func (s *Server) abandon() {
 	os.Remove(s.cfg.Path)
 }
 
+// accept admits connections. Errors (EMFILE, ENFILE, ENOBUFS...) are backed
+// off exponentially up to a second, and logged at most every 10 s with a count.
 func (s *Server) accept() {
 	defer s.wg.Done()
+	var delay time.Duration
+	var lastLog time.Time
+	var unlogged uint64
 	for {
 		conn, err := s.ln.AcceptUnix()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.cfg.Log("accept: %v", err)
-			time.Sleep(100 * time.Millisecond) // e.g. EMFILE: do not spin
+		if err == nil {
+			delay = 0
+			s.admit(conn)
 			continue
 		}
-		s.admit(conn)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		s.stats.acceptErrors.Add(1)
+		unlogged++
+		if time.Since(lastLog) >= 10*time.Second {
+			more := ""
+			if unlogged > 1 {
+				more = fmt.Sprintf(" (%d accept errors since the last report)", unlogged)
+			}
+			s.cfg.Log("accept: %v%s; backing off", err, more)
+			lastLog, unlogged = time.Now(), 0
+		}
+		delay = min(max(5*time.Millisecond, 2*delay), time.Second)
+		select {
+		case <-time.After(delay):
+		case <-s.closing:
+			return
+		}
 	}
 }
 
@@ -232,10 +311,12 @@ func peerGroups(fd int) ([]uint32, error) {
 	return buf[:n/4], nil
 }
 
+// admit checks the peer's credentials and the bounds on subscribers, then
+// starts the subscriber's reader and writer.
 func (s *Server) admit(conn *net.UnixConn) {
 	peer, err := peerOf(conn)
 	if err != nil {
-		s.cfg.Log("subscriber refused: SO_PEERCRED: %v", err)
+		s.logs.printf("subscriber refused: SO_PEERCRED: %v", err)
 		s.stats.refused.Add(1)
 		conn.Close()
 		return
@@ -244,61 +325,89 @@ func (s *Server) admit(conn *net.UnixConn) {
 	s.mu.Lock()
 	s.next++
 	id := s.next
-	if s.done {
+	switch {
+	case s.done:
 		ok, why = false, "adoptwatch is shutting down"
+	case !ok:
+	case len(s.subs) >= s.cfg.MaxSubscribers:
+		ok, why = false, fmt.Sprintf("too many subscribers: %d connected, the limit is %d (--socket-max-subscribers)", len(s.subs), s.cfg.MaxSubscribers)
+	case peer.UID != 0 && s.perUID[peer.UID] >= s.cfg.MaxPerUID:
+		ok, why = false, fmt.Sprintf("uid %d has %d subscribers connected, the limit per non-root uid is %d (--socket-max-per-uid)", peer.UID, s.perUID[peer.UID], s.cfg.MaxPerUID)
 	}
-	s.mu.Unlock()
 	who := fmt.Sprintf("subscriber %d (pid %d uid %d gid %d)", id, peer.PID, peer.UID, peer.GID)
 	if !ok {
+		s.mu.Unlock()
 		s.stats.refused.Add(1)
-		s.cfg.Log("%s refused: %s", who, why)
-		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		s.logs.printf("%s refused: %s", who, why)
+		// A new connection's send buffer is empty: this never waits long.
+		conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		conn.Write(output.NoticeLine(time.Now(), "refused", why))
 		conn.Close()
 		return
 	}
-	s.stats.accepted.Add(1)
-	s.cfg.Log("%s connected: allowed as %s", who, why)
-	sub := &subscriber{srv: s, id: id, who: who, conn: conn,
-		queue: make(chan item, s.cfg.Queue), kick: make(chan struct{}), quit: make(chan struct{}),
-		filterSet: make(chan Filter, 1)}
-	s.mu.Lock()
+	sub := newSubscriber(s, id, who, why, peer.UID, conn)
 	s.subs[sub] = true
+	s.perUID[peer.UID]++
 	s.mu.Unlock()
 	s.wg.Add(2)
-	go sub.readFilter()
+	go sub.read()
 	go sub.write()
 }
 
+// remove forgets a subscriber whose writer has finished.
+func (s *Server) remove(sub *subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs[sub] {
+		delete(s.subs, sub)
+		if s.perUID[sub.uid]--; s.perUID[sub.uid] <= 0 {
+			delete(s.perUID, sub.uid)
+		}
+	}
+}
+
 // Publish hands one adoption to every subscriber, never blocking: the pidfd
-// is opened here, at once, and each subscriber gets its own duplicate.
+// is opened here, once, and shared by every queue the record goes into.
 func (s *Server) Publish(a *output.Adoption) {
 	s.mu.Lock()
 	subs := make([]*subscriber, 0, len(s.subs))
 	for sub := range s.subs {
 		subs = append(subs, sub)
 	}
+	s.seq++
+	seq := s.seq
 	s.mu.Unlock()
 	if len(subs) == 0 {
 		return
 	}
 	fd, status := OpenPidfd(a.Child.ID)
 	s.countPidfd(status)
-	if fd >= 0 {
-		defer unix.Close(fd)
-	}
-	line := a.WithPidfd(status) // once for all subscribers
+	rec := s.hold(seq, a.Adoption, a.WithPidfd(status), fd)
+	defer rec.release() // Publish's own reference
+	s.enforceTotals(subs)
 	for _, sub := range subs {
-		it := item{a: a.Adoption, fd: -1, line: line}
-		if fd >= 0 {
-			dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-			if err != nil {
-				it.line = a.WithPidfd("error: dup: " + err.Error())
-			} else {
-				it.fd = dup
+		sub.offer(rec)
+	}
+}
+
+// enforceTotals cuts off the subscribers furthest behind until what is held
+// for all of them fits the bounds: the one holding the oldest record is the
+// one that keeps the others' records (and pidfds) alive.
+func (s *Server) enforceTotals(subs []*subscriber) {
+	for s.heldPidfds.Load() > int64(s.cfg.MaxPidfds) || s.heldBytes.Load() > s.cfg.MaxBytes {
+		var worst *subscriber
+		oldest := ^uint64(0)
+		for _, sub := range subs {
+			if seq, ok := sub.oldest(); ok && seq < oldest {
+				worst, oldest = sub, seq
 			}
 		}
-		sub.offer(it)
+		if worst == nil {
+			return // only the new record and records being written are held
+		}
+		why := fmt.Sprintf("adoptwatch holds %d pidfds and %d bytes for its subscribers (bounds %d and %d) and this subscriber was furthest behind",
+			s.heldPidfds.Load(), s.heldBytes.Load(), s.cfg.MaxPidfds, s.cfg.MaxBytes)
+		worst.cut(endCutOff, why)
 	}
 }
 
@@ -325,7 +434,14 @@ func (s *Server) Stats() output.SocketStats {
 		WriteErrors: st.writeErrors.Load(), RecordsSent: st.sent.Load(), RecordsDropped: st.dropped.Load(),
 		PidfdsPassed: st.passed.Load(), PidfdUnsupported: st.unsupported.Load(), PidfdGone: st.gone.Load(),
 		PidfdMismatch: st.mismatch.Load(), PidfdErrors: st.errors.Load(),
+		CutOff: st.cutOff.Load(), ClosedByPeer: st.closedByPeer.Load(), Abandoned: st.abandoned.Load(),
+		Probes: st.probes.Load(), AcceptErrors: st.acceptErrors.Load(),
 	}
+}
+
+// Held returns the pidfds and line bytes held for all subscribers right now.
+func (s *Server) Held() (pidfds, bytes int64) {
+	return s.heldPidfds.Load(), s.heldBytes.Load()
 }
 
 // Close stops accepting, lets each subscriber's writer send what it has
@@ -338,235 +454,64 @@ func (s *Server) Close() output.SocketStats {
 		return s.Stats()
 	}
 	s.done = true
+	close(s.closing)
+	subs := make([]*subscriber, 0, len(s.subs))
 	for sub := range s.subs {
-		sub.shutdown()
+		subs = append(subs, sub)
 	}
 	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.end(endShutdown, "adoptwatch is shutting down")
+	}
 	s.ln.Close()
 	var st unix.Stat_t
 	if unix.Stat(s.cfg.Path, &st) == nil && st.Ino == s.ino && st.Dev == s.dev {
 		os.Remove(s.cfg.Path)
 	}
 	s.wg.Wait()
+	s.logs.flush()
 	return s.Stats()
 }
 
-// item is one record queued for one subscriber, with its own pidfd (or -1).
-type item struct {
-	a    *events.Adoption
-	line []byte
-	fd   int
-}
-
-type subscriber struct {
-	srv  *Server
-	id   int
-	who  string
-	conn *net.UnixConn
-
-	queue     chan item
-	filter    Filter      // the writer's, once received
-	filterSet chan Filter // readFilter's result
-
+// rateLog passes at most perSecond lines a second (connection traffic is the
+// subscribers' to make, the log is not) and says how many it held back.
+type rateLog struct {
+	log        func(format string, args ...any)
+	perSecond  int
 	mu         sync.Mutex
-	closed     bool          // the writer is gone: offer closes fds itself
-	kick       chan struct{} // closed on overflow
-	overflowed bool
-	quit       chan struct{} // closed at shutdown
-	stopping   bool
-	sent       uint64
-	dropped    uint64
+	window     time.Time
+	n          int
+	suppressed int
 }
 
-// offer queues a record, or marks the subscriber stalled.
-func (sub *subscriber) offer(it item) {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	if sub.closed || sub.overflowed {
-		closeItem(it)
-		if sub.overflowed {
-			sub.dropped++
-			sub.srv.stats.dropped.Add(1)
+func (r *rateLog) printf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if now.Sub(r.window) >= time.Second {
+		r.flushLocked()
+		r.window, r.n = now, 0
+	}
+	if r.n >= r.perSecond {
+		if r.suppressed++; r.suppressed == 1 {
+			// Say how many were held back even if nothing else is logged.
+			time.AfterFunc(time.Second, r.flush)
 		}
 		return
 	}
-	select {
-	case sub.queue <- it:
-	default:
-		closeItem(it)
-		sub.dropped++
-		sub.srv.stats.dropped.Add(1)
-		sub.overflowed = true
-		close(sub.kick)
-		sub.srv.cfg.Log("%s overflowed: its queue of %d records is full; disconnecting it", sub.who, cap(sub.queue))
-		// Bound a write that may be blocked on the stalled peer right now.
-		sub.conn.SetWriteDeadline(time.Now().Add(sub.srv.cfg.Grace))
-	}
+	r.n++
+	r.log(format, args...)
 }
 
-func (sub *subscriber) shutdown() {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	if !sub.stopping {
-		sub.stopping = true
-		close(sub.quit)
-		sub.conn.SetWriteDeadline(time.Now().Add(sub.srv.cfg.Grace))
-	}
+func (r *rateLog) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushLocked()
 }
 
-func closeItem(it item) {
-	if it.fd >= 0 {
-		unix.Close(it.fd)
+func (r *rateLog) flushLocked() {
+	if r.suppressed > 0 {
+		r.log("%d more subscriber messages were not logged (at most %d a second); the socket-stats line counts them all", r.suppressed, r.perSecond)
+		r.suppressed = 0
 	}
-}
-
-// readFilter reads the optional first line; without one in time, "all".
-func (sub *subscriber) readFilter() {
-	defer sub.srv.wg.Done()
-	f, err := sub.readFilterLine()
-	if err != nil {
-		sub.srv.cfg.Log("%s: %v", sub.who, err)
-		sub.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		sub.conn.Write(output.NoticeLine(time.Now(), "error", err.Error()))
-		f = Filter{Kind: "invalid"}
-	}
-	sub.filterSet <- f
-}
-
-func (sub *subscriber) readFilterLine() (Filter, error) {
-	sub.conn.SetReadDeadline(time.Now().Add(sub.srv.cfg.FilterWait))
-	raw, err := bufio.NewReaderSize(sub.conn, maxFilterLine).ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return Filter{}, errors.New("filter line too long")
-	}
-	if err != nil && len(raw) == 0 {
-		return Filter{Kind: "all"}, nil // timeout, EOF (write side shut) or closed: all
-	}
-	return ParseFilter(strings.TrimSpace(string(raw)))
-}
-
-// write sends the queued records in order until the subscriber overflows, a
-// write fails, or the server shuts down.
-func (sub *subscriber) write() {
-	defer sub.srv.wg.Done()
-	reason := sub.run()
-	sub.mu.Lock()
-	sub.closed = true
-	for {
-		select {
-		case it := <-sub.queue:
-			closeItem(it)
-			continue
-		default:
-		}
-		break
-	}
-	sent, dropped := sub.sent, sub.dropped
-	sub.mu.Unlock()
-	sub.conn.Close()
-	sub.srv.mu.Lock()
-	delete(sub.srv.subs, sub)
-	sub.srv.mu.Unlock()
-	sub.srv.cfg.Log("%s disconnected: %s (%d records sent, %d dropped)", sub.who, reason, sent, dropped)
-}
-
-func (sub *subscriber) run() string {
-	sub.filter = Filter{Kind: "all"}
-	select {
-	case sub.filter = <-sub.filterSet:
-	case <-sub.kick:
-	case <-sub.quit:
-	}
-	if sub.filter.Kind == "invalid" {
-		return "bad filter line"
-	}
-	hello := output.SubscribedLine(time.Now(), sub.id, sub.filter.String(), cap(sub.queue))
-	if _, err := sub.conn.Write(hello); err != nil {
-		sub.srv.stats.writeErrors.Add(1)
-		return "write: " + err.Error()
-	}
-	partial := false
-	for {
-		// Overflow first: records still queued for a stalled subscriber are dropped.
-		select {
-		case <-sub.kick:
-			return sub.overflow(partial)
-		default:
-		}
-		var it item
-		select {
-		case <-sub.kick:
-			return sub.overflow(partial)
-		case it = <-sub.queue:
-		case <-sub.quit:
-			select {
-			case it = <-sub.queue: // drain what was queued before shutdown
-			default:
-				return "adoptwatch is shutting down"
-			}
-		}
-		if !sub.filter.Match(it.a) {
-			closeItem(it)
-			continue
-		}
-		n, err := sendRecord(sub.conn, it.line, it.fd)
-		closeItem(it)
-		if err != nil {
-			partial = n > 0 && n < len(it.line)
-			select {
-			case <-sub.kick:
-				return sub.overflow(partial)
-			default:
-			}
-			sub.srv.stats.writeErrors.Add(1)
-			return "write: " + err.Error()
-		}
-		sub.mu.Lock()
-		sub.sent++
-		sub.mu.Unlock()
-		sub.srv.stats.sent.Add(1)
-	}
-}
-
-// overflow tells the stalled subscriber why it is being disconnected, if it
-// reads again within Grace.
-func (sub *subscriber) overflow(partial bool) string {
-	sub.srv.stats.overflowed.Add(1)
-	sub.mu.Lock()
-	for {
-		select {
-		case it := <-sub.queue:
-			closeItem(it)
-			sub.dropped++
-			sub.srv.stats.dropped.Add(1)
-			continue
-		default:
-		}
-		break
-	}
-	dropped := sub.dropped
-	sub.mu.Unlock()
-	why := fmt.Sprintf("queue of %d records full: the subscriber did not keep up", cap(sub.queue))
-	msg := output.OverflowLine(time.Now(), why, dropped)
-	if partial {
-		msg = append([]byte("\n"), msg...) // end the cut-off record's line first
-	}
-	sub.conn.SetWriteDeadline(time.Now().Add(sub.srv.cfg.Grace))
-	sub.conn.Write(msg)
-	return "overflow: " + why
-}
-
-// sendRecord writes one line with its pidfd (if any) as SCM_RIGHTS on the
-// line's first byte. A stream socket may take part of it: the rest follows.
-func sendRecord(conn *net.UnixConn, line []byte, fd int) (int, error) {
-	var oob []byte
-	if fd >= 0 {
-		oob = unix.UnixRights(fd)
-	}
-	n, _, err := conn.WriteMsgUnix(line, oob, nil)
-	if err != nil || n == len(line) {
-		return n, err
-	}
-	m, err := conn.Write(line[n:])
-	return n + m, err
 }

@@ -30,8 +30,9 @@ func (s *Sink) Adoption(a *output.Adoption) { s.srv.Publish(a) }
 func (s *Sink) Close() error {
 	st := s.srv.Close()
 	s.p.Event(output.SocketStatsLine(time.Now(), st),
-		"socket: %d subscribers (%d refused, %d overflowed, %d write errors), %d records sent, %d dropped, %d pidfds passed (%d unsupported, %d gone, %d pid reused, %d errors)",
-		st.Accepted, st.Refused, st.Overflowed, st.WriteErrors, st.RecordsSent, st.RecordsDropped,
-		st.PidfdsPassed, st.PidfdUnsupported, st.PidfdGone, st.PidfdMismatch, st.PidfdErrors)
+		"socket: %d subscribers (%d refused, %d overflowed, %d write errors, %d cut off, %d closed by the subscriber), %d records sent, %d dropped, %d pidfds passed (%d unsupported, %d gone, %d pid reused, %d errors); %d connections abandoned before subscribing, %d probes, %d accept errors",
+		st.Accepted, st.Refused, st.Overflowed, st.WriteErrors, st.CutOff, st.ClosedByPeer, st.RecordsSent, st.RecordsDropped,
+		st.PidfdsPassed, st.PidfdUnsupported, st.PidfdGone, st.PidfdMismatch, st.PidfdErrors,
+		st.Abandoned, st.Probes, st.AcceptErrors)
 	return nil
 }

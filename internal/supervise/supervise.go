@@ -25,6 +25,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/service"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -63,12 +64,19 @@ type Config struct {
 	StopTimeout time.Duration // grace between SIGTERM and SIGKILL for leftovers
 	PIDFile     string        // the daemon's pid file: it must name the daemon
 	NoSubreaper bool          // leave adoption to init; follow the daemon by pidfd
-	Hook        events.Hook
-	Verbose     bool
+	// KillTreeOnExit kills whatever CMD started that still runs when run
+	// exits, however it exits, even by SIGKILL (see treeGuard).
+	KillTreeOnExit bool
+	Hook           events.Hook
+	Verbose        bool
 	// CMD's standard streams (run's own, normally).
 	Stdin, Stdout, Stderr *os.File
 	// Log receives run's messages, one line each.
 	Log io.Writer
+	// Notify tells the service manager (systemd's NOTIFY_SOCKET, s6's notify
+	// fd) about the daemon: its pid and readiness once identified, stopping.
+	// nil: nobody is told.
+	Notify *service.Notifier
 }
 
 type state int
@@ -90,8 +98,9 @@ type recordOrErr struct {
 }
 
 type supervisor struct {
-	cfg  Config
-	self uint32
+	cfg   Config
+	self  uint32
+	guard *treeGuard // KillTreeOnExit
 
 	records chan recordOrErr
 	reaps   chan reaped
@@ -117,6 +126,19 @@ type supervisor struct {
 	deadline       time.Time
 	stopSignal     unix.Signal   // a stop signal was received (0: none)
 	pending        []unix.Signal // non-stop signals received before the daemon was known
+}
+
+// commandEnv is run's environment without NOTIFY_SOCKET: run speaks for the
+// service to its manager, and a daemon that found the socket would announce
+// itself before run has handed the service over to it.
+func commandEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // Run supervises cfg.Command and returns run's exit code.
@@ -157,7 +179,7 @@ func (s *supervisor) run() int {
 	}
 	path, code, err := resolveCommand(s.cfg.Command[0])
 	if err != nil {
-		s.logf("%v", err)
+		s.logf("%s", output.Escape(err.Error())) // names CMD, which may hold anything
 		return code
 	}
 	if !s.cfg.NoSubreaper {
@@ -181,12 +203,22 @@ func (s *supervisor) run() int {
 	defer obs.Close()
 	go s.readRecords(obs)
 
-	pid, err := syscall.ForkExec(path, s.cfg.Command, &syscall.ProcAttr{
-		Env:   os.Environ(),
+	attr := &syscall.ProcAttr{
+		Env:   commandEnv(),
 		Files: []uintptr{s.cfg.Stdin.Fd(), s.cfg.Stdout.Fd(), s.cfg.Stderr.Fd()},
-	})
+	}
+	if s.cfg.KillTreeOnExit {
+		if s.guard, err = newTreeGuard(); err != nil {
+			s.logf("%v", err)
+			return ExitFailure
+		}
+		attr.Sys = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: s.guard.fd}
+		s.debugf("the tree lives in cgroup %s; guardian pid=%d", s.guard.dir, s.guard.guardian)
+	}
+	pid, err := syscall.ForkExec(path, s.cfg.Command, attr)
+	s.guard.release()
 	if err != nil {
-		s.logf("cannot start %s: %v", s.cfg.Command[0], err)
+		s.logf("cannot start %s: %v", output.Escape(s.cfg.Command[0]), err)
 		if errors.Is(err, unix.ENOENT) {
 			return ExitNotFound
 		}
@@ -195,7 +227,7 @@ func (s *supervisor) run() int {
 	// Read CMD's identity before anything can reap it.
 	k, err := procfs.ReadStat(pid)
 	if err != nil {
-		s.logf("cannot read /proc/%d/stat of %s: %v", pid, s.cfg.Command[0], err)
+		s.logf("cannot read /proc/%d/stat of %s: %v", pid, output.Escape(s.cfg.Command[0]), err)
 		unix.Kill(pid, unix.SIGKILL)
 		return ExitFailure
 	}
@@ -208,7 +240,8 @@ func (s *supervisor) run() int {
 	now := time.Now()
 	s.deadline = now.Add(s.cfg.Timeout)
 	s.tracker = NewTracker(s.cmd, now, s.cfg.Settle, s.self, !s.cfg.NoSubreaper)
-	s.debugf("started %s pid=%d (hook %s via %s)", s.cfg.Command[0], pid, obs.Mechanism.Hook, obs.Mechanism.Name)
+	s.debugf("started %s pid=%d (hook %s via %s)", output.Escape(s.cfg.Command[0]), pid, obs.Mechanism.Hook, obs.Mechanism.Name)
+	s.cfg.Notify.Status(fmt.Sprintf("waiting for the daemon: started %s pid %d", output.Escape(s.cmdComm), pid))
 	return s.finish(s.loop())
 }
 
@@ -277,7 +310,7 @@ func (s *supervisor) step(now time.Time) (code int, done bool) {
 
 // noDaemon ends a launch that left nothing running.
 func (s *supervisor) noDaemon() int {
-	cmd := s.cfg.Command[0]
+	cmd := output.Escape(s.cfg.Command[0])
 	switch {
 	case s.cmdStatus != nil && *s.cmdStatus != 0:
 		s.logf("%s %s and left no daemon", cmd, output.StatusText(uint32(*s.cmdStatus)))
@@ -306,10 +339,10 @@ func (s *supervisor) unrecorded() []string {
 	}
 	var out []string
 	for _, k := range procfs.Children(int(s.self)) {
-		if k.ID.Same(s.cmd) || s.tracker.member(k.ID) != nil {
+		if k.ID.Same(s.cmd) || s.tracker.member(k.ID) != nil || s.isGuardian(int(k.PID)) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, k.Comm))
+		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, output.Escape(k.Comm)))
 	}
 	return out
 }
@@ -327,16 +360,23 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	pattern := events.DaemonPattern(c.Adoption.Lineage)
 	if successor {
 		s.logf("daemon pid=%d comm=%s follows pid=%d comm=%s (%s; %s, %s): %s",
-			c.PID, c.Comm, s.daemon.PID, s.daemonComm, "the previous daemon exited cleanly", pattern, d.Reason, lineage)
+			c.PID, output.Escape(c.Comm), s.daemon.PID, output.Escape(s.daemonComm), "the previous daemon exited cleanly", pattern, d.Reason, lineage)
 	} else {
-		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, c.Comm, pattern, d.Reason, lineage)
+		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, output.Escape(c.Comm), pattern, d.Reason, lineage)
 	}
 	if len(d.Others) > 0 {
 		var others []string
 		for _, o := range d.Others {
-			others = append(others, fmt.Sprintf("%d (%s)", o.PID, o.Comm))
+			others = append(others, fmt.Sprintf("%d (%s)", o.PID, output.Escape(o.Comm)))
 		}
 		s.logf("also adopted and still running, not followed: %s", strings.Join(others, ", "))
+	}
+	// The service manager follows the daemon from now on: MAINPID= with READY=1
+	// in one message the first time (see service.Notifier.ReadyMainPID).
+	if successor {
+		s.cfg.Notify.MainPID(int(c.PID), fmt.Sprintf("following %d %s (it replaced %d)", c.PID, output.Escape(c.Comm), s.daemon.PID))
+	} else {
+		s.cfg.Notify.ReadyMainPID(int(c.PID), fmt.Sprintf("following %d %s", c.PID, output.Escape(c.Comm)))
 	}
 	s.daemon, s.daemonComm = c, c.Comm
 	s.daemonEnded, s.daemonStatus = false, nil
@@ -355,12 +395,12 @@ func (s *supervisor) follow(d Decision, successor bool) {
 func (s *supervisor) ended(now time.Time) (int, bool) {
 	d := s.daemon
 	if s.daemonStatus == nil {
-		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, s.daemonComm)
+		s.logf("daemon pid=%d comm=%s ended: status unknown (its exit record was lost)", d.PID, output.Escape(s.daemonComm))
 		return ExitFailure, true
 	}
 	ws := *s.daemonStatus
 	s.lastCode = exitCode(ws)
-	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, s.daemonComm, s.lastCode, output.StatusText(uint32(ws)))
+	s.logf("daemon pid=%d comm=%s ended: status=%d, %s", d.PID, output.Escape(s.daemonComm), s.lastCode, output.StatusText(uint32(ws)))
 	if ws != 0 || s.stopSignal != 0 {
 		return s.lastCode, true
 	}
@@ -397,7 +437,7 @@ func (s *supervisor) onRecord(r recordOrErr) {
 			}
 			return
 		}
-		s.debugf("adopted pid=%d comm=%s by %d (%s), alive=%v: %s", c.PID, c.Comm, a.NewParent.PID, a.Reaper, c.Alive,
+		s.debugf("adopted pid=%d comm=%s by %d (%s), alive=%v: %s", c.PID, output.Escape(c.Comm), a.NewParent.PID, a.Reaper, c.Alive,
 			output.LineageText(a.Lineage, a.LineageComplete))
 		if !c.Alive {
 			if fd >= 0 {
@@ -425,7 +465,8 @@ func (s *supervisor) onRecord(r recordOrErr) {
 		}
 	case t.Kind == events.KindExec && s.daemon != nil && !s.daemonEnded && s.daemon.ID.Same(id):
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", id.PID))
-		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID, s.daemonComm, t.Process.Comm, exe)
+		s.logf("daemon pid=%d comm=%s re-executed itself: now comm=%s exe=%s; still following it", id.PID,
+			output.Escape(s.daemonComm), output.Escape(t.Process.Comm), output.Escape(exe))
 		s.daemonComm = t.Process.Comm
 	case t.Kind == events.KindExec && id.Same(s.cmd):
 		s.cmdComm = t.Process.Comm
@@ -439,7 +480,7 @@ func (s *supervisor) onReap(r reaped) {
 		ws := r.status
 		s.cmdStatus = &ws
 		s.closePidfd(s.cmd)
-		s.debugf("%s pid=%d %s", s.cfg.Command[0], r.pid, output.StatusText(uint32(ws)))
+		s.debugf("%s pid=%d %s", output.Escape(s.cfg.Command[0]), r.pid, output.StatusText(uint32(ws)))
 		if s.state == launching {
 			s.tracker.RootExited(now)
 		}
@@ -482,6 +523,9 @@ func (s *supervisor) onGone(id procfs.ID) {
 func (s *supervisor) onSignal(sig unix.Signal) {
 	stop := isStop(sig)
 	if stop {
+		if s.stopSignal == 0 {
+			s.cfg.Notify.Stopping()
+		}
 		s.stopSignal = sig
 	}
 	switch {
@@ -535,7 +579,9 @@ func (s *supervisor) finish(code int) int {
 			return pids
 		}
 		for _, k := range procfs.Children(os.Getpid()) {
-			pids = append(pids, int(k.PID))
+			if !s.isGuardian(int(k.PID)) {
+				pids = append(pids, int(k.PID))
+			}
 		}
 		return pids
 	})
@@ -561,7 +607,7 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 				continue
 			}
 			if k, err := procfs.ReadStat(pid); err == nil && k.PPID == s.self {
-				s.logf("stopping leftover pid=%d comm=%s", pid, k.Comm)
+				s.logf("stopping leftover pid=%d comm=%s", pid, output.Escape(k.Comm))
 				s.kill(pid, unix.SIGTERM)
 			}
 			termed[pid] = true
@@ -583,6 +629,9 @@ func (s *supervisor) stopLeftovers(children func() []int) {
 		}
 	}
 }
+
+// isGuardian: the KillTreeOnExit guardian is run's child but not of the tree.
+func (s *supervisor) isGuardian(pid int) bool { return s.guard != nil && s.guard.guardian == pid }
 
 // kill signals one of run's children: a pidfd opened while it is still our
 // child (it cannot have been reaped and reused: only run reaps its children).
