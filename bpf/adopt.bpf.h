@@ -1,5 +1,16 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* One adoption record: the child, its previous and new parent, and its lineage. */
+#ifndef ADOPTWATCH_ADOPT_BPF_H
+#define ADOPTWATCH_ADOPT_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "records.h"
+#include "maps.bpf.h"
+#include "task_info.bpf.h"
+#include "watch.bpf.h"
+#include "adoptee.bpf.h"
 
 /* What user space needs to name the reaper: namespace reaper, subreaper, or neither. */
 static __always_inline __u32 reaper_flags_of(struct task_struct *child,
@@ -25,15 +36,12 @@ static __always_inline __u32 reaper_flags_of(struct task_struct *child,
 static __always_inline void emit_adoption(struct task_struct *child,
 					  struct task_struct *old_parent, __u32 hook)
 {
-	struct task_struct *new_parent = BPF_CORE_READ(child, real_parent);
-	struct lineage *lin = lineage_of(child);
-	bool off;
-
 	count(COUNTER_ADOPTIONS);
-	if (!is_watched(child, lin, child, &off)) {
+	if (!watched(child)) {
 		count(COUNTER_UNWATCHED_ADOPTIONS);
 		return;
 	}
+	struct task_struct *new_parent = BPF_CORE_READ(child, real_parent);
 
 	struct adopt_record *rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
 	if (!rec) {
@@ -47,6 +55,12 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	fill_ident(&rec->child, child);
 	fill_ident(&rec->prev_parent, old_parent);
 	fill_ident(&rec->new_parent, new_parent);
+	/* The pids the reaper itself sees (in a container: the container's). */
+	struct pid_namespace *reaper_ns = pid_ns_of(new_parent);
+	rec->child.reaper_ns_pid = tgid_in_ns(child, reaper_ns);
+	rec->prev_parent.reaper_ns_pid = tgid_in_ns(old_parent, reaper_ns);
+	rec->new_parent.reaper_ns_pid = tgid_in_ns(new_parent, reaper_ns);
+	struct lineage *lin = lineage_of(child);
 	if (lin && lin->len) {
 		rec->lineage_len = lin->len;
 		rec->lineage_flags = lin->flags;
@@ -59,4 +73,20 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	}
 	/* Adoptions are rare and wanted at once: wake the reader even if it lags. */
 	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+	follow_adoptee(child);
 }
+
+/*
+ * Every hook reports through this global function: the verifier checks a
+ * global function once, on its own, instead of once per call site, and the
+ * exit walk calls it for each of up to 128 children per program run, in a
+ * loop the verifier unrolls (5.10 has no bpf_loop). Its arguments are plain
+ * numbers, as global functions require: the tasks are only ever probe-read.
+ */
+__noinline int report_adoption(__u64 child, __u64 old_parent, __u32 hook)
+{
+	emit_adoption((struct task_struct *)child, (struct task_struct *)old_parent, hook);
+	return 0;
+}
+
+#endif

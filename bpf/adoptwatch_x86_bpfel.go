@@ -35,17 +35,43 @@ type AdoptwatchAdoptRecord struct {
 	Lineage      [8]AdoptwatchAncestor
 }
 
-type AdoptwatchAncestor struct {
-	_       structs.HostLayout
-	Pid     uint32
-	Sid     uint32
-	Pgid    uint32
-	Flags   uint32
-	StartNs uint64
-	Comm    [16]int8
+type AdoptwatchAdoptee struct {
+	_        structs.HostLayout
+	ExitNs   uint64
+	ExitCode uint32
+	Flags    uint32
+	Reaper   AdoptwatchTaskIdent
 }
 
-type AdoptwatchChildrenSnapshot struct {
+type AdoptwatchAdopteeFlag uint32
+
+const (
+	AdoptwatchAdopteeFlagADOPTEE_EXITED_BEFORE AdoptwatchAdopteeFlag = 1
+	AdoptwatchAdopteeFlagADOPTEE_EXIT_UNSEEN   AdoptwatchAdopteeFlag = 2
+)
+
+type AdoptwatchAdopteeRecord struct {
+	_        structs.HostLayout
+	Hdr      AdoptwatchRecordHeader
+	ExitNs   uint64
+	ExitCode uint32
+	Flags    uint32
+	Adoptee  AdoptwatchTaskIdent
+	Reaper   AdoptwatchTaskIdent
+}
+
+type AdoptwatchAncestor struct {
+	_        structs.HostLayout
+	Pid      uint32
+	Sid      uint32
+	Pgid     uint32
+	Flags    uint32
+	StartNs  uint64
+	Comm     [16]int8
+	CgroupId uint64
+}
+
+type AdoptwatchChildrenChunk struct {
 	_     structs.HostLayout
 	Count uint32
 	Pad   uint32
@@ -55,6 +81,12 @@ type AdoptwatchChildrenSnapshot struct {
 		Pid  uint32
 		Pad  uint32
 	}
+}
+
+type AdoptwatchChunkKey struct {
+	_     structs.HostLayout
+	Tid   uint32
+	Index uint32
 }
 
 type AdoptwatchCounter uint32
@@ -70,13 +102,34 @@ const (
 	AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS AdoptwatchCounter = 7
 	AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL  AdoptwatchCounter = 8
 	AdoptwatchCounterCOUNTER_SPARE_RUNS          AdoptwatchCounter = 9
-	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 10
+	AdoptwatchCounterCOUNTER_UNFOLLOWED          AdoptwatchCounter = 10
+	AdoptwatchCounterCOUNTER_ADOPTEES_FULL       AdoptwatchCounter = 11
+	AdoptwatchCounterCOUNTER_LOST_ADOPTEE        AdoptwatchCounter = 12
+	AdoptwatchCounterCOUNTER_MAX                 AdoptwatchCounter = 13
 )
 
 type AdoptwatchExitFlag uint32
 
 const (
 	AdoptwatchExitFlagEXIT_GROUP_DEAD AdoptwatchExitFlag = 1
+)
+
+type AdoptwatchExitingThread struct {
+	_          structs.HostLayout
+	Task       uint64
+	Pos        uint64
+	Chunks     uint32
+	Resolved   uint32
+	Unfollowed uint32
+	Reaper     uint32
+	Direct     uint32
+	Pad        uint32
+}
+
+type AdoptwatchLimit uint32
+
+const (
+	AdoptwatchLimitEXIT_WALK_MAX_CHILDREN AdoptwatchLimit = 4096
 )
 
 type AdoptwatchLineage struct {
@@ -128,10 +181,12 @@ type AdoptwatchRecordHeader struct {
 type AdoptwatchRecordKind uint32
 
 const (
-	AdoptwatchRecordKindRECORD_ADOPT AdoptwatchRecordKind = 1
-	AdoptwatchRecordKindRECORD_FORK  AdoptwatchRecordKind = 2
-	AdoptwatchRecordKindRECORD_EXEC  AdoptwatchRecordKind = 3
-	AdoptwatchRecordKindRECORD_EXIT  AdoptwatchRecordKind = 4
+	AdoptwatchRecordKindRECORD_ADOPT          AdoptwatchRecordKind = 1
+	AdoptwatchRecordKindRECORD_FORK           AdoptwatchRecordKind = 2
+	AdoptwatchRecordKindRECORD_EXEC           AdoptwatchRecordKind = 3
+	AdoptwatchRecordKindRECORD_EXIT           AdoptwatchRecordKind = 4
+	AdoptwatchRecordKindRECORD_ADOPTEE_EXIT   AdoptwatchRecordKind = 5
+	AdoptwatchRecordKindRECORD_ADOPTEE_REAPED AdoptwatchRecordKind = 6
 )
 
 type AdoptwatchSeed struct {
@@ -155,15 +210,20 @@ type AdoptwatchSettings struct {
 }
 
 type AdoptwatchTaskIdent struct {
-	_       structs.HostLayout
-	Pid     uint32
-	Tid     uint32
-	Ppid    uint32
-	Sid     uint32
-	Pgid    uint32
-	Uid     uint32
-	StartNs uint64
-	Comm    [16]int8
+	_           structs.HostLayout
+	Pid         uint32
+	Tid         uint32
+	Ppid        uint32
+	Sid         uint32
+	Pgid        uint32
+	Uid         uint32
+	StartNs     uint64
+	Comm        [16]int8
+	CgroupId    uint64
+	PidnsInum   uint32
+	NsPid       uint32
+	ReaperNsPid uint32
+	Pad         uint32
 }
 
 type AdoptwatchTaskRecord struct {
@@ -185,45 +245,60 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	AdoptwatchMapClaimedEvent      = "claimed_event"
-	AdoptwatchMapCounters          = "counters"
-	AdoptwatchMapExitingChildren   = "exiting_children"
-	AdoptwatchMapLineageScratch    = "lineage_scratch"
-	AdoptwatchMapLineages          = "lineages"
-	AdoptwatchMapPendingChildren   = "pending_children"
-	AdoptwatchMapRecords           = "records"
-	AdoptwatchMapSeeds             = "seeds"
-	AdoptwatchMapSnapshotScratch   = "snapshot_scratch"
-	AdoptwatchMapTaskRecordsSent   = "task_records_sent"
-	AdoptwatchMapWatchSettings     = "watch_settings"
-	AdoptwatchProgAdoptFentry      = "adopt_fentry"
-	AdoptwatchProgAdoptKprobe      = "adopt_kprobe"
-	AdoptwatchProgOnExec           = "on_exec"
-	AdoptwatchProgOnExecSpare      = "on_exec_spare"
-	AdoptwatchProgOnExecSpare2     = "on_exec_spare2"
-	AdoptwatchProgOnExit           = "on_exit"
-	AdoptwatchProgOnExitSpare      = "on_exit_spare"
-	AdoptwatchProgOnExitSpare2     = "on_exit_spare2"
-	AdoptwatchProgOnFork           = "on_fork"
-	AdoptwatchProgOnForkSpare      = "on_fork_spare"
-	AdoptwatchProgOnForkSpare2     = "on_fork_spare2"
-	AdoptwatchProgOnFree           = "on_free"
-	AdoptwatchProgOnSwitch         = "on_switch"
-	AdoptwatchVarEmitTaskRecords   = "emit_task_records"
-	AdoptwatchVarExitWalk          = "exit_walk"
-	AdoptwatchVarUnusedAdoptHook   = "unused_adopt_hook"
-	AdoptwatchVarUnusedAdoptRecord = "unused_adopt_record"
-	AdoptwatchVarUnusedCounter     = "unused_counter"
-	AdoptwatchVarUnusedExitFlag    = "unused_exit_flag"
-	AdoptwatchVarUnusedLineageFlag = "unused_lineage_flag"
-	AdoptwatchVarUnusedReaperFlag  = "unused_reaper_flag"
-	AdoptwatchVarUnusedRecordKind  = "unused_record_kind"
-	AdoptwatchVarUnusedSeedState   = "unused_seed_state"
-	AdoptwatchVarUnusedTaskRecord  = "unused_task_record"
-	AdoptwatchVarUnusedWatchFlag   = "unused_watch_flag"
-	AdoptwatchVarWakeupEvery       = "wakeup_every"
-	AdoptwatchVarWatchAll          = "watch_all"
-	AdoptwatchVarWatchCgroupId     = "watch_cgroup_id"
+	AdoptwatchMapAdoptees            = "adoptees"
+	AdoptwatchMapChunkScratch        = "chunk_scratch"
+	AdoptwatchMapClaimedEvent        = "claimed_event"
+	AdoptwatchMapCountProgs          = "count_progs"
+	AdoptwatchMapCounters            = "counters"
+	AdoptwatchMapExitChunks          = "exit_chunks"
+	AdoptwatchMapExitingThreads      = "exiting_threads"
+	AdoptwatchMapLineageScratch      = "lineage_scratch"
+	AdoptwatchMapLineages            = "lineages"
+	AdoptwatchMapPendingChildren     = "pending_children"
+	AdoptwatchMapRecords             = "records"
+	AdoptwatchMapResolveProgs        = "resolve_progs"
+	AdoptwatchMapSeeds               = "seeds"
+	AdoptwatchMapSnapshotProgs       = "snapshot_progs"
+	AdoptwatchMapTaskRecordsSent     = "task_records_sent"
+	AdoptwatchMapWalkScratch         = "walk_scratch"
+	AdoptwatchMapWatchSettings       = "watch_settings"
+	AdoptwatchProgAdoptFentry        = "adopt_fentry"
+	AdoptwatchProgAdoptKprobe        = "adopt_kprobe"
+	AdoptwatchProgCountMore          = "count_more"
+	AdoptwatchProgCountMoreSpare     = "count_more_spare"
+	AdoptwatchProgCountMoreSpare2    = "count_more_spare2"
+	AdoptwatchProgOnExec             = "on_exec"
+	AdoptwatchProgOnExecSpare        = "on_exec_spare"
+	AdoptwatchProgOnExecSpare2       = "on_exec_spare2"
+	AdoptwatchProgOnExit             = "on_exit"
+	AdoptwatchProgOnExitSpare        = "on_exit_spare"
+	AdoptwatchProgOnExitSpare2       = "on_exit_spare2"
+	AdoptwatchProgOnFork             = "on_fork"
+	AdoptwatchProgOnForkSpare        = "on_fork_spare"
+	AdoptwatchProgOnForkSpare2       = "on_fork_spare2"
+	AdoptwatchProgOnFree             = "on_free"
+	AdoptwatchProgOnSwitch           = "on_switch"
+	AdoptwatchProgResolveMore        = "resolve_more"
+	AdoptwatchProgSnapshotMore       = "snapshot_more"
+	AdoptwatchProgSnapshotMoreSpare  = "snapshot_more_spare"
+	AdoptwatchProgSnapshotMoreSpare2 = "snapshot_more_spare2"
+	AdoptwatchVarEmitTaskRecords     = "emit_task_records"
+	AdoptwatchVarExitWalk            = "exit_walk"
+	AdoptwatchVarUnusedAdoptHook     = "unused_adopt_hook"
+	AdoptwatchVarUnusedAdoptRecord   = "unused_adopt_record"
+	AdoptwatchVarUnusedAdopteeFlag   = "unused_adoptee_flag"
+	AdoptwatchVarUnusedAdopteeRecord = "unused_adoptee_record"
+	AdoptwatchVarUnusedCounter       = "unused_counter"
+	AdoptwatchVarUnusedExitFlag      = "unused_exit_flag"
+	AdoptwatchVarUnusedLimit         = "unused_limit"
+	AdoptwatchVarUnusedLineageFlag   = "unused_lineage_flag"
+	AdoptwatchVarUnusedReaperFlag    = "unused_reaper_flag"
+	AdoptwatchVarUnusedRecordKind    = "unused_record_kind"
+	AdoptwatchVarUnusedSeedState     = "unused_seed_state"
+	AdoptwatchVarUnusedTaskRecord    = "unused_task_record"
+	AdoptwatchVarUnusedWatchFlag     = "unused_watch_flag"
+	AdoptwatchVarWatchAll            = "watch_all"
+	AdoptwatchVarWatchCgroupId       = "watch_cgroup_id"
 )
 
 // LoadAdoptwatch returns the embedded CollectionSpec for Adoptwatch.
@@ -268,35 +343,48 @@ type AdoptwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchProgramSpecs struct {
-	AdoptFentry  *ebpf.ProgramSpec `ebpf:"adopt_fentry"`
-	AdoptKprobe  *ebpf.ProgramSpec `ebpf:"adopt_kprobe"`
-	OnExec       *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExecSpare  *ebpf.ProgramSpec `ebpf:"on_exec_spare"`
-	OnExecSpare2 *ebpf.ProgramSpec `ebpf:"on_exec_spare2"`
-	OnExit       *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnExitSpare  *ebpf.ProgramSpec `ebpf:"on_exit_spare"`
-	OnExitSpare2 *ebpf.ProgramSpec `ebpf:"on_exit_spare2"`
-	OnFork       *ebpf.ProgramSpec `ebpf:"on_fork"`
-	OnForkSpare  *ebpf.ProgramSpec `ebpf:"on_fork_spare"`
-	OnForkSpare2 *ebpf.ProgramSpec `ebpf:"on_fork_spare2"`
-	OnFree       *ebpf.ProgramSpec `ebpf:"on_free"`
-	OnSwitch     *ebpf.ProgramSpec `ebpf:"on_switch"`
+	AdoptFentry        *ebpf.ProgramSpec `ebpf:"adopt_fentry"`
+	AdoptKprobe        *ebpf.ProgramSpec `ebpf:"adopt_kprobe"`
+	CountMore          *ebpf.ProgramSpec `ebpf:"count_more"`
+	CountMoreSpare     *ebpf.ProgramSpec `ebpf:"count_more_spare"`
+	CountMoreSpare2    *ebpf.ProgramSpec `ebpf:"count_more_spare2"`
+	OnExec             *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExecSpare        *ebpf.ProgramSpec `ebpf:"on_exec_spare"`
+	OnExecSpare2       *ebpf.ProgramSpec `ebpf:"on_exec_spare2"`
+	OnExit             *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnExitSpare        *ebpf.ProgramSpec `ebpf:"on_exit_spare"`
+	OnExitSpare2       *ebpf.ProgramSpec `ebpf:"on_exit_spare2"`
+	OnFork             *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnForkSpare        *ebpf.ProgramSpec `ebpf:"on_fork_spare"`
+	OnForkSpare2       *ebpf.ProgramSpec `ebpf:"on_fork_spare2"`
+	OnFree             *ebpf.ProgramSpec `ebpf:"on_free"`
+	OnSwitch           *ebpf.ProgramSpec `ebpf:"on_switch"`
+	ResolveMore        *ebpf.ProgramSpec `ebpf:"resolve_more"`
+	SnapshotMore       *ebpf.ProgramSpec `ebpf:"snapshot_more"`
+	SnapshotMoreSpare  *ebpf.ProgramSpec `ebpf:"snapshot_more_spare"`
+	SnapshotMoreSpare2 *ebpf.ProgramSpec `ebpf:"snapshot_more_spare2"`
 }
 
 // AdoptwatchMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchMapSpecs struct {
+	Adoptees        *ebpf.MapSpec `ebpf:"adoptees"`
+	ChunkScratch    *ebpf.MapSpec `ebpf:"chunk_scratch"`
 	ClaimedEvent    *ebpf.MapSpec `ebpf:"claimed_event"`
+	CountProgs      *ebpf.MapSpec `ebpf:"count_progs"`
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
-	ExitingChildren *ebpf.MapSpec `ebpf:"exiting_children"`
+	ExitChunks      *ebpf.MapSpec `ebpf:"exit_chunks"`
+	ExitingThreads  *ebpf.MapSpec `ebpf:"exiting_threads"`
 	LineageScratch  *ebpf.MapSpec `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.MapSpec `ebpf:"lineages"`
 	PendingChildren *ebpf.MapSpec `ebpf:"pending_children"`
 	Records         *ebpf.MapSpec `ebpf:"records"`
+	ResolveProgs    *ebpf.MapSpec `ebpf:"resolve_progs"`
 	Seeds           *ebpf.MapSpec `ebpf:"seeds"`
-	SnapshotScratch *ebpf.MapSpec `ebpf:"snapshot_scratch"`
+	SnapshotProgs   *ebpf.MapSpec `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.MapSpec `ebpf:"task_records_sent"`
+	WalkScratch     *ebpf.MapSpec `ebpf:"walk_scratch"`
 	WatchSettings   *ebpf.MapSpec `ebpf:"watch_settings"`
 }
 
@@ -304,21 +392,23 @@ type AdoptwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchVariableSpecs struct {
-	EmitTaskRecords   *ebpf.VariableSpec `ebpf:"emit_task_records"`
-	ExitWalk          *ebpf.VariableSpec `ebpf:"exit_walk"`
-	UnusedAdoptHook   *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
-	UnusedAdoptRecord *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
-	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedExitFlag    *ebpf.VariableSpec `ebpf:"unused_exit_flag"`
-	UnusedLineageFlag *ebpf.VariableSpec `ebpf:"unused_lineage_flag"`
-	UnusedReaperFlag  *ebpf.VariableSpec `ebpf:"unused_reaper_flag"`
-	UnusedRecordKind  *ebpf.VariableSpec `ebpf:"unused_record_kind"`
-	UnusedSeedState   *ebpf.VariableSpec `ebpf:"unused_seed_state"`
-	UnusedTaskRecord  *ebpf.VariableSpec `ebpf:"unused_task_record"`
-	UnusedWatchFlag   *ebpf.VariableSpec `ebpf:"unused_watch_flag"`
-	WakeupEvery       *ebpf.VariableSpec `ebpf:"wakeup_every"`
-	WatchAll          *ebpf.VariableSpec `ebpf:"watch_all"`
-	WatchCgroupId     *ebpf.VariableSpec `ebpf:"watch_cgroup_id"`
+	EmitTaskRecords     *ebpf.VariableSpec `ebpf:"emit_task_records"`
+	ExitWalk            *ebpf.VariableSpec `ebpf:"exit_walk"`
+	UnusedAdoptHook     *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
+	UnusedAdoptRecord   *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
+	UnusedAdopteeFlag   *ebpf.VariableSpec `ebpf:"unused_adoptee_flag"`
+	UnusedAdopteeRecord *ebpf.VariableSpec `ebpf:"unused_adoptee_record"`
+	UnusedCounter       *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedExitFlag      *ebpf.VariableSpec `ebpf:"unused_exit_flag"`
+	UnusedLimit         *ebpf.VariableSpec `ebpf:"unused_limit"`
+	UnusedLineageFlag   *ebpf.VariableSpec `ebpf:"unused_lineage_flag"`
+	UnusedReaperFlag    *ebpf.VariableSpec `ebpf:"unused_reaper_flag"`
+	UnusedRecordKind    *ebpf.VariableSpec `ebpf:"unused_record_kind"`
+	UnusedSeedState     *ebpf.VariableSpec `ebpf:"unused_seed_state"`
+	UnusedTaskRecord    *ebpf.VariableSpec `ebpf:"unused_task_record"`
+	UnusedWatchFlag     *ebpf.VariableSpec `ebpf:"unused_watch_flag"`
+	WatchAll            *ebpf.VariableSpec `ebpf:"watch_all"`
+	WatchCgroupId       *ebpf.VariableSpec `ebpf:"watch_cgroup_id"`
 }
 
 // AdoptwatchObjects contains all objects after they have been loaded into the kernel.
@@ -341,31 +431,43 @@ func (o *AdoptwatchObjects) Close() error {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchMaps struct {
+	Adoptees        *ebpf.Map `ebpf:"adoptees"`
+	ChunkScratch    *ebpf.Map `ebpf:"chunk_scratch"`
 	ClaimedEvent    *ebpf.Map `ebpf:"claimed_event"`
+	CountProgs      *ebpf.Map `ebpf:"count_progs"`
 	Counters        *ebpf.Map `ebpf:"counters"`
-	ExitingChildren *ebpf.Map `ebpf:"exiting_children"`
+	ExitChunks      *ebpf.Map `ebpf:"exit_chunks"`
+	ExitingThreads  *ebpf.Map `ebpf:"exiting_threads"`
 	LineageScratch  *ebpf.Map `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.Map `ebpf:"lineages"`
 	PendingChildren *ebpf.Map `ebpf:"pending_children"`
 	Records         *ebpf.Map `ebpf:"records"`
+	ResolveProgs    *ebpf.Map `ebpf:"resolve_progs"`
 	Seeds           *ebpf.Map `ebpf:"seeds"`
-	SnapshotScratch *ebpf.Map `ebpf:"snapshot_scratch"`
+	SnapshotProgs   *ebpf.Map `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.Map `ebpf:"task_records_sent"`
+	WalkScratch     *ebpf.Map `ebpf:"walk_scratch"`
 	WatchSettings   *ebpf.Map `ebpf:"watch_settings"`
 }
 
 func (m *AdoptwatchMaps) Close() error {
 	return _AdoptwatchClose(
+		m.Adoptees,
+		m.ChunkScratch,
 		m.ClaimedEvent,
+		m.CountProgs,
 		m.Counters,
-		m.ExitingChildren,
+		m.ExitChunks,
+		m.ExitingThreads,
 		m.LineageScratch,
 		m.Lineages,
 		m.PendingChildren,
 		m.Records,
+		m.ResolveProgs,
 		m.Seeds,
-		m.SnapshotScratch,
+		m.SnapshotProgs,
 		m.TaskRecordsSent,
+		m.WalkScratch,
 		m.WatchSettings,
 	)
 }
@@ -374,46 +476,58 @@ func (m *AdoptwatchMaps) Close() error {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchVariables struct {
-	EmitTaskRecords   *ebpf.Variable `ebpf:"emit_task_records"`
-	ExitWalk          *ebpf.Variable `ebpf:"exit_walk"`
-	UnusedAdoptHook   *ebpf.Variable `ebpf:"unused_adopt_hook"`
-	UnusedAdoptRecord *ebpf.Variable `ebpf:"unused_adopt_record"`
-	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedExitFlag    *ebpf.Variable `ebpf:"unused_exit_flag"`
-	UnusedLineageFlag *ebpf.Variable `ebpf:"unused_lineage_flag"`
-	UnusedReaperFlag  *ebpf.Variable `ebpf:"unused_reaper_flag"`
-	UnusedRecordKind  *ebpf.Variable `ebpf:"unused_record_kind"`
-	UnusedSeedState   *ebpf.Variable `ebpf:"unused_seed_state"`
-	UnusedTaskRecord  *ebpf.Variable `ebpf:"unused_task_record"`
-	UnusedWatchFlag   *ebpf.Variable `ebpf:"unused_watch_flag"`
-	WakeupEvery       *ebpf.Variable `ebpf:"wakeup_every"`
-	WatchAll          *ebpf.Variable `ebpf:"watch_all"`
-	WatchCgroupId     *ebpf.Variable `ebpf:"watch_cgroup_id"`
+	EmitTaskRecords     *ebpf.Variable `ebpf:"emit_task_records"`
+	ExitWalk            *ebpf.Variable `ebpf:"exit_walk"`
+	UnusedAdoptHook     *ebpf.Variable `ebpf:"unused_adopt_hook"`
+	UnusedAdoptRecord   *ebpf.Variable `ebpf:"unused_adopt_record"`
+	UnusedAdopteeFlag   *ebpf.Variable `ebpf:"unused_adoptee_flag"`
+	UnusedAdopteeRecord *ebpf.Variable `ebpf:"unused_adoptee_record"`
+	UnusedCounter       *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedExitFlag      *ebpf.Variable `ebpf:"unused_exit_flag"`
+	UnusedLimit         *ebpf.Variable `ebpf:"unused_limit"`
+	UnusedLineageFlag   *ebpf.Variable `ebpf:"unused_lineage_flag"`
+	UnusedReaperFlag    *ebpf.Variable `ebpf:"unused_reaper_flag"`
+	UnusedRecordKind    *ebpf.Variable `ebpf:"unused_record_kind"`
+	UnusedSeedState     *ebpf.Variable `ebpf:"unused_seed_state"`
+	UnusedTaskRecord    *ebpf.Variable `ebpf:"unused_task_record"`
+	UnusedWatchFlag     *ebpf.Variable `ebpf:"unused_watch_flag"`
+	WatchAll            *ebpf.Variable `ebpf:"watch_all"`
+	WatchCgroupId       *ebpf.Variable `ebpf:"watch_cgroup_id"`
 }
 
 // AdoptwatchPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchPrograms struct {
-	AdoptFentry  *ebpf.Program `ebpf:"adopt_fentry"`
-	AdoptKprobe  *ebpf.Program `ebpf:"adopt_kprobe"`
-	OnExec       *ebpf.Program `ebpf:"on_exec"`
-	OnExecSpare  *ebpf.Program `ebpf:"on_exec_spare"`
-	OnExecSpare2 *ebpf.Program `ebpf:"on_exec_spare2"`
-	OnExit       *ebpf.Program `ebpf:"on_exit"`
-	OnExitSpare  *ebpf.Program `ebpf:"on_exit_spare"`
-	OnExitSpare2 *ebpf.Program `ebpf:"on_exit_spare2"`
-	OnFork       *ebpf.Program `ebpf:"on_fork"`
-	OnForkSpare  *ebpf.Program `ebpf:"on_fork_spare"`
-	OnForkSpare2 *ebpf.Program `ebpf:"on_fork_spare2"`
-	OnFree       *ebpf.Program `ebpf:"on_free"`
-	OnSwitch     *ebpf.Program `ebpf:"on_switch"`
+	AdoptFentry        *ebpf.Program `ebpf:"adopt_fentry"`
+	AdoptKprobe        *ebpf.Program `ebpf:"adopt_kprobe"`
+	CountMore          *ebpf.Program `ebpf:"count_more"`
+	CountMoreSpare     *ebpf.Program `ebpf:"count_more_spare"`
+	CountMoreSpare2    *ebpf.Program `ebpf:"count_more_spare2"`
+	OnExec             *ebpf.Program `ebpf:"on_exec"`
+	OnExecSpare        *ebpf.Program `ebpf:"on_exec_spare"`
+	OnExecSpare2       *ebpf.Program `ebpf:"on_exec_spare2"`
+	OnExit             *ebpf.Program `ebpf:"on_exit"`
+	OnExitSpare        *ebpf.Program `ebpf:"on_exit_spare"`
+	OnExitSpare2       *ebpf.Program `ebpf:"on_exit_spare2"`
+	OnFork             *ebpf.Program `ebpf:"on_fork"`
+	OnForkSpare        *ebpf.Program `ebpf:"on_fork_spare"`
+	OnForkSpare2       *ebpf.Program `ebpf:"on_fork_spare2"`
+	OnFree             *ebpf.Program `ebpf:"on_free"`
+	OnSwitch           *ebpf.Program `ebpf:"on_switch"`
+	ResolveMore        *ebpf.Program `ebpf:"resolve_more"`
+	SnapshotMore       *ebpf.Program `ebpf:"snapshot_more"`
+	SnapshotMoreSpare  *ebpf.Program `ebpf:"snapshot_more_spare"`
+	SnapshotMoreSpare2 *ebpf.Program `ebpf:"snapshot_more_spare2"`
 }
 
 func (p *AdoptwatchPrograms) Close() error {
 	return _AdoptwatchClose(
 		p.AdoptFentry,
 		p.AdoptKprobe,
+		p.CountMore,
+		p.CountMoreSpare,
+		p.CountMoreSpare2,
 		p.OnExec,
 		p.OnExecSpare,
 		p.OnExecSpare2,
@@ -425,6 +539,10 @@ func (p *AdoptwatchPrograms) Close() error {
 		p.OnForkSpare2,
 		p.OnFree,
 		p.OnSwitch,
+		p.ResolveMore,
+		p.SnapshotMore,
+		p.SnapshotMoreSpare,
+		p.SnapshotMoreSpare2,
 	)
 }
 

@@ -94,15 +94,14 @@ struct task_struct {
 	struct css_set *cgroups;
 };
 
+struct ns_common {
+	unsigned int inum; /* the inode number the links in /proc/PID/ns name */
+};
+
 struct pid_namespace {
 	struct task_struct *child_reaper;
 	unsigned int level;
-};
-
-/* x86-64 kprobe context: the first two argument registers. */
-struct pt_regs {
-	unsigned long di;
-	unsigned long si;
+	struct ns_common ns;
 };
 
 #pragma clang attribute pop

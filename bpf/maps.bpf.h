@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Maps shared by all programs. Sizes here are defaults; the loader may resize. */
+#ifndef ADOPTWATCH_MAPS_BPF_H
+#define ADOPTWATCH_MAPS_BPF_H
 
-/* Most children of one exiting thread that the fallback hook follows. */
-#define MAX_CHILDREN 64
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include "records.h"
 
 /* Process identity: a pid is only unique together with its start time. */
 struct proc_key {
@@ -48,28 +51,6 @@ struct settings {
 	                          (watch_all or a cgroup), so Unwatch must seed them */
 };
 
-struct child_ref {
-	__u64 task; /* struct task_struct *, only ever read with probe reads */
-	__u32 pid;  /* to tell whether the pointer still names the same task */
-	__u32 pad;
-};
-
-/* The children an exiting thread had just before exit_notify() re-parented them. */
-struct children_snapshot {
-	__u32 count;
-	__u32 pad;
-	struct child_ref kids[MAX_CHILDREN];
-};
-
-/* A snapshotted child waiting for its exiting parent's final switch. */
-struct pending_child {
-	__u64 child_task;  /* the child (struct task_struct *): a freed task that had
-	                      the same pid before is not it */
-	__u64 parent_task; /* the exiting thread (struct task_struct *) */
-	__u32 parent_tid;  /* which snapshot owns the child now */
-	__u32 pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
@@ -97,29 +78,8 @@ struct {
 	__type(value, struct settings);
 } watch_settings SEC(".maps");
 
-/* Keyed by thread id, between sched_process_exit and the thread's final switch. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct children_snapshot);
-} exiting_children SEC(".maps");
-
-/*
- * Keyed by child pid: the children in exiting_children, so that a child freed
- * (reaped by its new parent) before its old parent's final switch is resolved
- * at sched_process_free, while its task struct is still valid. Whoever deletes
- * the entry first (the final switch or the free) reports the child.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct pending_child);
-} pending_children SEC(".maps");
-
 /* Values too large for the 512-byte BPF stack are built here, one slot per
- * copy of a program (see COPIES in lineage.bpf.h). */
+ * copy of a program (see copies.bpf.h). */
 #define SCRATCH_SLOTS 3
 
 struct {
@@ -129,15 +89,8 @@ struct {
 	__type(value, struct lineage);
 } lineage_scratch SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SCRATCH_SLOTS);
-	__type(key, __u32);
-	__type(value, struct children_snapshot);
-} snapshot_scratch SEC(".maps");
-
 /* Per CPU, for fork, exec and exit: the task of the event a copy of the
- * program last claimed (see COPIES in lineage.bpf.h). */
+ * program last claimed (see copies.bpf.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 3);
@@ -161,10 +114,17 @@ struct {
 	__type(value, __u64);
 } task_records_sent SEC(".maps");
 
-static __always_inline void count(__u32 counter)
+static __always_inline void count_n(__u32 counter, __u64 n)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
 
 	if (value)
-		*value += 1;
+		*value += n;
 }
+
+static __always_inline void count(__u32 counter)
+{
+	count_n(counter, 1);
+}
+
+#endif

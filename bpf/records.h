@@ -7,9 +7,16 @@
 #ifndef ADOPTWATCH_RECORDS_H
 #define ADOPTWATCH_RECORDS_H
 
+#include <linux/types.h>
+
 #define COMM_LEN 16
 /* Generations of ancestry each watched process carries (oldest dropped first). */
 #define LINEAGE_MAX 8
+
+/* Bounds user space reports in its messages. */
+enum limit {
+	EXIT_WALK_MAX_CHILDREN = 4096, /* children the exit walk follows per exiting thread */
+};
 
 /* record_header.kind */
 enum record_kind {
@@ -17,6 +24,8 @@ enum record_kind {
 	RECORD_FORK = 2,
 	RECORD_EXEC = 3,
 	RECORD_EXIT = 4,
+	RECORD_ADOPTEE_EXIT = 5,   /* an adopted process's last thread exited */
+	RECORD_ADOPTEE_REAPED = 6, /* an adopted process was released: reaped, or autoreaped */
 };
 
 /* adopt_record.hook: which kernel path saw the adoption. */
@@ -44,6 +53,14 @@ enum exit_flag {
 	EXIT_GROUP_DEAD = 1 << 0, /* the last thread of the process: the process is gone */
 };
 
+/* adoptee_record.flags */
+enum adoptee_flag {
+	ADOPTEE_EXITED_BEFORE = 1 << 0, /* exit: it was a zombie when adopted; ts_ns is the
+	                                   adoption's, exit_code what wait(2) will say */
+	ADOPTEE_EXIT_UNSEEN = 1 << 1,   /* reaped: its exit was not seen (exit_ns is 0, the
+	                                   reaper zeroes, exit_code read at the release) */
+};
+
 /* Who a task is. Process identity is (pid, start_ns), never pid alone. */
 struct task_ident {
 	__u32 pid;      /* thread group id, as user space calls a pid */
@@ -54,6 +71,13 @@ struct task_ident {
 	__u32 uid;      /* real uid */
 	__u64 start_ns; /* group leader start, CLOCK_BOOTTIME ns (as /proc/PID/stat) */
 	char comm[COMM_LEN];
+	__u64 cgroup_id;      /* its cgroup v2 (kernfs node id = the directory's inode
+	                         number); 0: unknown */
+	__u32 pidns_inum;     /* its pid namespace (inode of /proc/PID/ns/pid); 0: unknown */
+	__u32 ns_pid;         /* pid as its own pid namespace sees it */
+	__u32 reaper_ns_pid;  /* adopt_record only: pid as the new parent's pid namespace
+	                         sees it, 0 where it is not visible there */
+	__u32 pad;
 };
 
 /* One generation of a process's ancestry, as it was when it forked its child. */
@@ -64,6 +88,7 @@ struct ancestor {
 	__u32 flags; /* LINEAGE_EXECED */
 	__u64 start_ns;
 	char comm[COMM_LEN];
+	__u64 cgroup_id; /* its cgroup v2 then (0: unknown) */
 };
 
 struct record_header {
@@ -96,13 +121,30 @@ struct task_record {
 	__u32 flags;             /* enum exit_flag */
 };
 
+/*
+ * RECORD_ADOPTEE_EXIT, RECORD_ADOPTEE_REAPED: what became of a process whose
+ * adoption was reported, sent whatever the options. For each one, the exit
+ * record comes before the reaped record.
+ */
+struct adoptee_record {
+	struct record_header hdr;  /* ts_ns: when it exited; when it was released */
+	__u64 exit_ns;             /* when it exited, CLOCK_BOOTTIME (0: not seen) */
+	__u32 exit_code;           /* wait(2) status of the process */
+	__u32 flags;               /* enum adoptee_flag */
+	struct task_ident adoptee; /* exit: as its last thread exited; reaped: pid, tid,
+	                              start_ns, comm and cgroup_id only */
+	struct task_ident reaper;  /* its parent when it exited (the same in both records) */
+};
+
 /* Indexes of the counters map: what the kernel side could not do, never silent. */
 enum counter {
 	COUNTER_LOST_ADOPT = 0,      /* adoption records that found the ring buffer full */
 	COUNTER_LOST_TASK,           /* fork/exec/exit records that found it full */
 	COUNTER_LINEAGE_FULL,        /* forks whose lineage did not fit the lineage map */
-	COUNTER_SNAPSHOT_FULL,       /* exiting threads whose children did not fit the map */
-	COUNTER_CHILDREN_TRUNCATED,  /* children beyond MAX_CHILDREN of one exiting thread */
+	COUNTER_SNAPSHOT_FULL,       /* exiting threads the exit walk could not remember (map
+	                                full): their children are counted as unfollowed */
+	COUNTER_CHILDREN_TRUNCATED,  /* exiting threads with more children than the exit walk
+	                                can even count: COUNTER_UNFOLLOWED is a lower bound */
 	COUNTER_STALE_CHILD,         /* snapshotted children gone before the final switch */
 	COUNTER_ADOPTIONS,           /* adoptions seen in the kernel (sent or lost) */
 	COUNTER_UNWATCHED_ADOPTIONS, /* adoptions of unwatched processes: not sent, by design */
@@ -110,6 +152,13 @@ enum counter {
 	                                "unwatched" mark: the lineage map was full */
 	COUNTER_SPARE_RUNS,          /* forks, execs, exits handled by a spare copy of a
 	                                program (the first was preempted on that CPU) */
+	COUNTER_UNFOLLOWED,          /* adoptions the exit walk could not follow (children
+	                                beyond EXIT_WALK_MAX_CHILDREN of one exiting thread,
+	                                or its maps full): lost, one per child */
+	COUNTER_ADOPTEES_FULL,       /* reported adoptions whose process could not be
+	                                followed to its end: the adoptees map was full */
+	COUNTER_LOST_ADOPTEE,        /* adoptee exit/reaped records that found the ring
+	                                buffer full */
 	COUNTER_MAX,
 };
 

@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Reading who a task is, the same way on every kernel (CO-RE). */
+#ifndef ADOPTWATCH_TASK_INFO_BPF_H
+#define ADOPTWATCH_TASK_INFO_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "records.h"
+#include "maps.bpf.h"
 
 /* The pid number as the initial pid namespace sees it. */
 static __always_inline __u32 pid_number(struct pid *pid)
@@ -30,6 +38,48 @@ static __always_inline void proc_key_of(struct task_struct *task, struct proc_ke
 	key->start_ns = process_start(task);
 }
 
+/* The task's cgroup v2 id: its cgroup in the default hierarchy (which exists
+ * whether or not cgroup2 is mounted, as on hybrid hosts). */
+static __always_inline __u64 cgroup_id_of(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->cgroups) || !bpf_core_field_exists(struct kernfs_node, id))
+		return 0;
+	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+}
+
+/* Deepest pid namespace level looked at; the kernel allows 32 below the initial one. */
+#define PID_NS_LEVELS 64
+
+/* The pid namespace the task lives in (task_active_pid_ns()). */
+static __always_inline struct pid_namespace *pid_ns_of(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+
+	return BPF_CORE_READ(pid, numbers[level & (PID_NS_LEVELS - 1)].ns);
+}
+
+static __always_inline __u32 pid_ns_inum(struct pid_namespace *ns)
+{
+	if (!bpf_core_field_exists(ns->ns.inum))
+		return 0;
+	return BPF_CORE_READ(ns, ns.inum);
+}
+
+/* The process's pid as namespace ns sees it (pid_nr_ns() of its tgid): 0 when
+ * it is not visible there, or no longer has a pid (being freed). */
+static __always_inline __u32 tgid_in_ns(struct task_struct *task, struct pid_namespace *ns)
+{
+	struct pid *pid = BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID]);
+	unsigned int level = BPF_CORE_READ(ns, level) & (PID_NS_LEVELS - 1);
+
+	if (!pid || !ns || level > BPF_CORE_READ(pid, level))
+		return 0;
+	if (BPF_CORE_READ(pid, numbers[level].ns) != ns)
+		return 0;
+	return BPF_CORE_READ(pid, numbers[level].nr);
+}
+
 static __always_inline void fill_ident(struct task_ident *id, struct task_struct *task)
 {
 	id->pid = BPF_CORE_READ(task, tgid);
@@ -40,6 +90,24 @@ static __always_inline void fill_ident(struct task_ident *id, struct task_struct
 	id->uid = BPF_CORE_READ(task, real_cred, uid.val);
 	id->start_ns = process_start(task);
 	BPF_CORE_READ_STR_INTO(&id->comm, task, comm);
+	id->cgroup_id = cgroup_id_of(task);
+	struct pid_namespace *ns = pid_ns_of(task);
+	id->pidns_inum = pid_ns_inum(ns);
+	id->ns_pid = tgid_in_ns(task, ns);
+	id->reaper_ns_pid = 0;
+	id->pad = 0;
+}
+
+/* What wait(2) reports for a process whose last thread has exited (see
+ * wait_task_zombie()): the group's exit code if one was set for all, else the
+ * group leader's. */
+static __always_inline __u32 process_exit_code(struct task_struct *task)
+{
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+
+	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+		return BPF_CORE_READ(sig, group_exit_code);
+	return BPF_CORE_READ(task, group_leader, exit_code);
 }
 
 static __always_inline void fill_header(struct record_header *hdr, __u32 kind)
@@ -48,3 +116,5 @@ static __always_inline void fill_header(struct record_header *hdr, __u32 kind)
 	hdr->kind = kind;
 	hdr->cpu = bpf_get_smp_processor_id();
 }
+
+#endif

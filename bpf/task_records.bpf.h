@@ -1,9 +1,20 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * fork/exec/exit records, sent only with --all. They are frequent, so the reader
- * is woken once every wakeup_every records per CPU (it also polls on a timer):
- * a wakeup costs far more than the record.
+ * is woken once every TASK_RECORDS_PER_WAKEUP records per CPU (it also polls on
+ * a timer): a wakeup costs far more than the record.
  */
+#ifndef ADOPTWATCH_TASK_RECORDS_BPF_H
+#define ADOPTWATCH_TASK_RECORDS_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "records.h"
+#include "maps.bpf.h"
+#include "task_info.bpf.h"
+
+#define TASK_RECORDS_PER_WAKEUP 64
 
 /*
  * Reserve a task record, or count the loss and leave the calling function.
@@ -28,7 +39,7 @@ static __always_inline void submit_task_record(struct task_record *rec)
 
 	if (sent) {
 		*sent += 1;
-		if (wakeup_every <= 1 || *sent % wakeup_every == 0)
+		if (*sent % TASK_RECORDS_PER_WAKEUP == 0)
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
 	bpf_ringbuf_submit(rec, flags);
@@ -58,13 +69,11 @@ static __always_inline void record_exit(struct task_struct *task)
 	/* signal->live was decremented before this tracepoint: 0 means the last thread. */
 	if (BPF_CORE_READ(sig, live.counter) == 0) {
 		rec->flags |= EXIT_GROUP_DEAD;
-		/* What wait(2) will report for the process (see wait_task_zombie). */
-		if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
-			rec->exit_code = BPF_CORE_READ(sig, group_exit_code);
-		else
-			rec->exit_code = BPF_CORE_READ(task, group_leader, exit_code);
+		rec->exit_code = process_exit_code(task);
 	} else {
 		rec->exit_code = BPF_CORE_READ(task, exit_code);
 	}
 	submit_task_record(rec);
 }
+
+#endif

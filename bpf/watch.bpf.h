@@ -8,6 +8,15 @@
  *   - everything is watched (watch_all).
  * Unwatched processes cost one hash lookup at fork and send nothing.
  */
+#ifndef ADOPTWATCH_WATCH_BPF_H
+#define ADOPTWATCH_WATCH_BPF_H
+
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "config.bpf.h"
+#include "maps.bpf.h"
+#include "task_info.bpf.h"
 
 /* USER_HZ: /proc/PID/stat counts start times in these. */
 #define NSEC_PER_USER_TICK 10000000ULL
@@ -90,3 +99,5 @@ static __always_inline bool watched(struct task_struct *task)
 
 	return is_watched(task, lineage_of(task), task, &off);
 }
+
+#endif

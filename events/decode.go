@@ -13,9 +13,10 @@ import (
 
 // Sizes of the records as the kernel writes them (bpf/records.h).
 var (
-	headerSize = binary.Size(bpf.AdoptwatchRecordHeader{})
-	adoptSize  = binary.Size(bpf.AdoptwatchAdoptRecord{})
-	taskSize   = binary.Size(bpf.AdoptwatchTaskRecord{})
+	headerSize  = binary.Size(bpf.AdoptwatchRecordHeader{})
+	adoptSize   = binary.Size(bpf.AdoptwatchAdoptRecord{})
+	taskSize    = binary.Size(bpf.AdoptwatchTaskRecord{})
+	adopteeSize = binary.Size(bpf.AdoptwatchAdopteeRecord{})
 )
 
 // decoder turns raw ring-buffer samples into records, not yet finished (the
@@ -51,6 +52,12 @@ func (d decoder) decode(sample []byte) (rec Record, preexisting bool, err error)
 			return Record{}, false, err
 		}
 		return Record{Task: d.task(&raw)}, false, nil
+	case bpf.AdoptwatchRecordKindRECORD_ADOPTEE_EXIT, bpf.AdoptwatchRecordKindRECORD_ADOPTEE_REAPED:
+		var raw bpf.AdoptwatchAdopteeRecord
+		if err := decodeExact(sample, adopteeSize, &raw); err != nil {
+			return Record{}, false, err
+		}
+		return Record{Adoptee: d.adoptee(&raw)}, false, nil
 	default:
 		return Record{}, false, fmt.Errorf("unknown record kind %d", hdr.Kind)
 	}
@@ -97,7 +104,7 @@ func (d decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, bool, erro
 		Zombie:     raw.ExitState != 0,
 	}
 	a.Lineage = make([]Step, 0, raw.LineageLen+1)
-	for _, g := range raw.Lineage[:raw.LineageLen] {
+	for i, g := range raw.Lineage[:raw.LineageLen] {
 		a.Lineage = append(a.Lineage, Step{
 			ID:     procfs.ID{PID: g.Pid, Start: time.Duration(g.StartNs)},
 			Comm:   comm(g.Comm),
@@ -106,10 +113,11 @@ func (d decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, bool, erro
 			Exec:   g.Flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_EXECED) != 0,
 			Source: "kernel",
 		})
+		a.Lineage[i].CgroupID = g.CgroupId
 	}
 	a.Lineage = append(a.Lineage, Step{
 		ID: a.Child.ID, Comm: a.Child.Comm,
-		SID: a.Child.SID, PGID: a.Child.PGID, Source: "kernel",
+		SID: a.Child.SID, PGID: a.Child.PGID, Source: "kernel", CgroupID: a.Child.CgroupID,
 	})
 	flags := raw.LineageFlags
 	a.LineageComplete = flags&uint32(bpf.AdoptwatchLineageFlagLINEAGE_TRUNCATED|bpf.AdoptwatchLineageFlagLINEAGE_PREEXISTING) == 0
@@ -141,10 +149,29 @@ func (d decoder) task(raw *bpf.AdoptwatchTaskRecord) *Task {
 	return t
 }
 
+func (d decoder) adoptee(raw *bpf.AdoptwatchAdopteeRecord) *Adoptee {
+	a := &Adoptee{
+		Time:                 d.clock.Wall(raw.Hdr.TsNs),
+		Kind:                 KindAdopteeExit,
+		Process:              process(raw.Adoptee),
+		Reaper:               process(raw.Reaper),
+		ExitStatus:           raw.ExitCode,
+		ExitedBeforeAdoption: raw.Flags&uint32(bpf.AdoptwatchAdopteeFlagADOPTEE_EXITED_BEFORE) != 0,
+	}
+	if bpf.AdoptwatchRecordKind(raw.Hdr.Kind) == bpf.AdoptwatchRecordKindRECORD_ADOPTEE_REAPED {
+		a.Kind = KindAdopteeReaped
+	}
+	if raw.ExitNs != 0 && raw.Flags&uint32(bpf.AdoptwatchAdopteeFlagADOPTEE_EXIT_UNSEEN) == 0 {
+		a.ExitTime = d.clock.Wall(raw.ExitNs)
+	}
+	return a
+}
+
 func process(id bpf.AdoptwatchTaskIdent) Process {
 	return Process{
 		ID:  procfs.ID{PID: id.Pid, Start: time.Duration(id.StartNs)},
 		TID: id.Tid, PPID: id.Ppid, SID: id.Sid, PGID: id.Pgid, UID: id.Uid, Comm: comm(id.Comm),
+		CgroupID: id.CgroupId, PidNSInode: id.PidnsInum, NSPid: id.NsPid, ReaperNSPid: id.ReaperNsPid,
 	}
 }
 

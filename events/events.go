@@ -19,6 +19,9 @@ const (
 	KindFork  Kind = "fork"
 	KindExec  Kind = "exec"
 	KindExit  Kind = "exit"
+	// What became of an adopted process (sent whatever the options).
+	KindAdopteeExit   Kind = "adoptee-exit"   // its last thread exited
+	KindAdopteeReaped Kind = "adoptee-reaped" // it was released: reaped, or autoreaped
 )
 
 // Hook names the kernel path that sees adoptions: the one Go type for it, in
@@ -60,6 +63,14 @@ type Process struct {
 	PGID uint32 // process group id
 	UID  uint32 // real uid
 	Comm string
+
+	CgroupID   uint64 // cgroup v2 id (the cgroup directory's inode number); 0: unknown
+	PidNSInode uint32 // its pid namespace: the inode /proc/PID/ns/pid names; 0: unknown
+	NSPid      uint32 // its pid as its own pid namespace sees it
+	// ReaperNSPid (adoptions only) is its pid as the new parent's pid
+	// namespace sees it: what ps shows inside the reaper's container; 0 where
+	// it is not visible there.
+	ReaperNSPid uint32
 }
 
 // Step is one generation in a lineage, oldest first, ending with the adopted process.
@@ -71,6 +82,8 @@ type Step struct {
 	Exec   bool   // it had called execve by then
 	Setsid bool   // it started a new session: its sid differs from its parent's
 	Source string // "kernel" (recorded at fork) or "proc" (read at start-up)
+
+	CgroupID uint64 // its cgroup v2 id when it forked the next generation (0: unknown)
 }
 
 // Adoption is one orphan re-parented to a reaper.
@@ -99,8 +112,24 @@ type Task struct {
 	ProcessExit bool     // exit: the last thread, so the process is gone
 }
 
+// Adoptee is what became of a process whose adoption was reported: its exit
+// (KindAdopteeExit), then its release (KindAdopteeReaped).
+type Adoptee struct {
+	Time       time.Time // when it exited; when it was released
+	Kind       Kind
+	Process    Process // exit: as its last thread exited; reaped: PID, TID, Start, Comm, CgroupID
+	Reaper     Process // its parent when it exited (zero if the exit was not seen)
+	ExitStatus uint32  // wait(2) status
+	// ExitTime is when it exited; zero when its exit was not seen (it was
+	// adopted while it was exiting).
+	ExitTime time.Time
+	// ExitedBeforeAdoption: it was a zombie when adopted; Time is the adoption's.
+	ExitedBeforeAdoption bool
+}
+
 // Record is one finished record (Assembler.Assemble): exactly one field is set.
 type Record struct {
 	Adoption *Adoption
 	Task     *Task
+	Adoptee  *Adoptee
 }

@@ -42,7 +42,7 @@ var mechanisms = []Mechanism{
 		},
 	},
 	{
-		Hook: events.HookExitWalk, Name: "raw_tp", programs: []string{bpf.AdoptwatchProgOnSwitch},
+		Hook: events.HookExitWalk, Name: "raw_tp", programs: []string{bpf.AdoptwatchProgOnSwitch, bpf.AdoptwatchProgResolveMore},
 		attach: func(c *ebpf.Collection) ([]link.Link, error) {
 			// sched_process_exit is attached with the lineage programs; only the
 			// second phase is specific to this hook.

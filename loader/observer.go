@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -66,7 +65,7 @@ type Observer struct {
 	links     []link.Link
 	ring      *ring
 	assembler *events.Assembler // owns the process table; used by Read alone
-	poll      time.Duration     // > 0: also read on a timer (records sent without wakeup)
+	poll      time.Duration     // also read on a timer (records sent without wakeup)
 	watch     watchMaps
 	pinDir    string
 	pinLock   *os.File // the pin directory's flock: this watcher owns the pins
@@ -106,8 +105,10 @@ func (e configError) Unwrap() error { return e.error }
 // tracepointProgram is a program for one raw tracepoint.
 type tracepointProgram struct{ name, tracepoint string }
 
-// lineagePrograms run whatever the hook: they keep each process's ancestry.
-// Attach order matters: each primary before its spare (bpf/lineage.bpf.h).
+// lineagePrograms run whatever the hook: they keep each process's ancestry,
+// follow adopted processes to their exit and release (bpf/adoptee.bpf.h), and
+// at exit take the exit-walk hook's first phase and the --all exit records.
+// Attach order matters: each primary before its spare (bpf/copies.bpf.h).
 var lineagePrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnFork, "sched_process_fork"},
 	{bpf.AdoptwatchProgOnForkSpare, "sched_process_fork"},
@@ -115,15 +116,35 @@ var lineagePrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnExec, "sched_process_exec"},
 	{bpf.AdoptwatchProgOnExecSpare, "sched_process_exec"},
 	{bpf.AdoptwatchProgOnExecSpare2, "sched_process_exec"},
-	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
-}
-
-// exitPrograms run for the exit-walk hook and for task records.
-var exitPrograms = []tracepointProgram{
 	{bpf.AdoptwatchProgOnExit, "sched_process_exit"},
 	{bpf.AdoptwatchProgOnExitSpare, "sched_process_exit"},
 	{bpf.AdoptwatchProgOnExitSpare2, "sched_process_exit"},
+	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
 }
+
+// tailCall is a program another one tail-calls: it is loaded, never attached,
+// and put in a program array at an index.
+type tailCall struct {
+	array string
+	index uint32
+	prog  string
+}
+
+// exitWalkTailCalls continue the exit walk of a thread with many children
+// (bpf/adopt_exit_walk.bpf.h): each copy of on_exit has its own continuation.
+var exitWalkTailCalls = []tailCall{
+	{bpf.AdoptwatchMapSnapshotProgs, 0, bpf.AdoptwatchProgSnapshotMore},
+	{bpf.AdoptwatchMapSnapshotProgs, 1, bpf.AdoptwatchProgSnapshotMoreSpare},
+	{bpf.AdoptwatchMapSnapshotProgs, 2, bpf.AdoptwatchProgSnapshotMoreSpare2},
+	{bpf.AdoptwatchMapCountProgs, 0, bpf.AdoptwatchProgCountMore},
+	{bpf.AdoptwatchMapCountProgs, 1, bpf.AdoptwatchProgCountMoreSpare},
+	{bpf.AdoptwatchMapCountProgs, 2, bpf.AdoptwatchProgCountMoreSpare2},
+	{bpf.AdoptwatchMapResolveProgs, 0, bpf.AdoptwatchProgResolveMore},
+}
+
+// ExitWalkMaxChildren is how many children of one exiting thread the exit-walk
+// hook follows; adoptions of the others are counted (Counters.UnfollowedAdoptions).
+const ExitWalkMaxChildren = int(bpf.AdoptwatchLimitEXIT_WALK_MAX_CHILDREN)
 
 func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	spec, err := bpf.LoadAdoptwatch()
@@ -131,7 +152,6 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		return nil, fmt.Errorf("parse BPF object: %w", err)
 	}
 	exitWalk := m.Hook == events.HookExitWalk
-	needExit := exitWalk || opts.TaskRecords
 	var cgroup uint64
 	if opts.WatchCgroup != "" {
 		if cgroup, err = cgroupID(opts.WatchCgroup); err != nil {
@@ -163,8 +183,8 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	for _, name := range m.programs {
 		wanted[name] = true
 	}
-	for _, p := range exitPrograms {
-		wanted[p.name] = needExit
+	for _, tc := range exitWalkTailCalls {
+		wanted[tc.prog] = exitWalk
 	}
 	for name := range spec.Programs {
 		if !wanted[name] {
@@ -195,6 +215,14 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 			obs = nil
 		}
 	}()
+	if exitWalk {
+		// Before anything is attached: a walk must find its continuation.
+		for _, tc := range exitWalkTailCalls {
+			if err := coll.Maps[tc.array].Put(tc.index, coll.Programs[tc.prog]); err != nil {
+				return obs, fmt.Errorf("put %s in %s: %w", tc.prog, tc.array, err)
+			}
+		}
+	}
 	defaultWatched := uint32(0)
 	if !opts.Scoped() || cgroup != 0 {
 		defaultWatched = 1
@@ -236,11 +264,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
-	attach := lineagePrograms
-	if needExit {
-		attach = append(slices.Clone(attach), exitPrograms...)
-	}
-	for _, p := range attach {
+	for _, p := range lineagePrograms {
 		l, err := rawTracepoint(coll, p.tracepoint, p.name)
 		if err != nil {
 			return obs, err
@@ -279,10 +303,9 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	if err != nil {
 		return obs, fmt.Errorf("ring buffer reader: %w", err)
 	}
-	if opts.TaskRecords {
-		// Task records are submitted without wakeups; collect them on a timer.
-		obs.poll = 50 * time.Millisecond
-	}
+	// Adoptee and task records are submitted without wakeups (a wakeup costs
+	// far more than a record); collect them on a timer.
+	obs.poll = 50 * time.Millisecond
 	return obs, nil
 }
 
@@ -323,11 +346,19 @@ func (o *Observer) Pending() bool { return o.ring.pending() }
 
 // Counters are the kernel side's running totals (bpf/records.h enum counter).
 type Counters struct {
-	LostAdoptions     uint64 // adoption records that found the ring buffer full
-	LostTaskRecords   uint64 // fork/exec/exit records that found it full
-	LineageFull       uint64 // processes left without lineage: the map was full
-	SnapshotFull      uint64 // exiting threads whose children could not be remembered
-	ChildrenTruncated uint64 // exiting threads with more children than followed
+	LostAdoptions   uint64 // adoption records that found the ring buffer full
+	LostTaskRecords uint64 // fork/exec/exit records that found it full
+	LineageFull     uint64 // processes left without lineage: the map was full
+	// UnfollowedAdoptions are adoptions lost because the exit-walk hook could
+	// not follow the child (beyond ExitWalkMaxChildren of one exiting thread,
+	// or its maps full): one per child, so that reported + lost = adoptions.
+	UnfollowedAdoptions uint64
+	// SnapshotFull: exiting threads whose children could not be remembered
+	// (the map was full); their children are in UnfollowedAdoptions.
+	SnapshotFull uint64
+	// ChildrenTruncated: exiting threads with more children than the exit walk
+	// can even count; UnfollowedAdoptions is then a lower bound.
+	ChildrenTruncated uint64
 	StaleChildren     uint64 // remembered children gone before the check
 	Adoptions         uint64 // adoptions seen in the kernel, sent or lost
 	// UnwatchedAdoptions are adoptions of unwatched processes: seen, not sent.
@@ -338,6 +369,12 @@ type Counters struct {
 	// SpareRuns: forks, execs and exits that a spare copy of a program handled
 	// because the first was preempted on that CPU (bpf/lineage.bpf.h).
 	SpareRuns uint64
+	// AdopteesFull: reported adoptions whose process could not be followed to
+	// its exit and release (the kernel's adoptees map was full).
+	AdopteesFull uint64
+	// LostAdopteeRecords: adoptee exit and reaped records that found the ring
+	// buffer full.
+	LostAdopteeRecords uint64
 	// UnseenEvents bounds the forks, execs and exits that no copy saw (the
 	// kernel skipped them while all copies were busy on that CPU): an unseen
 	// exit can hide adoptions.
@@ -377,6 +414,9 @@ func (o *Observer) Counters() (Counters, error) {
 		{&c.Adoptions, bpf.AdoptwatchCounterCOUNTER_ADOPTIONS},
 		{&c.UnwatchedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNWATCHED_ADOPTIONS},
 		{&c.UnwatchMarksFull, bpf.AdoptwatchCounterCOUNTER_UNWATCH_MARKS_FULL},
+		{&c.UnfollowedAdoptions, bpf.AdoptwatchCounterCOUNTER_UNFOLLOWED},
+		{&c.AdopteesFull, bpf.AdoptwatchCounterCOUNTER_ADOPTEES_FULL},
+		{&c.LostAdopteeRecords, bpf.AdoptwatchCounterCOUNTER_LOST_ADOPTEE},
 	} {
 		if *f.dst, err = sum(f.idx); err != nil {
 			return c, err

@@ -66,7 +66,7 @@ func (r *Reporter) Check() {
 
 // Message is one loss to report.
 type Message struct {
-	Records string // "adopt" or "task" for lost records ("lost" line); "" for a warning
+	Records string // "adopt", "task" or "adoptee" for lost records ("lost" line); "" for a warning
 	Count   uint64
 	Text    string
 }
@@ -89,8 +89,20 @@ func Messages(last, now loader.Counters) []Message {
 	if n := now.StaleChildren - last.StaleChildren; n > 0 {
 		out = append(out, Message{"", n, fmt.Sprintf("%d children of exiting threads were gone before the exit-walk hook could check them: their adoptions may be missing", n)})
 	}
-	if n := (now.SnapshotFull + now.ChildrenTruncated) - (last.SnapshotFull + last.ChildrenTruncated); n > 0 {
-		out = append(out, Message{"", n, fmt.Sprintf("%d exiting threads had more children than the exit-walk hook follows: their adoptions may be missing", n)})
+	if n := now.UnfollowedAdoptions - last.UnfollowedAdoptions; n > 0 {
+		out = append(out, Message{"adopt", n, fmt.Sprintf("%d adoptions lost: their parents had more children than the exit-walk hook follows (%d per exiting thread) or its maps were full", n, loader.ExitWalkMaxChildren)})
+	}
+	if n := now.SnapshotFull - last.SnapshotFull; n > 0 {
+		out = append(out, Message{"", n, fmt.Sprintf("%d exiting threads could not be remembered by the exit-walk hook (its map was full): their adoptions may be missing", n)})
+	}
+	if n := now.ChildrenTruncated - last.ChildrenTruncated; n > 0 {
+		out = append(out, Message{"", n, fmt.Sprintf("%d exiting threads had more children than the exit-walk hook can count: more adoptions were lost than reported", n)})
+	}
+	if n := now.LostAdopteeRecords - last.LostAdopteeRecords; n > 0 {
+		out = append(out, Message{"adoptee", n, fmt.Sprintf("%d exit or reap records of adopted processes lost: the ring buffer was full", n)})
+	}
+	if n := now.AdopteesFull - last.AdopteesFull; n > 0 {
+		out = append(out, Message{"", n, fmt.Sprintf("%d adopted processes cannot be followed to their end: the kernel's adoptee map is full", n)})
 	}
 	return out
 }

@@ -32,7 +32,7 @@ func TestReporterReportsDifferences(t *testing.T) {
 	if out.Len() != 0 {
 		t.Fatalf("nothing counted, yet reported: %s", out.String())
 	}
-	src.now = loader.Counters{LostAdoptions: 3, LineageFull: 2, SnapshotFull: 1, ChildrenTruncated: 1}
+	src.now = loader.Counters{LostAdoptions: 3, LineageFull: 2, UnfollowedAdoptions: 4, SnapshotFull: 1, ChildrenTruncated: 1}
 	r.Check()
 	src.now.LostAdoptions = 5
 	r.Check()
@@ -51,7 +51,7 @@ func TestReporterReportsDifferences(t *testing.T) {
 			got = append(got, "warning "+m["message"].(string)[:1])
 		}
 	}
-	want := []string{"lost adopt 3", "warning 2", "warning 2", "lost adopt 2"}
+	want := []string{"lost adopt 3", "warning 2", "lost adopt 4", "warning 1", "warning 1", "lost adopt 2"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("reports %q, want %q", got, want)
 	}
