@@ -284,6 +284,7 @@ const (
 	AdoptwatchProgSnapshotMoreSpare2 = "snapshot_more_spare2"
 	AdoptwatchVarEmitTaskRecords     = "emit_task_records"
 	AdoptwatchVarExitWalk            = "exit_walk"
+	AdoptwatchVarReaderLooksByNs     = "reader_looks_by_ns"
 	AdoptwatchVarUnusedAdoptHook     = "unused_adopt_hook"
 	AdoptwatchVarUnusedAdoptRecord   = "unused_adopt_record"
 	AdoptwatchVarUnusedAdopteeFlag   = "unused_adoptee_flag"
@@ -394,6 +395,7 @@ type AdoptwatchMapSpecs struct {
 type AdoptwatchVariableSpecs struct {
 	EmitTaskRecords     *ebpf.VariableSpec `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.VariableSpec `ebpf:"exit_walk"`
+	ReaderLooksByNs     *ebpf.VariableSpec `ebpf:"reader_looks_by_ns"`
 	UnusedAdoptHook     *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
 	UnusedAdopteeFlag   *ebpf.VariableSpec `ebpf:"unused_adoptee_flag"`
@@ -478,6 +480,7 @@ func (m *AdoptwatchMaps) Close() error {
 type AdoptwatchVariables struct {
 	EmitTaskRecords     *ebpf.Variable `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.Variable `ebpf:"exit_walk"`
+	ReaderLooksByNs     *ebpf.Variable `ebpf:"reader_looks_by_ns"`
 	UnusedAdoptHook     *ebpf.Variable `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.Variable `ebpf:"unused_adopt_record"`
 	UnusedAdopteeFlag   *ebpf.Variable `ebpf:"unused_adoptee_flag"`

@@ -273,9 +273,10 @@ func decodeSample(c Clock, sample []byte) (Record, error) {
 // is right only if Go lays them out exactly as their binary encoding.
 func TestRecordLayout(t *testing.T) {
 	for name, sizes := range map[string][2]int{
-		"header": {binary.Size(bpf.AdoptwatchRecordHeader{}), int(unsafe.Sizeof(bpf.AdoptwatchRecordHeader{}))},
-		"adopt":  {binary.Size(bpf.AdoptwatchAdoptRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchAdoptRecord{}))},
-		"task":   {binary.Size(bpf.AdoptwatchTaskRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchTaskRecord{}))},
+		"header":  {binary.Size(bpf.AdoptwatchRecordHeader{}), int(unsafe.Sizeof(bpf.AdoptwatchRecordHeader{}))},
+		"adopt":   {binary.Size(bpf.AdoptwatchAdoptRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchAdoptRecord{}))},
+		"task":    {binary.Size(bpf.AdoptwatchTaskRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchTaskRecord{}))},
+		"adoptee": {binary.Size(bpf.AdoptwatchAdopteeRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchAdopteeRecord{}))},
 	} {
 		if sizes[0] != sizes[1] {
 			t.Errorf("%s record: binary size %d, Go size %d: copyRaw would misread it", name, sizes[0], sizes[1])

@@ -296,7 +296,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	}
 
 	var promise func(uint64) error
-	if v := coll.Variables[readerLooksBy]; v != nil && v.Set(uint64(0)) == nil {
+	if v := coll.Variables[bpf.AdoptwatchVarReaderLooksByNs]; v != nil && v.Set(uint64(0)) == nil {
 		promise = func(ns uint64) error { return v.Set(ns) } // a write to shared memory, no system call
 	}
 	obs.ring, err = newRing(coll.Maps[bpf.AdoptwatchMapRecords], promise)
@@ -316,11 +316,6 @@ func rawTracepoint(c *ebpf.Collection, tracepoint, prog string) (link.Link, erro
 	}
 	return l, nil
 }
-
-// readerLooksBy is the kernel's reader_looks_by_ns (bpf/adopt.bpf.h): where
-// the reader promises when it will look at the ring again. An object without
-// it wakes the reader for every adoption.
-const readerLooksBy = "reader_looks_by_ns"
 
 // defaultKnownProcesses bounds the user-space process table.
 const defaultKnownProcesses = 1 << 17

@@ -54,7 +54,7 @@ type ring struct {
 	promised       bool
 	lastTs, prevTs uint64
 	took           bool
-	deadline       bool // a read deadline is set on file
+	deadline       time.Time // the read deadline set on file (zero: none)
 }
 
 // ringLinger is how long the reader lets adoptions gather when they come
@@ -214,13 +214,18 @@ func (r *ring) promiseBy(bootNs uint64) bool {
 }
 
 // wait parks until the ring holds data, d passes (0: no limit), or close.
+// A deadline already set that comes no later is kept: looking early is
+// harmless, and each new deadline costs the runtime a timer change.
 func (r *ring) wait(d time.Duration) error {
 	if d > 0 {
-		r.file.SetReadDeadline(time.Now().Add(d))
-		r.deadline = true
-	} else if r.deadline {
+		now := time.Now()
+		if until := now.Add(d); r.deadline.IsZero() || !r.deadline.After(now) || r.deadline.After(until) {
+			r.file.SetReadDeadline(until)
+			r.deadline = until
+		}
+	} else if !r.deadline.IsZero() {
 		r.file.SetReadDeadline(time.Time{})
-		r.deadline = false
+		r.deadline = time.Time{}
 	}
 	// The poller reports the fd once per wakeup (edge-triggered); a wakeup
 	// between the check and the park is kept for the park.
