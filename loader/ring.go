@@ -13,6 +13,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/adoptwatch/adoptwatch/bpf"
 )
 
 // ring reads the BPF ring buffer from its shared memory, and waits for the
@@ -48,20 +50,28 @@ type ring struct {
 	closing atomic.Bool
 
 	// Batching (see next): promise writes the kernel's reader_looks_by_ns
-	// (nil: never promise); lastTs and prevTs are the timestamps of the last
-	// two records taken; took says records were taken since the last wait.
-	promise        func(bootNs uint64) error
-	promised       bool
-	lastTs, prevTs uint64
-	took           bool
-	deadline       time.Time // the read deadline set on file (zero: none)
+	// (nil: never promise); lastTs is the timestamp of the last adoption
+	// taken, gap the moving average of the time between adoptions (ns);
+	// took says records were taken since the last wait.
+	promise  func(bootNs uint64) error
+	promised bool
+	lastTs   uint64
+	gap      uint64
+	took     bool
+	deadline time.Time // the read deadline set on file (zero: none)
 }
 
 // ringLinger is how long the reader lets adoptions gather when they come
-// faster than one per ringLinger: it promises the kernel to look again that
-// long after the last record it took, and the kernel sends no wakeup for
-// records well within the promise (bpf/adopt.bpf.h).
-const ringLinger = 500 * time.Microsecond
+// faster than one per ringBatchGap on average: it promises the kernel to
+// look again that long after the last record it took, and the kernel sends
+// no wakeup for records well within the promise (bpf/adopt.bpf.h). Slower
+// than that, the Go timer (1 ms granularity) would often fire before the
+// next record and cost a wakeup of its own: measured, batching then cost
+// more than it saved.
+const (
+	ringLinger   = 500 * time.Microsecond
+	ringBatchGap = 375 * time.Microsecond // about 2,700 records a second
+)
 
 // ringBackstop bounds the wait after a promise is withdrawn: a record whose
 // program was preempted between reading the promise and committing the
@@ -163,7 +173,7 @@ func (r *ring) take() (bool, error) {
 // is empty; with poll > 0, at most that long between looks (records sent
 // without a wakeup are taken then). The sample is valid until the next call.
 //
-// Batching: when the last two records came less than ringLinger apart, the
+// Batching: while records come less than ringBatchGap apart on average, the
 // reader promises to look again ringLinger after the last one, and parks
 // until then (or until a record sent after the promise wakes it): a record
 // then waits at most ringLinger plus the Go timer's granularity (about 1 ms).
@@ -175,10 +185,11 @@ func (r *ring) next(poll time.Duration) ([]byte, error) {
 			return nil, err
 		}
 		if ok {
-			// Every record starts with its header, whose first field is
-			// the kernel's timestamp (bpf/records.h).
-			if len(r.buf) >= 8 {
-				r.prevTs, r.lastTs = r.lastTs, binary.NativeEndian.Uint64(r.buf)
+			// Every record starts with its header: the kernel's
+			// timestamp, then its kind (bpf/records.h). Only adoptions
+			// wake the reader; the others come with them.
+			if len(r.buf) >= 12 && bpf.AdoptwatchRecordKind(binary.NativeEndian.Uint32(r.buf[8:])) == bpf.AdoptwatchRecordKindRECORD_ADOPT {
+				r.noteTime(binary.NativeEndian.Uint64(r.buf))
 			}
 			r.took = true
 			return r.buf, nil
@@ -188,7 +199,7 @@ func (r *ring) next(poll time.Duration) ([]byte, error) {
 		// timer: setting one costs the runtime a wakeup of its own).
 		var wait time.Duration
 		switch {
-		case r.took && r.prevTs != 0 && r.lastTs-r.prevTs < uint64(ringLinger) && r.promiseBy(r.lastTs+uint64(ringLinger)):
+		case r.took && r.gap < uint64(ringBatchGap) && r.promiseBy(r.lastTs+uint64(ringLinger)):
 			wait = ringLinger
 		case r.promised:
 			r.promiseBy(0)
@@ -202,6 +213,20 @@ func (r *ring) next(poll time.Duration) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// noteTime keeps the average time between records (weight 1/8 to the
+// newest), starting high so that a few close records do not start batching.
+func (r *ring) noteTime(ts uint64) {
+	gap := uint64(time.Second)
+	if r.lastTs != 0 && ts > r.lastTs {
+		gap = min(ts-r.lastTs, uint64(time.Second))
+	}
+	if r.gap == 0 {
+		r.gap = uint64(time.Second)
+	}
+	r.gap = r.gap - r.gap/8 + gap/8
+	r.lastTs = max(r.lastTs, ts)
 }
 
 // promiseBy tells the kernel the reader looks again by bootNs (0: no promise).
