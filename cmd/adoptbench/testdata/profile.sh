@@ -7,15 +7,17 @@ args=()
 [ "$MODE" = json ] && args+=(--json)
 rm -f "$OUT/ready-$MODE"
 sysctl -q kernel.bpf_stats_enabled=1
-taskset -c 0 "$AW" "${args[@]}" --cpuprofile "$OUT/cpu-$MODE.pprof" --ready-file "$OUT/ready-$MODE" >/dev/null 2>"$OUT/aw-$MODE.err" &
+taskset -c 0 "$AW" "${args[@]}" $( [ -z "${NOPROF:-}" ] && echo --cpuprofile "$OUT/cpu-$MODE.pprof") --ready-file "$OUT/ready-$MODE" >/dev/null 2>"$OUT/aw-$MODE.err" &
 awpid=$!
 for i in $(seq 100); do [ -e "$OUT/ready-$MODE" ] && break; sleep 0.1; done
 cpu() { awk '{print $14+$15}' /proc/$awpid/stat; }
+csw() { cat /proc/$awpid/task/*/status | awk '/^voluntary_ctxt_switches/ {s+=$2} END {printf "%d\n", s}'; }
 sched() { cat /proc/$awpid/task/*/schedstat | awk '{s+=$1} END {printf "%d\n", s}'; }
 bpftool prog show -j > "$OUT/bpf0-$MODE.json"; grep -h "^prog_id:" /proc/$awpid/fdinfo/* 2>/dev/null | awk '{print $2}' > "$OUT/ids-$MODE"
-c0=$(cpu); s0=$(sched)
+c0=$(cpu); s0=$(sched); w0=$(csw)
 res=$(echo go | "$BENCH" __workload double ${SECS}s 1)
-c1=$(cpu); s1=$(sched)
+c1=$(cpu); s1=$(sched); w1=$(csw)
+echo "context switches per adoption: $(( (w1-w0) * 100 / $(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cycles"])') ))/100"
 bpftool prog show -j > "$OUT/bpf1-$MODE.json"
 kill -TERM $awpid; wait $awpid
 sysctl -q kernel.bpf_stats_enabled=0
