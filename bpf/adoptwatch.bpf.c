@@ -9,6 +9,7 @@
  *   config.bpf.h          what the loader sets before loading
  *   maps.bpf.h            the maps, and the counters of what was dropped
  *   task_info.bpf.h       who a task is: pid, start, session, comm
+ *   scope_cgroups.bpf.h   the cgroups --unit and --container chose (a map user space keeps current)
  *   watch.bpf.h           the per-process watch flag: entry, seed, cgroup, or watch_all
  *   lineage.bpf.h         each watched process carries its ancestry
  *   adopt.bpf.h           build and send one adoption record
@@ -28,6 +29,7 @@
 #include "config.bpf.h"
 #include "maps.bpf.h"
 #include "task_info.bpf.h"
+#include "scope_cgroups.bpf.h"
 #include "watch.bpf.h"
 #include "lineage.bpf.h"
 #include "adopt.bpf.h"

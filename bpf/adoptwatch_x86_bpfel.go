@@ -257,6 +257,7 @@ const (
 	AdoptwatchMapPendingChildren     = "pending_children"
 	AdoptwatchMapRecords             = "records"
 	AdoptwatchMapResolveProgs        = "resolve_progs"
+	AdoptwatchMapScopeCgroups        = "scope_cgroups"
 	AdoptwatchMapSeeds               = "seeds"
 	AdoptwatchMapSnapshotProgs       = "snapshot_progs"
 	AdoptwatchMapTaskRecordsSent     = "task_records_sent"
@@ -285,6 +286,7 @@ const (
 	AdoptwatchVarEmitTaskRecords     = "emit_task_records"
 	AdoptwatchVarExitWalk            = "exit_walk"
 	AdoptwatchVarReaderLooksByNs     = "reader_looks_by_ns"
+	AdoptwatchVarScopeCgroupsOn      = "scope_cgroups_on"
 	AdoptwatchVarUnusedAdoptHook     = "unused_adopt_hook"
 	AdoptwatchVarUnusedAdoptRecord   = "unused_adopt_record"
 	AdoptwatchVarUnusedAdopteeFlag   = "unused_adoptee_flag"
@@ -382,6 +384,7 @@ type AdoptwatchMapSpecs struct {
 	PendingChildren *ebpf.MapSpec `ebpf:"pending_children"`
 	Records         *ebpf.MapSpec `ebpf:"records"`
 	ResolveProgs    *ebpf.MapSpec `ebpf:"resolve_progs"`
+	ScopeCgroups    *ebpf.MapSpec `ebpf:"scope_cgroups"`
 	Seeds           *ebpf.MapSpec `ebpf:"seeds"`
 	SnapshotProgs   *ebpf.MapSpec `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.MapSpec `ebpf:"task_records_sent"`
@@ -396,6 +399,7 @@ type AdoptwatchVariableSpecs struct {
 	EmitTaskRecords     *ebpf.VariableSpec `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.VariableSpec `ebpf:"exit_walk"`
 	ReaderLooksByNs     *ebpf.VariableSpec `ebpf:"reader_looks_by_ns"`
+	ScopeCgroupsOn      *ebpf.VariableSpec `ebpf:"scope_cgroups_on"`
 	UnusedAdoptHook     *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
 	UnusedAdopteeFlag   *ebpf.VariableSpec `ebpf:"unused_adoptee_flag"`
@@ -445,6 +449,7 @@ type AdoptwatchMaps struct {
 	PendingChildren *ebpf.Map `ebpf:"pending_children"`
 	Records         *ebpf.Map `ebpf:"records"`
 	ResolveProgs    *ebpf.Map `ebpf:"resolve_progs"`
+	ScopeCgroups    *ebpf.Map `ebpf:"scope_cgroups"`
 	Seeds           *ebpf.Map `ebpf:"seeds"`
 	SnapshotProgs   *ebpf.Map `ebpf:"snapshot_progs"`
 	TaskRecordsSent *ebpf.Map `ebpf:"task_records_sent"`
@@ -466,6 +471,7 @@ func (m *AdoptwatchMaps) Close() error {
 		m.PendingChildren,
 		m.Records,
 		m.ResolveProgs,
+		m.ScopeCgroups,
 		m.Seeds,
 		m.SnapshotProgs,
 		m.TaskRecordsSent,
@@ -481,6 +487,7 @@ type AdoptwatchVariables struct {
 	EmitTaskRecords     *ebpf.Variable `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.Variable `ebpf:"exit_walk"`
 	ReaderLooksByNs     *ebpf.Variable `ebpf:"reader_looks_by_ns"`
+	ScopeCgroupsOn      *ebpf.Variable `ebpf:"scope_cgroups_on"`
 	UnusedAdoptHook     *ebpf.Variable `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.Variable `ebpf:"unused_adopt_record"`
 	UnusedAdopteeFlag   *ebpf.Variable `ebpf:"unused_adoptee_flag"`

@@ -13,5 +13,6 @@ const volatile bool watch_all = true;          /* entry-less processes are watch
 const volatile bool emit_task_records = false; /* --all: fork/exec/exit records */
 const volatile bool exit_walk = false;         /* snapshot children at exit (fallback hook) */
 const volatile __u64 watch_cgroup_id = 0;      /* also watch this cgroup v2 subtree (0: none) */
+const volatile bool scope_cgroups_on = false;  /* also watch the scope_cgroups map's (--unit, --container) */
 
 #endif

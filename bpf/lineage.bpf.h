@@ -14,6 +14,7 @@
 #include "config.bpf.h"
 #include "maps.bpf.h"
 #include "task_info.bpf.h"
+#include "scope_cgroups.bpf.h"
 #include "watch.bpf.h"
 
 static __always_inline void append_ancestor(struct lineage *lin, struct task_struct *parent,
@@ -48,7 +49,7 @@ static __always_inline void mark_unwatched(struct proc_key *child_key, struct li
 {
 	struct lineage *lin = parent_lin;
 
-	if (!watch_all && !watch_cgroup_id)
+	if (!watch_all && !cgroup_scoped())
 		return; /* entry-less children are unwatched anyway */
 	if (!lin) {
 		lin = bpf_map_lookup_elem(&lineage_scratch, &copy);
@@ -71,7 +72,7 @@ static __always_inline struct lineage *inherit_lineage(struct task_struct *paren
 
 	proc_key_of(parent, &parent_key);
 	struct lineage *parent_lin = bpf_map_lookup_elem(&lineages, &parent_key);
-	if (!parent_lin && !watch_all && !watch_cgroup_id && !seeds_in_use())
+	if (!parent_lin && !watch_all && !cgroup_scoped() && !seeds_in_use())
 		return NULL; /* unwatched tree, nothing seeded: the cheapest way out */
 
 	child_key.pid = BPF_CORE_READ(child, tgid);

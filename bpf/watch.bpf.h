@@ -4,7 +4,8 @@
  *   - it has a lineage entry without WATCH_OFF (the common case: the flag was
  *     inherited at fork), else
  *   - user space seeded it (it predates adoptwatch): SEED_WATCH / SEED_UNWATCH, else
- *   - it is in the watched cgroup v2 subtree (watch_cgroup_id), else
+ *   - it is in a watched cgroup v2 subtree (--cgroup's watch_cgroup_id, or one
+ *     of the scope_cgroups --unit and --container chose), else
  *   - everything is watched (watch_all).
  * Unwatched processes cost one hash lookup at fork and send nothing.
  */
@@ -17,6 +18,7 @@
 #include "config.bpf.h"
 #include "maps.bpf.h"
 #include "task_info.bpf.h"
+#include "scope_cgroups.bpf.h"
 
 /* USER_HZ: /proc/PID/stat counts start times in these. */
 #define NSEC_PER_USER_TICK 10000000ULL
@@ -50,15 +52,15 @@ static __always_inline struct seed *seed_of(struct task_struct *task)
 	return s;
 }
 
-/* Is the task's cgroup v2 the watched one, or beneath it? */
+/* Is the task's cgroup v2 a chosen one, or beneath one? */
 static __always_inline bool in_watched_cgroup(struct task_struct *task)
 {
-	if (!watch_cgroup_id)
+	if (!cgroup_scoped())
 		return false;
 	struct cgroup *cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
 
 	for (int i = 0; i < MAX_CGROUP_DEPTH && cgrp; i++) {
-		if (BPF_CORE_READ(cgrp, kn, id) == watch_cgroup_id)
+		if (cgroup_chosen(BPF_CORE_READ(cgrp, kn, id)))
 			return true;
 		/* self is the first member of struct cgroup, as the kernel's own
 		 * cgroup_parent() relies on; the offset is still read from BTF. */

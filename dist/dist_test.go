@@ -7,6 +7,7 @@ package dist
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,8 +77,9 @@ func unitDirectives(t *testing.T, path string) map[string][]string {
 	return d
 }
 
-// install runs `make install` with the given variables (DESTDIR, PREFIX).
-func install(t *testing.T, vars ...string) {
+// requireInstallTools skips where `make install` cannot run: no make, or no
+// Go toolchain (it builds the binary).
+func requireInstallTools(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make not installed")
@@ -85,6 +87,12 @@ func install(t *testing.T, vars ...string) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go toolchain here (in a test VM?): make install builds the binary")
 	}
+}
+
+// install runs `make install` with the given variables (DESTDIR, PREFIX).
+func install(t *testing.T, vars ...string) {
+	t.Helper()
+	requireInstallTools(t)
 	cmd := exec.Command("make", append([]string{"-s", "install"}, vars...)...)
 	cmd.Dir = repoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -117,9 +125,13 @@ func verify(t *testing.T, unit, manpath string) {
 // /usr/local; PREFIX=/usr moves all three.
 func TestMakeInstall(t *testing.T) {
 	man, err := os.ReadFile("adoptwatch.8")
+	if errors.Is(err, os.ErrNotExist) && os.Getenv("ADOPTWATCH_IN_VM") != "" {
+		t.Skip("no source tree in the test VM")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	requireInstallTools(t)
 	for _, prefix := range []string{"", "/usr"} {
 		dest := t.TempDir()
 		vars := []string{"DESTDIR=" + dest}

@@ -6,8 +6,9 @@ package events
 // benchmark, the tests) reads records through it (loader.Observer.Read), so
 // they all see the same complete record. It is not safe for concurrent use.
 type Assembler struct {
-	dec   decoder
-	table *Table
+	dec      decoder
+	table    *Table
+	contexts *Contexts // nil: adoptions carry no Context
 }
 
 // NewAssembler finishes records against table, which it owns from now on.
@@ -15,6 +16,10 @@ type Assembler struct {
 func NewAssembler(clock Clock, table *Table) *Assembler {
 	return &Assembler{dec: decoder{clock: clock}, table: table}
 }
+
+// ResolveContexts makes every adoption from now on carry its Context,
+// resolved through c.
+func (as *Assembler) ResolveContexts(c *Contexts) { as.contexts = c }
 
 // Assemble decodes one sample and finishes it. A sample that does not decode
 // is an error, and changes nothing.
@@ -26,6 +31,9 @@ func (as *Assembler) Assemble(sample []byte) (Record, error) {
 	switch {
 	case rec.Adoption != nil:
 		as.table.finishAdoption(rec.Adoption, preexisting)
+		if as.contexts != nil {
+			as.contexts.resolve(rec.Adoption)
+		}
 	case rec.Task != nil:
 		as.table.observeTask(rec.Task)
 	}

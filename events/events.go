@@ -100,6 +100,10 @@ type Adoption struct {
 	// LineageComplete is false when older generations could not be known
 	// (dropped in the kernel, or gone before adoptwatch started).
 	LineageComplete bool
+	// Context is what the kernel's cgroup ids and namespaces mean (units,
+	// containers, the reaper's kind), resolved by the Assembler; nil where
+	// no resolver was given.
+	Context *Context
 }
 
 // Task is a fork, exec or exit (only sent with --all).

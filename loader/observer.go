@@ -15,6 +15,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/bpf"
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 )
 
 // Options configure an Observer.
@@ -39,6 +40,14 @@ type Options struct {
 	// beneath it when they fork, exec or are adopted, and all they fork. It
 	// combines with WatchPIDs (either one suffices). Empty: no cgroup scoping.
 	WatchCgroup string
+	// WatchUnits and WatchContainers scope the watch to the cgroups of the
+	// systemd units matching these globs and of the containers whose ids
+	// start with these prefixes, and everything beneath them: those there
+	// now and those that appear later (followed with inotify). Values that
+	// match nothing yet are kept (Observer.Unmatched). They combine with
+	// WatchPIDs and WatchCgroup.
+	WatchUnits      []string
+	WatchContainers []string
 	// KnownProcesses bounds the process table that completes lineages above
 	// what the kernel recorded (0: the default, 131072; evictions are counted).
 	KnownProcesses int
@@ -49,7 +58,12 @@ type Options struct {
 }
 
 // Scoped reports whether the options watch only some trees.
-func (o Options) Scoped() bool { return len(o.WatchPIDs) > 0 || o.WatchCgroup != "" }
+func (o Options) Scoped() bool {
+	return len(o.WatchPIDs) > 0 || o.WatchCgroup != "" || o.cgroupScoped()
+}
+
+// cgroupScoped reports whether --unit or --container is in use.
+func (o Options) cgroupScoped() bool { return len(o.WatchUnits) > 0 || len(o.WatchContainers) > 0 }
 
 // Observer is attached to the kernel and delivers its records.
 type Observer struct {
@@ -73,6 +87,12 @@ type Observer struct {
 	ReplacedStalePins bool
 	// Seeded is how many running processes WatchPIDs seeded as watched.
 	Seeded int
+	// Unmatched lists the WatchUnits and WatchContainers values ("--unit
+	// GLOB", "--container PREFIX") that matched no cgroup at start.
+	Unmatched []string
+
+	contexts *events.Contexts // resolves adoptions' cgroups and reapers
+	scope    *cgroups.Tracker // keeps the chosen cgroups of WatchUnits/WatchContainers current
 }
 
 // Open checks nothing but loads and attaches: call CheckPrerequisites first for
@@ -158,7 +178,12 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 			return nil, configError{err}
 		}
 	}
+	sel, err := scopeSelector(opts)
+	if err != nil {
+		return nil, configError{err}
+	}
 	for name, v := range map[string]any{
+		bpf.AdoptwatchVarScopeCgroupsOn:  opts.cgroupScoped(),
 		bpf.AdoptwatchVarExitWalk:        exitWalk,
 		bpf.AdoptwatchVarEmitTaskRecords: opts.TaskRecords,
 		bpf.AdoptwatchVarWatchAll:        !opts.Scoped(),
@@ -224,7 +249,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		}
 	}
 	defaultWatched := uint32(0)
-	if !opts.Scoped() || cgroup != 0 {
+	if !opts.Scoped() || cgroup != 0 || opts.cgroupScoped() {
 		defaultWatched = 1
 	}
 	if err := obs.watch.writeSettings(bpf.AdoptwatchSettings{DefaultWatched: defaultWatched}); err != nil {
@@ -261,6 +286,15 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		return obs, fmt.Errorf("read /proc: %w", err)
 	}
 	obs.assembler = events.NewAssembler(events.NewClock(), table)
+	if obs.contexts, err = newContexts(); err != nil {
+		return obs, fmt.Errorf("cgroups: %w", err)
+	}
+	obs.assembler.ResolveContexts(obs.contexts)
+	if opts.cgroupScoped() {
+		if err := obs.startScope(sel); err != nil {
+			return obs, err
+		}
+	}
 
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
@@ -374,6 +408,9 @@ type Counters struct {
 	// kernel skipped them while all copies were busy on that CPU): an unseen
 	// exit can hide adoptions.
 	UnseenEvents uint64
+	// ScopeCgroupsDropped counts cgroups that --unit or --container chose
+	// but the kernel's map had no room for: processes there are not watched.
+	ScopeCgroupsDropped uint64
 }
 
 // Counters sums the per-CPU counters.
@@ -429,6 +466,9 @@ func (o *Observer) Counters() (Counters, error) {
 			}
 		}
 	}
+	if o.scope != nil {
+		c.ScopeCgroupsDropped = o.scope.Stats().Dropped
+	}
 	return c, nil
 }
 
@@ -462,6 +502,12 @@ func (o *Observer) Close() error {
 	if o.pinDir != "" {
 		o.watch.unpin(o.pinDir, o.pinLock)
 		o.pinDir, o.pinLock = "", nil
+	}
+	if o.scope != nil {
+		o.scope.Close()
+	}
+	if o.contexts != nil && o.contexts.Cgroups != nil {
+		o.contexts.Cgroups.Close()
 	}
 	if o.coll != nil {
 		o.coll.Close()

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what `make vmtest` needs on a Debian machine, as root: qemu for the
 # VMs; dpkg-deb, apt-get and the Debian archive keyring to fetch and unpack
-# the kernels. Idempotent: apt is only called when something is missing.
+# the kernels; mmdebstrap to build the root filesystems of the systemd VMs.
+# Idempotent: apt is only called when something is missing.
 set -euo pipefail
 
 need=()
-for pkg in qemu-system-x86 dpkg apt debian-archive-keyring; do
+for pkg in qemu-system-x86 dpkg apt debian-archive-keyring mmdebstrap; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -18,3 +19,4 @@ if ((${#need[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 command -v qemu-system-x86_64 >/dev/null
+command -v mmdebstrap >/dev/null

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,7 @@ func TestBadInput(t *testing.T) {
 	plain := filepath.Join(dir, "plain")
 	os.WriteFile(plain, nil, 0o644)
 	missing := filepath.Join(dir, "missing", "x")
-	for _, tc := range []struct {
+	cases := []struct {
 		args []string
 		want string
 	}{
@@ -39,8 +40,14 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--socket", filepath.Join(dir, "s"), "--socket-group", "no-such-group-here"}, "--socket-group no-such-group-here"},
 		{[]string{"--cgroup", ""}, "--cgroup: empty path"},
 		{[]string{"--cgroup", "/tmp"}, "/tmp is on "},
-		{[]string{"--cgroup", "/sys/fs/cgroup/memory"}, "/sys/fs/cgroup/memory is on a cgroup v1 hierarchy, not cgroup v2"},
 		{[]string{"--cgroup", "/no/such/cgroup"}, "no such cgroup"},
+		{[]string{"--unit", ""}, "--unit: empty unit pattern"},
+		{[]string{"--unit", "system.slice/cron.service"}, "unit names have no '/'"},
+		{[]string{"--unit", "cron[.service"}, "syntax error in pattern"},
+		{[]string{"--container", ""}, "--container: empty container id prefix"},
+		{[]string{"--container", "3f6c*"}, `'*' is not an id character`},
+		{[]string{"--container", strings.Repeat("a", 65)}, "longer than an id"},
+		{[]string{"--container", "a\x1b[2J"}, `\\x1b[2J`},
 		{[]string{"--pin-dir", ""}, "--pin-dir: empty path"},
 		{[]string{"--pin", "--pin-dir", missing}, "its parent " + filepath.Dir(missing) + " does not exist"},
 		{[]string{"--ready-file", ""}, "--ready-file: empty path"},
@@ -61,7 +68,17 @@ func TestBadInput(t *testing.T) {
 		{[]string{"run", "--bogus", "--", "true"}, "unknown flag: --bogus"},
 		{[]string{"run", "--timeout", "0", "--", "true"}, "--timeout must be positive"},
 		{[]string{"run", "--hook", "magic", "--", "true"}, "magic"},
-	} {
+	}
+	// A cgroup v1 hierarchy is refused as such: one mounted here, if any.
+	if v1 := cgroupV1Mount(t); v1 != "" {
+		cases = append(cases, struct {
+			args []string
+			want string
+		}{[]string{"--cgroup", v1}, v1 + " is on a cgroup v1 hierarchy, not cgroup v2"})
+	} else {
+		t.Log("no cgroup v1 hierarchy is mounted here: the --cgroup case for one is left out")
+	}
+	for _, tc := range cases {
 		var out, errb bytes.Buffer
 		code := dispatch(tc.args, &out, &errb)
 		msg := errb.String()
@@ -70,4 +87,39 @@ func TestBadInput(t *testing.T) {
 				tc.args, code, msg, out.String(), tc.want)
 		}
 	}
+}
+
+// cgroupV1Mount is the mount point of a cgroup v1 hierarchy from
+// /proc/self/mountinfo, or "" if none is mounted.
+func cgroupV1Mount(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		before, after, ok := strings.Cut(l, " - ")
+		f, g := strings.Fields(before), strings.Fields(after)
+		if ok && len(f) >= 5 && len(g) >= 1 && g[0] == "cgroup" {
+			return unescapeMountinfo(f[4])
+		}
+	}
+	return ""
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space, ...).
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

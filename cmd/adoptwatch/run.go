@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -115,5 +116,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	cfg.Command = fs.Args()
 	cfg.Stdin, cfg.Stdout, cfg.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cfg.Log = stderr
-	return supervise.Run(cfg)
+	code := supervise.Run(cfg)
+	cfg.Notify.Flush(time.Second) // STOPPING=1 and what else is queued, if the manager takes it
+	return code
 }

@@ -53,6 +53,17 @@ func TestWatchNotifySocket(t *testing.T) {
 		_, _, daemon := testsupport.DoubleFork(t, tree)
 		jsonAdoptionOf(t, c, daemon)
 
+		// The pings sent meanwhile wait in the socket (many, on a slow
+		// machine): take them first, then time the ones sent from now on.
+		for {
+			m, ok := l.Next(t, 20*time.Millisecond)
+			if !ok {
+				break
+			}
+			if from(m).Text != "WATCHDOG=1" {
+				t.Fatalf("after READY=1: %q, want only WATCHDOG=1", m.Text)
+			}
+		}
 		start := time.Now()
 		for range 3 {
 			from(l.Expect(t, wait, "WATCHDOG=1"))
@@ -102,6 +113,40 @@ func TestWatchNotifyFD(t *testing.T) {
 	jsonAdoptionOf(t, c, daemon)
 	if code := c.stop(t); code != 0 {
 		t.Errorf("exit %d, want 0", code)
+	}
+}
+
+// TestWatchNotifySocketStalled: a service manager that stops reading its
+// socket (watchdog pings every 10ms fill it) holds up neither the watch nor
+// SIGINT: adoptions are still reported, the watcher exits 0 at once, and
+// stderr says what the manager did not get.
+func TestWatchNotifySocketStalled(t *testing.T) {
+	testsupport.RequireBPF(t)
+	l := notifytest.Listen(t) // never read
+	c := startCLIWith(t, cliOptions{env: []string{l.Env(), "WATCHDOG_USEC=20000"}}, "--json")
+	c.waitReady(t)
+	time.Sleep(500 * time.Millisecond) // the socket and the notifier's queue fill up
+	tree := testsupport.StartTree(t, "doublefork")
+	_, _, daemon := testsupport.DoubleFork(t, tree)
+	jsonAdoptionOf(t, c, daemon)
+
+	c.cmd.Process.Signal(unix.SIGINT)
+	began := time.Now()
+	if code := c.exitCode(t, 5*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGINT, want 0", code)
+	}
+	t.Logf("exited %v after SIGINT; stderr:\n%s", time.Since(began), c.stderr.Text())
+	var drops, left int
+	for _, line := range strings.Split(c.stderr.Text(), "\n") {
+		if strings.Contains(line, "it is not reading its socket") {
+			drops++
+		}
+		if strings.Contains(line, "did not take") && strings.HasSuffix(line, "messages within 1s: not sent") {
+			left++
+		}
+	}
+	if drops != 1 || left != 1 {
+		t.Errorf("want one line about the drops and one about what was left at exit; stderr:\n%s", c.stderr.Text())
 	}
 }
 
@@ -168,13 +213,18 @@ func TestWatchNotifySocketNowhere(t *testing.T) {
 // TestWatchJournal: --journal writes each adoption as one native entry to
 // /run/systemd/journal/socket, here the test's own socket (a private mount
 // namespace gives the watcher its own /run); the entry is parsed field by
-// field and checked against the real daemonisation.
+// field and checked against the real daemonisation. The watcher watches the
+// test's tree only: adoptions elsewhere on the machine would fill the socket
+// the test stops reading once it found its entry.
 func TestWatchJournal(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
 		j := journaltest.Listen(t)
-		c := startCLIWith(t, cliOptions{privateRun: j.Dir}, "--journal", "--json", "--hook="+hook)
+		tree := testsupport.StartTree(t, "idle")
+		c := startCLIWith(t, cliOptions{privateRun: j.Dir}, "--journal", "--json", "--hook="+hook, "--pid", strconv.Itoa(tree.Reaper))
 		c.waitReady(t)
-		tree := testsupport.StartTree(t, "doublefork")
+		if err := tree.Run("doublefork"); err != nil {
+			t.Fatal(err)
+		}
 		_, middle, daemon := testsupport.DoubleFork(t, tree)
 		a := jsonAdoptionOf(t, c, daemon)
 
@@ -224,6 +274,61 @@ func TestWatchJournal(t *testing.T) {
 			t.Errorf("exit %d, want 0; stderr:\n%s", code, c.stderr.Text())
 		}
 	})
+}
+
+// TestWatchJournalStalled: a journald that stops reading (its socket full)
+// does not stall the watcher: with thousands of adoptions behind it, every
+// adoption is still printed, the entries the journal could not take are
+// dropped, counted and reported, and SIGINT ends the watcher at once.
+func TestWatchJournalStalled(t *testing.T) {
+	const n = 2000 // far more than the socket and the sink's queue hold
+	testsupport.RequireBPF(t)
+	j := journaltest.Listen(t) // never read
+	tree := testsupport.StartTree(t, "idle")
+	c := startCLIWith(t, cliOptions{privateRun: j.Dir}, "--journal", "--json", "--pid", strconv.Itoa(tree.Reaper))
+	c.waitReady(t)
+	if err := tree.Run(fmt.Sprintf("raw:%d", n)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2*n; i++ { // every middle and daemon reaped: all adopted
+		testsupport.Next(t, tree, "reaped")
+	}
+	isOurs := func(m map[string]any) bool {
+		return m["event"] == "adopt" && testsupport.PartyPID(m, "new_parent") == tree.Reaper
+	}
+	if got := len(c.stdout.JSON(n, 30*time.Second, isOurs)); got != n {
+		t.Fatalf("%d of %d adoptions printed; stderr:\n%s", got, n, c.stderr.Text())
+	}
+
+	c.cmd.Process.Signal(unix.SIGINT)
+	began := time.Now()
+	if code := c.exitCode(t, 5*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGINT, want 0; stderr:\n%s", code, c.stderr.Text())
+	}
+	t.Logf("exited %v after SIGINT", time.Since(began))
+
+	var drops, totals []string
+	for _, m := range c.stdout.JSON(0, 0, func(m map[string]any) bool { return m["event"] == "warning" }) {
+		msg, _ := m["message"].(string)
+		switch {
+		case strings.HasPrefix(msg, "journal: too slow"):
+			drops = append(drops, msg)
+		case strings.Contains(msg, "could not be sent"):
+			totals = append(totals, msg)
+		}
+	}
+	if len(drops) == 0 || len(totals) != 1 {
+		t.Fatalf("want warnings about drops and one total, got %q and %q", drops, totals)
+	}
+	var sent, notSent, refused, slow int
+	if _, err := fmt.Sscanf(totals[0], "journal: %d adoptions sent, %d could not be sent (%d refused by the journal, %d dropped: journal too slow)",
+		&sent, &notSent, &refused, &slow); err != nil {
+		t.Fatalf("%q: %v", totals[0], err)
+	}
+	t.Logf("%q; %d warnings about drops", totals[0], len(drops))
+	if sent+notSent != n || refused != 0 || sent > n/2 || slow != notSent {
+		t.Errorf("%q: want all %d adoptions accounted for, most dropped as too slow", totals[0], n)
+	}
 }
 
 // TestWatchJournalMissing: --journal where no journal runs (an empty /run):
@@ -284,6 +389,28 @@ func TestRunNotifySocket(t *testing.T) {
 				l.ExpectNone(t, 300*time.Millisecond)
 			})
 		})
+	}
+}
+
+// TestRunNotifySocketStalled: run under a service manager that does not
+// read its socket (full from the start) follows the daemon all the same and
+// stops at once on SIGTERM, saying what the manager did not get.
+func TestRunNotifySocketStalled(t *testing.T) {
+	testsupport.RequireBPF(t)
+	l := notifytest.Listen(t) // never read
+	l.Fill(t)
+	r := startRun(t, true, []string{l.Env(), fixture.EnvSDTermCode + "=42"}, "--", "{dir}/aw-sd-launch")
+	daemon := r.next(t, "daemon").Int(0)
+	if got := r.identified(t); got != daemon {
+		t.Fatalf("identified %d, the daemon is %d", got, daemon)
+	}
+	r.signalRun(t, unix.SIGTERM)
+	if code := r.exitCode(t); code != 42 {
+		t.Errorf("run exited %d, want the daemon's 42", code)
+	}
+	// STATUS=waiting... (blocked in the socket), MAINPID=...READY=1, STOPPING=1.
+	if !strings.Contains(r.stderr.Text(), "did not take 3 messages within 1s: not sent") {
+		t.Errorf("want a line saying the 3 messages were not sent; stderr:\n%s", r.stderr.Text())
 	}
 }
 

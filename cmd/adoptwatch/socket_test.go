@@ -80,7 +80,10 @@ func pidfdPid(t *testing.T, fd int) int {
 // with its own pidfd of exactly the adopted process, which tells when it exits.
 func TestSocketTwoSubscribers(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "aw.sock")
-	c := startWatching(t, "--json", "--socket", path)
+	// The watcher watches this test's processes only: the subscribers ask for
+	// everything, and other tests on the machine may adopt more than their
+	// queues hold while the one without a filter line waits.
+	c := startWatching(t, "--json", "--socket", path, "--pid", fmt.Sprint(os.Getpid()))
 	fi, err := os.Lstat(path)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
@@ -50,6 +51,8 @@ type watchOptions struct {
 	all       bool
 	pids      []int
 	cgroup    string
+	units     []string
+	ctrs      []string
 	pin       bool
 	pinDir    string
 	hook      events.Hook
@@ -72,6 +75,8 @@ func watchFlags(opts *watchOptions, hook *string) *pflag.FlagSet {
 	fs.BoolVar(&opts.all, "all", false, "also print every fork, exec and exit")
 	fs.IntSliceVar(&opts.pids, "pid", nil, "watch only the tree of process `PID` (repeatable): it, its descendants, and all they fork, even once re-parented")
 	fs.StringVar(&opts.cgroup, "cgroup", "", "watch only processes in cgroup v2 `PATH` (or below), and all they fork")
+	fs.StringArrayVar(&opts.units, "unit", nil, "watch only processes of the systemd units matching `GLOB` (repeatable; a slice counts with all it holds), and all they fork, units started later included")
+	fs.StringArrayVar(&opts.ctrs, "container", nil, "watch only processes of the containers whose id starts with `PREFIX` (repeatable), and all they fork, containers started later included")
 	fs.BoolVar(&opts.pin, "pin", false, "pin the watch maps so that \"adoptwatch unwatch PID\" can switch trees off")
 	fs.StringVar(&opts.pinDir, "pin-dir", loader.DefaultPinDir, "where --pin pins the maps (on a BPF file system)")
 	fs.StringVar(hook, "hook", "auto", "adoption hook: auto, exact (kill_orphaned_pgrp via fentry or kprobe) or exit-walk (portable)")
@@ -136,6 +141,16 @@ func (opts *watchOptions) check(fs *pflag.FlagSet, hook string) error {
 			return fmt.Errorf("--%s: empty path", name)
 		}
 	}
+	for _, g := range opts.units {
+		if err := cgroups.ValidUnitGlob(g); err != nil {
+			return fmt.Errorf("--unit: %v", output.Escape(err.Error()))
+		}
+	}
+	for _, p := range opts.ctrs {
+		if err := cgroups.ValidContainerPrefix(p); err != nil {
+			return fmt.Errorf("--container: %v", output.Escape(err.Error()))
+		}
+	}
 	if opts.cgroup != "" {
 		if err := loader.CheckCgroup(opts.cgroup); err != nil {
 			return fmt.Errorf("--%s", oneLine(err))
@@ -191,7 +206,7 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	defer sinks.Close()
 
 	lopts := loader.Options{Hook: opts.hook, TaskRecords: opts.all, RingBytes: opts.ringSize,
-		WatchPIDs: opts.pids, WatchCgroup: opts.cgroup}
+		WatchPIDs: opts.pids, WatchCgroup: opts.cgroup, WatchUnits: opts.units, WatchContainers: opts.ctrs}
 	if opts.pin {
 		lopts.PinDir = opts.pinDir
 	}
@@ -203,11 +218,15 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 		return fail(stderr, "cannot attach: %v", oneLine(err))
 	}
 	defer obs.Close()
+	if note := obs.UnmatchedNote(); note != "" {
+		p.Log("%s", output.Escape(note))
+	}
 	if obs.ReplacedStalePins {
 		p.Log("replaced stale pins at %s: the adoptwatch that pinned them exited without removing them", output.Escape(opts.pinDir))
 	}
 
 	n := opts.notifier
+	defer n.Flush(time.Second) // STOPPING=1 and what else is queued, if the manager takes it
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGINT, unix.SIGTERM)
 	go func() {
@@ -281,6 +300,12 @@ func scope(opts watchOptions, obs *loader.Observer) string {
 	}
 	if opts.cgroup != "" {
 		parts = append(parts, "cgroup "+output.Escape(opts.cgroup))
+	}
+	if len(opts.units) > 0 {
+		parts = append(parts, "units "+output.Escape(strings.Join(opts.units, " ")))
+	}
+	if len(opts.ctrs) > 0 {
+		parts = append(parts, "containers "+output.Escape(strings.Join(opts.ctrs, " ")))
 	}
 	if len(parts) == 0 {
 		return "all adoptions"

@@ -2,11 +2,13 @@ package journal
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -143,28 +145,158 @@ func TestEntryOnTheWire(t *testing.T) {
 	if !bytes.Contains(buf[:n], []byte("ADOPTWATCH_COMM\n")) {
 		t.Errorf("ADOPTWATCH_COMM holds a newline but was not sent length-prefixed")
 	}
-	if sink.Sent() != 1 || sink.Failed() != 0 {
-		t.Errorf("sent %d failed %d, want 1 and 0", sink.Sent(), sink.Failed())
-	}
-
 	if stderr.Len() != 0 {
 		t.Errorf("stderr: %q", stderr.String())
 	}
 
 	// journald gone after start-up: each failed entry is counted, the outage
-	// is reported once, the totals on Close.
+	// is reported once, the totals on Close (which waits for the queue).
 	conn.Close()
 	os.Remove(SocketPath)
 	sink.Adoption(output.NewAdoption(a))
 	sink.Adoption(output.NewAdoption(a))
-	if sink.Sent() != 1 || sink.Failed() != 2 {
-		t.Errorf("sent %d failed %d, want 1 and 2", sink.Sent(), sink.Failed())
-	}
 	sink.Close()
+	if sink.Sent() != 1 || sink.Failed() != 2 || sink.Dropped() != 0 {
+		t.Errorf("sent %d failed %d dropped %d, want 1, 2 and 0", sink.Sent(), sink.Failed(), sink.Dropped())
+	}
 	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "journal: cannot send the adoption of 4242") ||
-		!strings.Contains(lines[1], "journal: 1 adoptions sent, 2 could not be sent") {
+		!strings.Contains(lines[1], "journal: 1 adoptions sent, 2 could not be sent (2 refused by the journal, 0 dropped: journal too slow)") {
 		t.Errorf("stderr: want the outage once and the totals, got %q", stderr.String())
+	}
+}
+
+// lockedBuffer is stderr for a printer that the sender goroutine writes to
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestStalledJournal: a journald that stops reading (its socket's queue full,
+// where go-systemd's send blocks with no deadline) never blocks Adoption:
+// entries beyond the queue are dropped and counted, each episode of drops is
+// reported once when it starts, and Close returns within its bound with the
+// totals.
+func TestStalledJournal(t *testing.T) {
+	if !inPrivateRun(t) {
+		return
+	}
+	conn := listenJournal(t) // read only when the test says so
+	var stdout bytes.Buffer
+	var stderr lockedBuffer
+	const queue, closeWait = 16, 300 * time.Millisecond
+	sink := start(output.NewPrinter(&stdout, &stderr, false), queue, closeWait)
+	a := hostile()
+	calls := 0
+	flood := func(n int) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range n {
+				sink.Adoption(output.NewAdoption(a))
+			}
+		}()
+		select {
+		case <-done:
+			calls += n
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Adoption blocked on a stalled journal")
+		}
+	}
+	episodes := func() int { return strings.Count(stderr.String(), "journal: too slow, 16 entries waiting") }
+
+	// stall fills the socket's queue (net.unix.max_dgram_qlen) with the
+	// test's own entries, as a journald that stopped reading would have it.
+	filler := []byte("MESSAGE=filler\n")
+	stall := func() {
+		t.Helper()
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		for i := 0; ; i++ {
+			err := unix.Sendto(fd, filler, 0, &unix.SockaddrUnix{Name: SocketPath})
+			if err == unix.EAGAIN {
+				break
+			}
+			if err != nil || i > 100000 {
+				t.Fatalf("filling the journal socket: %d sent, %v", i, err)
+			}
+		}
+	}
+
+	stall()
+	flood(200) // the sender blocks on one; 16 wait; the rest are dropped
+	if sink.Dropped() == 0 || episodes() != 1 {
+		t.Fatalf("dropped %d, %d warnings; want drops, warned once; stderr %q", sink.Dropped(), episodes(), stderr.String())
+	}
+
+	// journald catches up: everything queued arrives, in order, intact.
+	received := 0
+	buf := make([]byte, 1<<16)
+	for {
+		conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := conn.Read(buf)
+		if err != nil {
+			break
+		}
+		if bytes.Equal(buf[:n], filler) {
+			continue
+		}
+		if _, err := journaltest.Parse(buf[:n]); err != nil {
+			t.Fatalf("entry %d: %v", received, err)
+		}
+		received++
+	}
+	// A full queue, and the one blocked in the socket if the sender took it
+	// before the queue was full.
+	if received < queue || received > queue+1 {
+		t.Errorf("received %d entries, want the %d queued (and maybe one more)", received, queue)
+	}
+	if uint64(received) != sink.Sent() || received+int(sink.Dropped()) != calls {
+		t.Errorf("received %d, sent %d, dropped %d, of %d", received, sink.Sent(), sink.Dropped(), calls)
+	}
+	// The next entry is queued (the episode ends); stalled again, a new
+	// episode of drops is reported.
+	stall()
+	flood(200)
+	if episodes() != 2 {
+		t.Errorf("%d warnings about drops, want 2 (one per episode); stderr %q", episodes(), stderr.String())
+	}
+
+	began := time.Now()
+	sink.Close()
+	if el := time.Since(began); el < closeWait || el > closeWait+time.Second {
+		t.Errorf("Close took %v with a stalled journal, want about %v", el, closeWait)
+	}
+	var sent, notSent, refused, slow int
+	last := stderr.String()
+	last = last[strings.LastIndex(strings.TrimSuffix(last, "\n"), "\n")+1:]
+	if _, err := fmt.Sscanf(last, "adoptwatch: warning: journal: %d adoptions sent, %d could not be sent (%d refused by the journal, %d dropped: journal too slow)",
+		&sent, &notSent, &refused, &slow); err != nil {
+		t.Fatalf("last line %q: %v", last, err)
+	}
+	// Still queued at Close: a full queue, less the one blocked in the socket.
+	if sent+notSent != calls || refused != 0 || slow < int(sink.Dropped())+queue-1 {
+		t.Errorf("%q: want all %d accounted for, at least %d dropped (%d while stalled, the queue at Close)", last, calls, int(sink.Dropped())+queue-1, sink.Dropped())
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout %q: warnings go to stderr in text mode", stdout.String())
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 type Party struct {
 	PID  uint32 `json:"pid"`
 	Comm string `json:"comm"`
+	Namespace
+	Where
 }
 
 // StepJSON is one generation of a lineage.
@@ -29,6 +31,7 @@ type StepJSON struct {
 	Exec   bool   `json:"exec"`
 	Setsid bool   `json:"setsid"`
 	Source string `json:"source"`
+	Where
 }
 
 // AdoptionJSON is the schema of an "adopt" line. Field names are an interface:
@@ -51,6 +54,13 @@ type AdoptionJSON struct {
 	Lineage         []StepJSON `json:"lineage"`
 	LineageComplete bool       `json:"lineage_complete"`
 	Hook            string     `json:"hook"`
+	// The adopted process's pid namespace and cgroup (issue 11's context).
+	Namespace
+	Where
+	Slice       string `json:"slice,omitempty"`
+	UserManager string `json:"user_manager,omitempty"`
+	// ReaperKind names a pid namespace's reaper (reaper "ns-reaper").
+	ReaperKind string `json:"reaper_kind,omitempty"`
 	// Pidfd is set on the subscriber socket only (subscribe: "passed", ...).
 	Pidfd string `json:"pidfd,omitempty"`
 }
@@ -67,8 +77,8 @@ func AdoptionObject(a *events.Adoption) AdoptionJSON {
 		Event: string(events.KindAdopt), Time: stamp(a.Time),
 		PID: a.Child.PID, TID: a.Child.TID, Comm: a.Child.Comm, SID: a.Child.SID, PGID: a.Child.PGID,
 		UID: a.Child.UID, Zombie: a.Zombie,
-		PrevParent: Party{a.PrevParent.PID, a.PrevParent.Comm},
-		NewParent:  Party{a.NewParent.PID, a.NewParent.Comm},
+		PrevParent: Party{PID: a.PrevParent.PID, Comm: a.PrevParent.Comm},
+		NewParent:  Party{PID: a.NewParent.PID, Comm: a.NewParent.Comm},
 		Reaper:     string(a.Reaper), NSLevel: a.NSLevel,
 		Pattern:         string(events.DaemonPattern(a.Lineage)),
 		Lineage:         []StepJSON{},
@@ -76,8 +86,10 @@ func AdoptionObject(a *events.Adoption) AdoptionJSON {
 		Hook:            string(a.Hook),
 	}
 	for _, s := range a.Lineage {
-		out.Lineage = append(out.Lineage, StepJSON{s.PID, s.Comm, s.SID, s.PGID, s.Exec, s.Setsid, s.Source})
+		out.Lineage = append(out.Lineage, StepJSON{PID: s.PID, Comm: s.Comm, SID: s.SID, PGID: s.PGID,
+			Exec: s.Exec, Setsid: s.Setsid, Source: s.Source})
 	}
+	addContext(&out, a)
 	return out
 }
 
@@ -110,7 +122,7 @@ func TaskLine(ev *events.Task) []byte {
 	out := TaskJSON{Event: string(ev.Kind), Time: stamp(ev.Time),
 		PID: p.PID, TID: p.TID, PPID: p.PPID, Comm: p.Comm, SID: p.SID}
 	if ev.Child != nil {
-		out.Child = &Party{ev.Child.PID, ev.Child.Comm}
+		out.Child = &Party{PID: ev.Child.PID, Comm: ev.Child.Comm}
 	}
 	if ev.Kind == events.KindExit {
 		status, whole := ev.ExitStatus, ev.ProcessExit
@@ -126,35 +138,62 @@ const clockFormat = "15:04:05.000000"
 
 // AdoptionText is the one-line, human form of an adoption:
 //
-//	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
+//	12:00:01.000001 adopt 4242 mydaemon from 4241 mydaemon to 1 systemd (init) in unit my.service double-fork: bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]
 //
-// It is built by appending to one buffer: fmt cost more than the rest of a
-// text line's handling (issue 12).
+// A pid in a child pid namespace shows as HOST/NS (NS as ps inside the
+// reaper's namespace prints it); "in ..." names the adopted process's
+// container or unit, when it has one. It is built by appending to one
+// buffer: fmt cost more than the rest of a text line's handling (issue 12).
 func AdoptionText(a *events.Adoption) string {
 	b := make([]byte, 0, 160+24*len(a.Lineage))
 	b = a.Time.AppendFormat(b, clockFormat)
 	b = append(b, " adopt "...)
-	b = party(b, a.Child.PID, a.Child.Comm)
+	b = party(b, a.Child.PID, seenByReaper(a.Child), a.Child.Comm)
 	if a.Zombie {
 		b = append(b, " (zombie)"...)
 	}
 	b = append(b, " from "...)
-	b = party(b, a.PrevParent.PID, a.PrevParent.Comm)
+	b = party(b, a.PrevParent.PID, seenByReaper(a.PrevParent), a.PrevParent.Comm)
 	b = append(b, " to "...)
-	b = party(b, a.NewParent.PID, a.NewParent.Comm)
+	b = party(b, a.NewParent.PID, a.NewParent.NSPid, a.NewParent.Comm)
 	b = append(b, " ("...)
 	b = append(b, a.Reaper...)
-	b = append(b, ") "...)
+	if a.Context != nil && a.Context.ReaperKind != "" {
+		b = append(b, ": "...)
+		b = append(b, a.Context.ReaperKind...)
+	}
+	b = append(b, ')')
+	if a.Context != nil {
+		if where := ContextText(a.Context.Child); where != "" {
+			b = append(b, " in "...)
+			b = append(b, where...)
+		}
+	}
+	b = append(b, ' ')
 	b = append(b, events.DaemonPattern(a.Lineage)...)
 	b = append(b, ": "...)
 	b = appendLineage(b, a.Lineage, a.LineageComplete)
 	return string(b)
 }
 
-func party(b []byte, pid uint32, comm string) []byte {
+// party is "PID COMM", the pid as pidText shows it.
+func party(b []byte, pid, nsPid uint32, comm string) []byte {
 	b = strconv.AppendUint(b, uint64(pid), 10)
+	if nsPid != 0 && nsPid != pid {
+		b = append(b, '/')
+		b = strconv.AppendUint(b, uint64(nsPid), 10)
+	}
 	b = append(b, ' ')
 	return append(b, Escape(comm)...)
+}
+
+// seenByReaper is p's pid as ps shows it in the new parent's namespace (or,
+// where the kernel did not say, in its own).
+func seenByReaper(p events.Process) uint32 {
+	if p.ReaperNSPid != 0 {
+		return p.ReaperNSPid
+	}
+	return p.NSPid
 }
 
 // LineageText renders a lineage oldest first: comm[pid marks] > ...

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/cgroups"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
@@ -245,6 +246,99 @@ func TestTextEscapesNames(t *testing.T) {
 	for _, l := range lines {
 		if strings.ContainsAny(l, "\n\r\x1b") || !strings.Contains(l, Escape(evil)) {
 			t.Errorf("text line not escaped: %q", l)
+		}
+	}
+}
+
+// contextSample is an adoption inside a docker container: pids in the
+// container's namespace, the daemon's launcher in a systemd unit.
+func contextSample() *events.Adoption {
+	const id = "3f6c1a0e9b7d42c58e21f0a4d6b9c3e7a1f5d8b2c6e9a0f3b7d1c4e8a2f6b9d0"
+	a := sample()
+	a.Reaper = events.ReaperNS
+	a.Child.NSPid, a.Child.ReaperNSPid, a.Child.PidNSInode, a.Child.CgroupID = 7, 7, 4026532001, 501
+	a.PrevParent.NSPid, a.PrevParent.ReaperNSPid, a.PrevParent.PidNSInode = 6, 6, 4026532001
+	a.NewParent.NSPid, a.NewParent.PidNSInode, a.NewParent.PID = 1, 4026532001, 4100
+	docker := cgroups.Info{ID: 501, State: cgroups.Resolved, Path: "/docker/" + id, Context: cgroups.Describe("/docker/" + id)}
+	unit := cgroups.Info{ID: 77, State: cgroups.Resolved, Path: "/system.slice/forker.service", Context: cgroups.Describe("/system.slice/forker.service")}
+	a.Context = &events.Context{
+		Child: docker, PrevParent: docker, NewParent: docker, ReaperKind: "shell",
+		Lineage: []cgroups.Info{
+			{State: cgroups.Unresolved},
+			unit,
+			{ID: 99, State: cgroups.Gone},
+			docker,
+		},
+	}
+	return a
+}
+
+func TestAdoptionContextJSON(t *testing.T) {
+	var got AdoptionJSON
+	if err := json.Unmarshal(AdoptionLine(contextSample()), &got); err != nil {
+		t.Fatal(err)
+	}
+	const id = "3f6c1a0e9b7d42c58e21f0a4d6b9c3e7a1f5d8b2c6e9a0f3b7d1c4e8a2f6b9d0"
+	docker := &ContainerJSON{Runtime: "docker", ID: id}
+	if got.Cgroup != "/docker/"+id || got.CgroupID != 501 || got.Unit != "" || *got.Container != *docker ||
+		got.NSPid != 7 || got.ReaperNSPid != 7 || got.PidNS != 4026532001 || got.ReaperKind != "shell" {
+		t.Errorf("adopted process context: %+v", got)
+	}
+	if p := got.NewParent; p.NSPid != 1 || p.PidNS != 4026532001 || *p.Container != *docker {
+		t.Errorf("new parent: %+v", p)
+	}
+	want := []Where{
+		{Cgroup: "unresolved", Unit: "unresolved", Container: &ContainerJSON{Runtime: "unresolved"}},
+		{CgroupID: 77, Cgroup: "/system.slice/forker.service", Unit: "forker.service"},
+		{CgroupID: 99, Cgroup: "gone", Unit: "gone", Container: &ContainerJSON{Runtime: "gone"}},
+		{CgroupID: 501, Cgroup: "/docker/" + id, Container: docker},
+	}
+	for i, w := range want {
+		g := got.Lineage[i].Where
+		if g.CgroupID != w.CgroupID || g.Cgroup != w.Cgroup || g.Unit != w.Unit ||
+			(g.Container == nil) != (w.Container == nil) || (g.Container != nil && *g.Container != *w.Container) {
+			t.Errorf("lineage[%d] = %+v (container %+v), want %+v (container %+v)", i, g, g.Container, w, w.Container)
+		}
+	}
+	// Outside containers, the parties say "none"; without a context, no field at all.
+	a := sample()
+	plain := cgroups.Info{ID: 5, State: cgroups.Resolved, Path: "/", Context: cgroups.Describe("/")}
+	a.Context = &events.Context{Child: plain, PrevParent: plain, NewParent: plain, Lineage: make([]cgroups.Info, 4)}
+	var m map[string]any
+	json.Unmarshal(AdoptionLine(a), &m)
+	if c, _ := m["container"].(map[string]any); c["runtime"] != "none" || m["cgroup"] != "/" || m["unit"] != nil {
+		t.Errorf("outside containers: %v", m)
+	}
+	m = nil
+	json.Unmarshal(AdoptionLine(sample()), &m)
+	for _, k := range []string{"cgroup", "unit", "container", "ns_pid", "reaper_kind"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("no context, yet %q in %v", k, m)
+		}
+	}
+}
+
+func TestAdoptionContextText(t *testing.T) {
+	want := "12:00:01.000001 adopt 4242/7 mydaemon from 4241/6 mydaemon to 4100/1 init (ns-reaper: shell) in container docker:3f6c1a0e9b7d double-fork: " +
+		"bash[900] > mydaemon[4240 exec] > mydaemon[4241 setsid] > mydaemon[4242]"
+	if got := AdoptionText(contextSample()); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	for _, tt := range []struct {
+		info cgroups.Info
+		want string
+	}{
+		{cgroups.Info{State: cgroups.Resolved, Path: "/system.slice/cron.service", Context: cgroups.Describe("/system.slice/cron.service")}, "unit cron.service"},
+		{cgroups.Info{State: cgroups.Resolved, Path: "/", Context: cgroups.Describe("/")}, ""},
+		{cgroups.Info{State: cgroups.Gone}, "cgroup gone"},
+		{cgroups.Info{State: cgroups.Unresolved}, ""},
+		{cgroups.Info{State: cgroups.Resolved, Path: "/system.slice/evil\x1b[2J.service",
+			Context: cgroups.Context{Unit: "evil\x1b[2J.service", Container: cgroups.Container{Runtime: cgroups.RuntimeNone}}}, `unit evil\x1b[2J.service`},
+		{cgroups.Info{State: cgroups.Resolved, Context: cgroups.Context{Container: cgroups.Container{Runtime: "cri-o", ID: "abc", Role: "conmon", PodUID: "p-1"}}},
+			"container cri-o:abc conmon pod p-1"},
+	} {
+		if got := ContextText(tt.info); got != tt.want {
+			t.Errorf("ContextText(%+v) = %q, want %q", tt.info, got, tt.want)
 		}
 	}
 }

@@ -6,7 +6,10 @@
 // Neither is required: without NOTIFY_SOCKET and without a notify fd every
 // call does nothing. A notify socket that cannot be reached is reported once
 // on stderr and the program carries on: telling the supervisor is not worth
-// stopping the watch for.
+// stopping the watch for. Nor is a service manager that does not read its
+// socket: a datagram send to a full socket blocks (go-systemd's SdNotify has
+// no deadline), so messages are queued for one sender goroutine and the
+// callers (the record loop, the signal handler) never wait for it.
 package service
 
 import (
@@ -23,18 +26,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Queue is how many messages wait for the service manager before new ones
+// are dropped (and counted as failed).
+const Queue = 16
+
 // Notifier sends state changes to the service manager. Its methods are safe
-// for concurrent use (the watchdog loop runs beside the main loop); messages
-// go out one at a time, in the order of the calls.
+// for concurrent use (the watchdog loop runs beside the main loop) and do not
+// wait for the manager: messages are queued and go out one at a time, in the
+// order of the calls. Flush before exiting, so that the last ones (STOPPING=1)
+// are not lost.
 type Notifier struct {
 	stderr io.Writer
 
-	mu        sync.Mutex // held for each whole send
-	readyFD   *os.File   // --notify-fd, until readiness is written
-	failing   bool       // the last notify-socket send failed (reported once per outage)
-	failed    uint64     // sends that failed, in total
+	mu        sync.Mutex
+	readyFD   *os.File // --notify-fd, until readiness is written
+	failing   bool     // the last notify-socket send failed (reported once per outage)
+	dropping  bool     // the queue was full (reported once per episode)
+	failed    uint64   // messages that failed or were dropped, in total
 	readyOnce bool
 	stopping  bool // STOPPING=1 was sent: no more watchdog pings
+
+	queue           chan message // started with the first message
+	queued, handled uint64       // messages queued, and sent or failed by the sender
+}
+
+// message is one datagram, or (flushed set) a Flush waiting for the ones
+// before it.
+type message struct {
+	state   string
+	flushed chan struct{}
 }
 
 // A nil *Notifier is valid and does nothing, so callers need not check
@@ -159,18 +179,95 @@ func (n *Notifier) send(state string) {
 	n.sendLocked(state)
 }
 
+// sendLocked queues state for the sender, or drops it when the queue is
+// full (the manager is not reading): never waits.
 func (n *Notifier) sendLocked(state string) {
-	// sent is false when NOTIFY_SOCKET is unset: nobody to tell, not an error.
-	if _, err := daemon.SdNotify(false, state); err != nil {
-		n.failed++
-		if !n.failing {
-			n.failing = true
-			fmt.Fprintf(n.stderr, "adoptwatch: cannot notify the service manager at NOTIFY_SOCKET=%q: %v (continuing without it)\n",
-				os.Getenv("NOTIFY_SOCKET"), unwrapOp(err))
+	if os.Getenv("NOTIFY_SOCKET") == "" {
+		return // nobody to tell, not an error
+	}
+	if n.queue == nil {
+		n.queue = make(chan message, Queue)
+		go n.sender(n.queue)
+	}
+	select {
+	case n.queue <- message{state: state}:
+		n.queued++
+		// The episode ends once the queue is half empty, not at the first
+		// free slot: a manager reading slowly would have each drop said.
+		if len(n.queue) <= Queue/2 {
+			n.dropping = false
 		}
+	default:
+		n.failed++
+		if !n.dropping {
+			n.dropping = true
+			n.reportLocked(fmt.Errorf("it is not reading its socket (%d messages waiting): dropping from %q on", Queue, strings.ReplaceAll(state, "\n", " ")))
+		}
+	}
+}
+
+// sender is the one goroutine that writes to the notify socket, where a send
+// may block for as long as the manager does not read.
+func (n *Notifier) sender(q <-chan message) {
+	for m := range q {
+		if m.flushed != nil {
+			close(m.flushed)
+			continue
+		}
+		// false without error when NOTIFY_SOCKET is unset: nobody to tell.
+		_, err := daemon.SdNotify(false, m.state)
+		n.mu.Lock()
+		n.handled++
+		if err != nil {
+			n.failed++
+			if !n.failing {
+				n.failing = true
+				n.reportLocked(unwrapOp(err))
+			}
+		} else {
+			n.failing = false
+		}
+		n.mu.Unlock()
+	}
+}
+
+// reportLocked says why messages do not reach the manager.
+func (n *Notifier) reportLocked(cause error) {
+	fmt.Fprintf(n.stderr, "adoptwatch: cannot notify the service manager at NOTIFY_SOCKET=%q: %v (continuing without it)\n",
+		os.Getenv("NOTIFY_SOCKET"), cause)
+}
+
+// Flush waits, at most timeout, until the messages sent so far have been
+// delivered or have failed. If the manager did not take them in time, the
+// number left is said on one line and they are abandoned (the process is
+// exiting).
+func (n *Notifier) Flush(timeout time.Duration) {
+	if n == nil {
 		return
 	}
-	n.failing = false
+	n.mu.Lock()
+	q := n.queue
+	n.mu.Unlock()
+	if q == nil {
+		return
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	m := message{flushed: make(chan struct{})}
+	select {
+	case q <- m:
+		select {
+		case <-m.flushed:
+			return
+		case <-timer.C:
+		}
+	case <-timer.C:
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	left := n.queued - n.handled
+	fmt.Fprintf(n.stderr, "adoptwatch: the service manager at NOTIFY_SOCKET=%q did not take %d messages within %v: not sent\n",
+		os.Getenv("NOTIFY_SOCKET"), left, timeout)
 }
 
 // unwrapOp shortens net.OpError's "dial unixgram /x: connect: ..." to the cause.

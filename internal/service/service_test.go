@@ -2,11 +2,13 @@ package service
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,6 +97,7 @@ func TestNotifySocketPointingNowhere(t *testing.T) {
 	n.Ready()
 	n.Status("following 1 x")
 	n.Stopping()
+	n.Flush(wait)
 
 	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], "NOTIFY_SOCKET=") || !strings.Contains(lines[0], "no such file or directory") {
@@ -125,9 +128,104 @@ func TestNotifySocketPointingNowhere(t *testing.T) {
 	stderr.Reset()
 	n.Status("a")
 	n.Status("b")
+	n.Flush(wait)
 	if got := strings.Count(stderr.String(), "\n"); got != 1 || !strings.Contains(stderr.String(), "connection refused") {
 		t.Errorf("stale socket: want one line saying connection refused, got %q", stderr.String())
 	}
+}
+
+// TestStalledNotifySocket: a service manager that does not read its socket
+// (a real datagram socket, never read: the sends after its queue is full
+// block in go-systemd) never holds up the callers: status changes, watchdog
+// pings and STOPPING=1 return at once, what does not fit the queue is
+// dropped and said once, Flush gives up after its timeout and says what was
+// not sent, and what was queued arrives in order once the manager reads.
+func TestStalledNotifySocket(t *testing.T) {
+	l := notifytest.Listen(t) // not read until the end
+	l.Setenv(t)
+	var stderr lockedBuffer
+	n := New(nil, &stderr)
+	// The manager's socket is full already (net.unix.max_dgram_qlen
+	// datagrams): the sender blocks on the first message.
+	l.Fill(t)
+	const messages = 200
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range messages {
+			n.Status(strconv.Itoa(i))
+			n.ping()
+		}
+		n.Stopping()
+	}()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("the notifier blocked on a socket nobody reads")
+	}
+	began := time.Now()
+	n.Flush(300 * time.Millisecond)
+	if el := time.Since(began); el < 300*time.Millisecond || el > time.Second {
+		t.Errorf("Flush took %v, want its 300ms timeout", el)
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	var left int
+	if len(lines) == 2 {
+		_, after, _ := strings.Cut(lines[1], "did not take ")
+		fmt.Sscanf(after, "%d messages within 300ms: not sent", &left)
+	}
+	// Left: a full queue, and the one blocked in the socket if the sender
+	// took it before the queue was full.
+	if len(lines) != 2 || !strings.Contains(lines[0], "it is not reading its socket (16 messages waiting): dropping from ") ||
+		left < Queue || left > Queue+1 {
+		t.Errorf("stderr: want the drops said once and what Flush left, got %q", stderr.String())
+	}
+	if f := n.Failed(); f != uint64(2*messages+1-left) {
+		t.Errorf("failed %d of %d, want all but the %d left", f, 2*messages+1, left)
+	}
+
+	// The manager reads again: the queued messages arrive, in order, and
+	// Flush returns as soon as they are out.
+	last := -1
+	for {
+		m, ok := l.Next(t, 300*time.Millisecond)
+		if !ok {
+			break
+		}
+		if m.Text == notifytest.Filler || m.Text == "WATCHDOG=1" {
+			continue
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(m.Text, "STATUS="))
+		if err != nil || i <= last {
+			t.Fatalf("%q after STATUS=%d", m.Text, last)
+		}
+		last = i
+	}
+	n.Status("back")
+	began = time.Now()
+	n.Flush(wait)
+	if el := time.Since(began); el > time.Second {
+		t.Errorf("Flush took %v with a reading manager", el)
+	}
+	l.Expect(t, wait, "STATUS=back")
+}
+
+// lockedBuffer is stderr for the sender goroutine while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestWatchdog(t *testing.T) {

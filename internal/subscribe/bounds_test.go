@@ -334,3 +334,88 @@ func readAll(c *net.UnixConn) ([]byte, error) {
 		}
 	}
 }
+
+// TestClosedPeersFreeTheirPlaces: subscribers whose peers closed their
+// sockets before their readers ran (as on a slow machine after a burst of
+// connections that came and went) never cost a new subscriber its place,
+// overall or per uid; live ones, half-closed included, keep theirs.
+func TestClosedPeersFreeTheirPlaces(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		name     string
+		uid      int
+		limit    string
+		cfg      Config
+		closed   int // admitted subscribers whose peers are gone
+		live     int // and whose peers are still there
+		newcomer int // then admitted, before one more is refused
+	}{
+		{"overall", 0, "too many subscribers: 4 connected, the limit is 4", Config{MaxSubscribers: 4}, 2, 2, 2},
+		{"per-uid", 65534, "uid 65534 has 3 subscribers connected, the limit per non-root uid is 3", Config{Group: "65534", MaxPerUID: 3}, 2, 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := listen(t, tc.cfg)
+			var injected []*subscriber
+			for i := 0; i < tc.closed+tc.live; i++ {
+				injected = append(injected, injectSubscriber(t, s, uint32(tc.uid), i < tc.closed, i%2 == 1))
+			}
+			for i := 0; i < tc.newcomer; i++ {
+				if l := firstLine(t, connectAs(t, s.cfg.Path, tc.uid, tc.uid), "all"); !strings.Contains(l, `"subscribed"`) {
+					t.Fatalf("new subscriber %d with %d closed and %d live ones admitted: %q", i, tc.closed, tc.live, l)
+				}
+			}
+			if l := firstLine(t, connectAs(t, s.cfg.Path, tc.uid, tc.uid), "all"); !strings.Contains(l, `"refused"`) || !strings.Contains(l, tc.limit) {
+				t.Errorf("one more subscriber: %q, want refused: %q", l, tc.limit)
+			}
+			// The closed ones' descriptors were released at once: what the
+			// server holds stays within its limit however late their writers run.
+			for i, sub := range injected {
+				if err := sub.conn.SetDeadline(time.Time{}); (err != nil) != (i < tc.closed) {
+					t.Errorf("injected subscriber %d (peer gone: %v): connection closed: %v", i, i < tc.closed, err)
+				}
+			}
+			// Now let the injected subscribers' reader and writer run, as admit would have.
+			for _, sub := range injected {
+				s.wg.Add(2)
+				go sub.read()
+				go sub.write()
+			}
+			if st := s.Close(); st.Abandoned != uint64(tc.closed) || st.Refused != 1 || st.WriteErrors != 0 {
+				t.Errorf("stats %+v: want %d abandoned, 1 refused, no write errors", st, tc.closed)
+			}
+		})
+	}
+}
+
+// injectSubscriber adds a subscriber to s as admit does, on one end of a
+// socket pair, without starting its reader and writer (not scheduled yet).
+// Its peer is closed (gone), or open, with its write side shut if half.
+func injectSubscriber(t *testing.T, s *Server, uid uint32, gone, half bool) *subscriber {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "injected")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case gone:
+		unix.Close(fds[1])
+	case half:
+		unix.Shutdown(fds[1], unix.SHUT_WR)
+		t.Cleanup(func() { unix.Close(fds[1]) })
+	default:
+		t.Cleanup(func() { unix.Close(fds[1]) })
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	sub := newSubscriber(s, s.next, fmt.Sprintf("injected subscriber %d", s.next), "test", uid, c.(*net.UnixConn))
+	s.subs[sub] = true
+	s.perUID[uid]++
+	return sub
+}

@@ -325,6 +325,9 @@ func (s *Server) admit(conn *net.UnixConn) {
 	s.mu.Lock()
 	s.next++
 	id := s.next
+	if len(s.subs) >= s.cfg.MaxSubscribers || peer.UID != 0 && s.perUID[peer.UID] >= s.cfg.MaxPerUID {
+		s.reapClosedLocked()
+	}
 	switch {
 	case s.done:
 		ok, why = false, "adoptwatch is shutting down"
@@ -354,10 +357,29 @@ func (s *Server) admit(conn *net.UnixConn) {
 	go sub.write()
 }
 
+// reapClosedLocked closes and forgets, at once, the subscribers whose peers
+// have closed their sockets but whose readers have not run yet to notice (a
+// slow or busy machine, a burst of connections that came and went): a peer
+// that is gone must never cost a live one its place. Closing here keeps the
+// descriptors held within the limit too; their writers finish as usual.
+func (s *Server) reapClosedLocked() {
+	for sub := range s.subs {
+		if sub.peerGone() {
+			sub.end(endPeerClosed, "closed by the subscriber")
+			sub.conn.Close()
+			s.removeLocked(sub)
+		}
+	}
+}
+
 // remove forgets a subscriber whose writer has finished.
 func (s *Server) remove(sub *subscriber) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.removeLocked(sub)
+}
+
+func (s *Server) removeLocked(sub *subscriber) {
 	if s.subs[sub] {
 		delete(s.subs, sub)
 		if s.perUID[sub.uid]--; s.perUID[sub.uid] <= 0 {

@@ -54,6 +54,31 @@ func Listen(t testing.TB) *Listener {
 	return &Listener{Path: path, conn: conn}
 }
 
+// Filler is the datagram Fill sends.
+const Filler = "X_NOTIFYTEST_FILLER=1"
+
+// Fill sends Filler datagrams until the socket's queue is full
+// (net.unix.max_dgram_qlen), as it is when the manager stops reading: a
+// blocking send to it then waits until the test reads. It returns how many
+// it sent.
+func (l *Listener) Fill(t testing.TB) int {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for n := 0; ; n++ {
+		err := unix.Sendto(fd, []byte(Filler), 0, &unix.SockaddrUnix{Name: l.Path})
+		if errors.Is(err, unix.EAGAIN) {
+			return n
+		}
+		if err != nil || n > 100000 {
+			t.Fatalf("filling the notify socket: %d sent, %v", n, err)
+		}
+	}
+}
+
 // Setenv points this process's NOTIFY_SOCKET at the listener for the test.
 func (l *Listener) Setenv(t *testing.T) { t.Setenv("NOTIFY_SOCKET", l.Path) }
 

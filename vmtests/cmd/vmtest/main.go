@@ -2,7 +2,7 @@
 // Debian kernels (5.10, 6.1, 6.12, 7.x by default), so the BPF side is tested
 // on the kernels users run rather than only on the development machine's.
 //
-//	go run ./vmtests/cmd/vmtest [--kernel /path/to/vmlinuz ...] [--cache DIR] [--timeout 360s] [--json]
+//	go run ./vmtests/cmd/vmtest [--kernel /path/to/vmlinuz ...] [--cache DIR] [--timeout 900s] [--json]
 //
 // Kernels come from Debian's archive through a private apt configuration in
 // the cache directory; test binaries and the guest's /init are built fresh
@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/vmtests/internal/debian"
 	"github.com/adoptwatch/adoptwatch/vmtests/internal/guestlog"
 	"github.com/adoptwatch/adoptwatch/vmtests/internal/qemu"
+	"github.com/adoptwatch/adoptwatch/vmtests/internal/rootfs"
 )
 
 type options struct {
@@ -47,7 +49,15 @@ type options struct {
 	short    bool
 	accel    string
 	verbose  bool
+	systemd  string // "auto", "off" or a suite
+	busybox  bool
 }
+
+// guestMemMB is each VM's memory. loader's TestManyChildren holds 4,096 and
+// then 5,000 live shell children at once (the exit-walk bound and past it),
+// about 80 KiB each in the kernel; with the initramfs in RAM, 1 GiB ran out
+// (the OOM killer ended loader.test on 5.10 and 6.1).
+const guestMemMB = 2048
 
 func main() {
 	var o options
@@ -56,7 +66,7 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&o.cache, "cache", defaultCache(), "where kernels, apt lists, builds and logs are kept")
-	flag.DurationVar(&o.timeout, "timeout", 360*time.Second, "deadline for each VM, boot to power-off")
+	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "deadline for each VM, boot to power-off (a bound on hangs: the test binaries run one after another in it)")
 	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
 	// Single-threaded TCG keeps one host core busy per VM.
 	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more: passing then, it is reported as flaky, with the first run's failures")
@@ -66,9 +76,19 @@ func main() {
 	flag.BoolVar(&o.short, "short", true, "pass -test.short to the test binaries (emulated CPUs are slow)")
 	flag.StringVar(&o.accel, "accel", qemu.DefaultAccel, "qemu -accel value")
 	flag.BoolVar(&o.verbose, "v", false, "copy every guest console to stderr as it runs")
+	flag.StringVar(&o.systemd, "systemd", "auto", "boot Debian's systemd as PID 1 too: auto (6.1 with bookworm's, 6.12 with trixie's; none with --kernel), off, or a suite for every kernel")
+	flag.BoolVar(&o.busybox, "busybox", true, "boot every kernel with vmtest's own init (the main matrix)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "vmtest: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	if o.systemd == "" || strings.ContainsAny(o.systemd, " /\t") {
+		fmt.Fprintf(os.Stderr, "vmtest: --systemd %q: want auto, off or a suite name\n", o.systemd)
+		os.Exit(2)
+	}
+	if !o.busybox && o.systemd == "off" {
+		fmt.Fprintln(os.Stderr, "vmtest: --busybox=false with --systemd=off leaves nothing to boot")
 		os.Exit(2)
 	}
 	if strings.ContainsAny(o.run, " \t\"") {
@@ -105,8 +125,9 @@ func logf(format string, args ...any) {
 type kernelResult struct {
 	Label    string   `json:"label"`
 	Source   string   `json:"source"`
-	Kernel   string   `json:"kernel,omitempty"` // uname -r in the guest
-	Status   string   `json:"status"`           // ok, flaky, failed, timeout, skipped
+	Kernel   string   `json:"kernel,omitempty"`  // uname -r in the guest
+	Status   string   `json:"status"`            // ok, flaky, failed, timeout, skipped
+	Systemd  string   `json:"systemd,omitempty"` // "<suite> <version>" when systemd was PID 1
 	Hooks    string   `json:"hooks,omitempty"`
 	Pass     int      `json:"passed"`
 	Fail     int      `json:"failed"`
@@ -148,17 +169,37 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	defer unlock()
 
-	// Fetching kernels (network) and building (CPU) overlap.
+	// Fetching kernels and building root filesystems (network, dpkg) and
+	// compiling (CPU) overlap.
+	matrix := len(o.kernels) == 0
 	var kernels []debian.Kernel
 	var busybox string
 	var kerr error
+	var suites map[string]string
+	var roots map[string]*rootfs.Rootfs
+	var rootErrs map[string]error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		kernels, busybox, kerr = findKernels(ctx, o)
+		var apt *debian.Apt
+		kernels, busybox, apt, kerr = findKernels(ctx, o)
+		if kerr != nil {
+			return
+		}
+		suites = systemdSuites(o.systemd, kernels, matrix)
+		if len(suites) > 0 && apt == nil {
+			kerr = fmt.Errorf("no apt for the systemd root filesystems")
+			return
+		}
+		roots, rootErrs = buildRootfs(ctx, apt, suites, o.cache)
 	}()
-	b, err := buildTests(ctx, goBin, root, module, filepath.Join(o.cache, "build"), logf)
+	buildDir := filepath.Join(o.cache, "build")
+	b, err := buildTests(ctx, goBin, root, module, buildDir, logf)
+	var parts *systemdParts
+	if err == nil && o.systemd != "off" && (matrix || o.systemd != "auto") {
+		parts, err = buildSystemdParts(ctx, goBin, root, module, filepath.Join(buildDir, "systemd"))
+	}
 	wg.Wait()
 	if err != nil {
 		return false, err
@@ -171,12 +212,49 @@ func run(ctx context.Context, o options) (bool, error) {
 	}
 	logf("built %d test binaries (%s), initramfs %s", len(b.Binaries), strings.Join(b.Binaries, " "), sizeOf(b.Initrd))
 
-	results := bootAll(ctx, o, kernels, b.Initrd)
+	var boots []boot
+	if o.busybox {
+		for _, k := range kernels {
+			boots = append(boots, boot{Label: k.Label, Kernel: k, Initrd: b.Initrd})
+		}
+	}
+	for _, k := range kernels {
+		suite, ok := suites[k.Label]
+		if !ok {
+			continue
+		}
+		bt := boot{Label: k.Label + "+systemd", Kernel: k, Append: systemdExtra, Systemd: suite}
+		switch r := roots[suite]; {
+		case r == nil:
+			bt.Skipped = fmt.Sprintf("no %s root filesystem: %v", suite, rootErrs[suite])
+		case parts == nil:
+			bt.Skipped = "the systemd guest's binaries were not built"
+		default:
+			bt.Systemd = suite + " " + r.Version("systemd")
+			bt.Initrd = filepath.Join(buildDir, "systemd-"+suite+".cpio")
+			if _, err := os.Stat(bt.Initrd); err != nil {
+				if err := writeSystemdInitrd(bt.Initrd, r.Cpio, parts); err != nil {
+					return false, err
+				}
+				logf("systemd initramfs for %s (systemd %s): %s", suite, r.Version("systemd"), sizeOf(bt.Initrd))
+			}
+		}
+		boots = append(boots, bt)
+	}
+
+	results := bootAll(ctx, o, boots)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
 	rep := report{Kernels: results, BuildFailed: b.Failed, Binaries: b.Binaries}
-	rep.Why = verdict(rep, len(o.kernels) == 0)
+	wantKernels, wantSystemd := 0, 0
+	if matrix && o.busybox {
+		wantKernels = len(debian.DefaultTargets)
+	}
+	if matrix && o.systemd == "auto" {
+		wantSystemd = len(systemdTargets)
+	}
+	rep.Why = verdict(rep, wantKernels, wantSystemd)
 	rep.OK = len(rep.Why) == 0
 	rep.TotalSeconds = time.Since(start).Seconds()
 	if o.json {
@@ -189,8 +267,10 @@ func run(ctx context.Context, o options) (bool, error) {
 	return rep.OK, nil
 }
 
-// verdict lists why the run failed, if it did.
-func verdict(rep report, matrix bool) []string {
+// verdict lists why the run failed, if it did: a build failure, a boot that
+// failed, or fewer boots than the matrix wants (of each kind: with vmtest's
+// init, with systemd) that ran. With neither wanted, at least one must run.
+func verdict(rep report, wantKernels, wantSystemd int) []string {
 	var why []string
 	for _, f := range rep.BuildFailed {
 		why = append(why, "tests of "+f.Package+" do not build")
@@ -198,19 +278,25 @@ func verdict(rep report, matrix bool) []string {
 	if len(rep.Binaries) == 0 {
 		why = append(why, "no test binaries")
 	}
-	ran := 0
+	ran, ranSystemd := 0, 0
 	for _, k := range rep.Kernels {
-		if k.Status != "skipped" {
+		if k.Status != "skipped" && k.Systemd == "" {
 			ran++
+		}
+		if k.Status != "skipped" && k.Systemd != "" {
+			ranSystemd++
 		}
 		if k.Status != "ok" && k.Status != "flaky" && k.Status != "skipped" {
 			why = append(why, k.Label+": "+k.Status)
 		}
 	}
-	if matrix && ran < len(debian.DefaultTargets) {
-		why = append(why, fmt.Sprintf("only %d of the %d kernels of the matrix ran", ran, len(debian.DefaultTargets)))
+	if ran < wantKernels {
+		why = append(why, fmt.Sprintf("only %d of the %d kernels of the matrix ran", ran, wantKernels))
 	}
-	if !matrix && ran == 0 {
+	if ranSystemd < wantSystemd {
+		why = append(why, fmt.Sprintf("only %d of the %d systemd boots ran", ranSystemd, wantSystemd))
+	}
+	if wantKernels == 0 && wantSystemd == 0 && ran+ranSystemd == 0 {
 		why = append(why, "no kernel ran")
 	}
 	return why
@@ -250,11 +336,11 @@ func sizeOf(p string) string {
 // matrix. A target that cannot be had comes back skipped, with the reason.
 // It also finds the static busybox the guests use as /bin/sh (empty if none
 // could be had: tests then find no shell, and the run says so).
-func findKernels(ctx context.Context, o options) (ks []debian.Kernel, busybox string, err error) {
+func findKernels(ctx context.Context, o options) (ks []debian.Kernel, busybox string, apt *debian.Apt, err error) {
 	for _, p := range o.kernels {
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		k := debian.Kernel{Label: filepath.Base(p), Path: abs}
 		if _, err := os.Stat(abs); err != nil {
@@ -262,20 +348,21 @@ func findKernels(ctx context.Context, o options) (ks []debian.Kernel, busybox st
 		}
 		ks = append(ks, k)
 	}
-	// With explicit kernels, a busybox from an earlier run spares apt.
-	if len(o.kernels) > 0 {
+	// With explicit kernels and no systemd root filesystem to build, a
+	// busybox from an earlier run spares apt.
+	if len(o.kernels) > 0 && (o.systemd == "off" || o.systemd == "auto") {
 		if m, _ := filepath.Glob(filepath.Join(o.cache, "tools", debian.BusyboxPackage+"_*", "busybox")); len(m) > 0 {
-			return ks, m[len(m)-1], nil
+			return ks, m[len(m)-1], nil, nil
 		}
 	}
 
-	apt, err := privateApt(ctx, o)
+	apt, err = privateApt(ctx, o)
 	if err != nil {
 		if len(o.kernels) > 0 {
 			logf("no busybox for the guests: %v", err)
-			return ks, "", nil
+			return ks, "", nil, nil
 		}
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if len(o.kernels) == 0 {
 		ks = apt.Resolve(ctx, debian.DefaultTargets, o.cache)
@@ -289,7 +376,7 @@ func findKernels(ctx context.Context, o options) (ks []debian.Kernel, busybox st
 	if err != nil {
 		logf("no busybox for the guests: %v", err)
 	}
-	return ks, busybox, nil
+	return ks, busybox, apt, nil
 }
 
 // privateApt sets up and refreshes the private apt configuration.
@@ -305,7 +392,7 @@ func privateApt(ctx context.Context, o options) (*debian.Apt, error) {
 	apt := &debian.Apt{
 		Dir:    filepath.Join(o.cache, "apt"),
 		Mirror: mirror,
-		Suites: debian.Suites(debian.DefaultTargets),
+		Suites: aptSuites(o.systemd),
 		Log:    os.Stderr,
 	}
 	maxAge := 6 * time.Hour
@@ -320,18 +407,49 @@ func privateApt(ctx context.Context, o options) (*debian.Apt, error) {
 	return apt, nil
 }
 
-// bootAll boots each kernel with the same initramfs, o.parallel at a time,
-// in the matrix's order.
-func bootAll(ctx context.Context, o options, kernels []debian.Kernel, initrd string) []kernelResult {
+// aptSuites are the suites of the kernel matrix and, if --systemd names
+// one, that suite.
+func aptSuites(systemd string) []string {
+	suites := debian.Suites(debian.DefaultTargets)
+	if systemd != "auto" && systemd != "off" && !slices.Contains(suites, systemd) {
+		suites = append(suites, systemd)
+	}
+	return suites
+}
+
+// boot is one VM of the run: a kernel, the initramfs it boots, and for the
+// systemd boots the extra kernel command line and what systemd it is.
+type boot struct {
+	Label   string
+	Kernel  debian.Kernel
+	Initrd  string
+	Append  string
+	Systemd string // "<suite> <version>"; empty: vmtest's own init
+	Skipped string
+}
+
+func (b boot) source() string {
+	if b.Systemd == "" {
+		return b.Kernel.Source()
+	}
+	return b.Kernel.Source() + " + systemd " + b.Systemd
+}
+
+// bootAll boots each VM, o.parallel at a time, in the given order.
+func bootAll(ctx context.Context, o options, boots []boot) []kernelResult {
 	logDir := filepath.Join(o.cache, "logs")
 	os.MkdirAll(logDir, 0o755)
-	results := make([]kernelResult, len(kernels))
-	todo := make(chan int, len(kernels))
-	for i, k := range kernels {
-		results[i] = kernelResult{Label: k.Label, Source: k.Source()}
-		if k.Skipped != "" {
+	results := make([]kernelResult, len(boots))
+	todo := make(chan int, len(boots))
+	for i, b := range boots {
+		results[i] = kernelResult{Label: b.Label, Source: b.source(), Systemd: b.Systemd}
+		why := b.Kernel.Skipped
+		if why == "" {
+			why = b.Skipped
+		}
+		if why != "" {
 			results[i].Status = "skipped"
-			results[i].Problems = []string{k.Skipped}
+			results[i].Problems = []string{why}
 			continue
 		}
 		todo <- i
@@ -346,11 +464,11 @@ func bootAll(ctx context.Context, o options, kernels []debian.Kernel, initrd str
 				if ctx.Err() != nil {
 					return
 				}
-				k := kernels[i]
-				log := filepath.Join(logDir, safeName(k.Label)+".log")
-				results[i] = bootOne(ctx, o, k, initrd, log)
+				b := boots[i]
+				log := filepath.Join(logDir, safeName(b.Label)+".log")
+				results[i] = bootOne(ctx, o, b, log)
 				if o.retry && results[i].Status == "failed" && results[i].Fail > 0 && ctx.Err() == nil {
-					results[i] = retry(ctx, o, k, initrd, log, results[i])
+					results[i] = retry(ctx, o, b, log, results[i])
 				}
 			}
 		}()
@@ -362,9 +480,9 @@ func bootAll(ctx context.Context, o options, kernels []debian.Kernel, initrd str
 // retry boots a kernel whose tests failed once more. Emulated CPUs are slow
 // and their timing is unlike any real machine's: a test that fails once and
 // then passes is reported as flaky, never hidden; one that fails again fails.
-func retry(ctx context.Context, o options, k debian.Kernel, initrd, log string, first kernelResult) kernelResult {
-	logf("%s: %d failed; booting it once more to tell a flaky test from a failure", k.Label, first.Fail)
-	again := bootOne(ctx, o, k, initrd, strings.TrimSuffix(log, ".log")+".retry.log")
+func retry(ctx context.Context, o options, b boot, log string, first kernelResult) kernelResult {
+	logf("%s: %d failed; booting it once more to tell a flaky test from a failure", b.Label, first.Fail)
+	again := bootOne(ctx, o, b, strings.TrimSuffix(log, ".log")+".retry.log")
 	if again.Status != "ok" {
 		first.Problems = append(first.Problems, fmt.Sprintf("failed again on a second boot (log %s)", again.Log))
 		return first
@@ -385,9 +503,13 @@ func guestTimeout(vm time.Duration) time.Duration {
 	return max(vm-45*time.Second, 30*time.Second)
 }
 
-func bootOne(ctx context.Context, o options, k debian.Kernel, initrd, logPath string) kernelResult {
-	res := kernelResult{Label: k.Label, Source: k.Source(), Log: logPath}
+func bootOne(ctx context.Context, o options, b boot, logPath string) kernelResult {
+	k := b.Kernel
+	res := kernelResult{Label: b.Label, Source: b.source(), Systemd: b.Systemd, Log: logPath}
 	cmdline := fmt.Sprintf("console=ttyS0 panic=-1 quiet VMTEST_TIMEOUT=%s", guestTimeout(o.timeout))
+	if b.Append != "" {
+		cmdline += " " + b.Append
+	}
 	if o.run != "" {
 		cmdline += " VMTEST_RUN=" + o.run
 	}
@@ -396,12 +518,12 @@ func bootOne(ctx context.Context, o options, k debian.Kernel, initrd, logPath st
 	}
 	var tee io.Writer
 	if o.verbose {
-		tee = &prefixWriter{prefix: "[" + k.Label + "] ", w: os.Stderr}
+		tee = &prefixWriter{prefix: "[" + b.Label + "] ", w: os.Stderr}
 	}
-	logf("booting %s (%s)", k.Label, res.Source)
+	logf("booting %s (%s)", b.Label, res.Source)
 	r := qemu.Boot(ctx, qemu.Config{
-		Accel: o.accel, Kernel: k.Path, Initrd: initrd, Append: cmdline,
-		MemMB: 1024, CPUs: 2, Timeout: o.timeout, LogPath: logPath, Tee: tee,
+		Accel: o.accel, Kernel: k.Path, Initrd: b.Initrd, Append: cmdline,
+		MemMB: guestMemMB, CPUs: 2, Timeout: o.timeout, LogPath: logPath, Tee: tee,
 	})
 	res.Seconds = r.Duration.Seconds()
 	g := guestlog.Parse(r.Console)
@@ -425,7 +547,7 @@ func bootOne(ctx context.Context, o options, k debian.Kernel, initrd, logPath st
 	default:
 		res.Status = "ok"
 	}
-	logf("%s: %s in %.0fs (%d passed, %d failed, %d skipped) log %s", k.Label, res.Status, res.Seconds, c.Pass, c.Fail, c.Skip, logPath)
+	logf("%s: %s in %.0fs (%d passed, %d failed, %d skipped) log %s", b.Label, res.Status, res.Seconds, c.Pass, c.Fail, c.Skip, logPath)
 	return res
 }
 
@@ -465,6 +587,8 @@ func printReport(w io.Writer, rep report) {
 		kernel := k.Kernel
 		if kernel == "" {
 			kernel = "(" + k.Label + ")"
+		} else if k.Systemd != "" {
+			kernel += " +systemd"
 		}
 		hooks := k.Hooks
 		if hooks == "" {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/adoptwatch/adoptwatch/vmtests/internal/debian"
 )
 
 const mod = "github.com/adoptwatch/adoptwatch"
@@ -62,7 +65,7 @@ func TestVerdict(t *testing.T) {
 		{"build failure", report{Kernels: []kernelResult{ok}, Binaries: bins, BuildFailed: []buildFailure{{Package: "x"}}}, false, "tests of x do not build"},
 		{"nothing built", report{Kernels: []kernelResult{ok}}, false, "no test binaries"},
 	} {
-		if got := strings.Join(verdict(c.rep, c.matrix), "; "); got != c.want {
+		if got := strings.Join(verdict(c.rep, wantK(c.matrix), 0), "; "); got != c.want {
 			t.Errorf("%s: verdict %q, want %q", c.name, got, c.want)
 		}
 	}
@@ -101,5 +104,62 @@ func TestPrintReport(t *testing.T) {
 	}
 	if last := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]); last != "vmtest: 10 passed, 0 failed, 1 skipped" {
 		t.Errorf("last line %q", last)
+	}
+}
+
+func wantK(matrix bool) int {
+	if matrix {
+		return 4
+	}
+	return 0
+}
+
+func TestVerdictSystemd(t *testing.T) {
+	ok := kernelResult{Label: "6.1", Status: "ok"}
+	sd := kernelResult{Label: "6.1+systemd", Status: "ok", Systemd: "bookworm 252"}
+	sdSkipped := kernelResult{Label: "6.12+systemd", Status: "skipped", Systemd: "trixie"}
+	sdFailed := kernelResult{Label: "6.12+systemd", Status: "failed", Systemd: "trixie 257"}
+	bins := []string{"loader.test"}
+	for _, c := range []struct {
+		name string
+		rep  report
+		want string
+	}{
+		{"all ran", report{Kernels: []kernelResult{ok, ok, ok, ok, sd, sd}, Binaries: bins}, ""},
+		{"a rootfs could not be built", report{Kernels: []kernelResult{ok, ok, ok, ok, sd, sdSkipped}, Binaries: bins}, "only 1 of the 2 systemd boots ran"},
+		{"a systemd boot failed", report{Kernels: []kernelResult{ok, ok, ok, ok, sd, sdFailed}, Binaries: bins}, "6.12+systemd: failed"},
+		{"systemd boots do not count as kernels", report{Kernels: []kernelResult{ok, ok, ok, sd, sd}, Binaries: bins}, "only 3 of the 4 kernels of the matrix ran"},
+	} {
+		if got := strings.Join(verdict(c.rep, 4, 2), "; "); got != c.want {
+			t.Errorf("%s: verdict %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestSystemdSuites(t *testing.T) {
+	ks := []debian.Kernel{{Label: "5.10"}, {Label: "6.1"}, {Label: "6.12"}, {Label: "7.x"}}
+	if got := systemdSuites("auto", ks, true); !reflect.DeepEqual(got, map[string]string{"6.1": "bookworm", "6.12": "trixie"}) {
+		t.Errorf("auto, matrix: %v", got)
+	}
+	if got := systemdSuites("auto", ks[:1], false); len(got) != 0 {
+		t.Errorf("auto, explicit kernels: %v", got)
+	}
+	if got := systemdSuites("off", ks, true); len(got) != 0 {
+		t.Errorf("off: %v", got)
+	}
+	if got := systemdSuites("sid", ks[3:], false); !reflect.DeepEqual(got, map[string]string{"7.x": "sid"}) {
+		t.Errorf("sid: %v", got)
+	}
+}
+
+func TestExecStart(t *testing.T) {
+	unit := t.TempDir() + "/a.service"
+	os.WriteFile(unit, []byte("[Service]\nType=notify\nExecStart=-/usr/bin/adoptwatch --journal\nExecStart=/bin/false\n"), 0o644)
+	if got := execStart(unit); got != "/usr/bin/adoptwatch" {
+		t.Errorf("execStart = %q", got)
+	}
+	os.WriteFile(unit, []byte("[Service]\nExecStart=adoptwatch\n"), 0o644)
+	if got := execStart(unit); got != "" {
+		t.Errorf("relative ExecStart: %q", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 )
@@ -352,4 +353,54 @@ func copyMatching(r io.Reader, match func(string) bool, dest string) (bool, erro
 		}
 		return true, os.Rename(tmp, dest)
 	}
+}
+
+// Package is one package and version.
+type Package struct{ Name, Version string }
+
+// Closure lists what installing pkgs on an empty system of one suite would
+// install (apt-get's simulation, from the lists Update fetched), sorted by
+// name. Patterns work: "?essential" is the suite's Essential set. Only the
+// suite's own lists are used, through a sources.list and package cache of
+// its own under Dir; recommends are left out, and apt is not counted as
+// essential, as mmdebstrap's essential variant does.
+func (a *Apt) Closure(ctx context.Context, suite string, pkgs []string) ([]Package, error) {
+	dir := filepath.Join(a.Dir, "suite-"+suite)
+	if err := os.MkdirAll(filepath.Join(dir, "cache", "archives", "partial"), 0o755); err != nil {
+		return nil, err
+	}
+	list := filepath.Join(dir, "sources.list")
+	if err := os.WriteFile(list, []byte(SourcesList(a.Mirror, []string{suite})), 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{
+		"-o", "Dir::Etc::SourceList=" + list,
+		"-o", "Dir::Cache=" + filepath.Join(dir, "cache"),
+		"-o", "APT::Install-Recommends=false",
+		"-o", "pkgCacheGen::ForceEssential=,",
+		"-s", "install",
+	}
+	out, err := a.run(ctx, "apt-get", append(args, pkgs...)...)
+	if err != nil {
+		return nil, fmt.Errorf("apt-get -s install %s (%s): %v\n%s", strings.Join(pkgs, " "), suite, err, errorLines(out))
+	}
+	got := ParseSimulation(out)
+	if len(got) == 0 {
+		return nil, fmt.Errorf("apt-get -s install %s (%s) would install nothing", strings.Join(pkgs, " "), suite)
+	}
+	return got, nil
+}
+
+// ParseSimulation reads the "Inst NAME (VERSION ...)" lines of apt-get -s.
+func ParseSimulation(out string) []Package {
+	var pkgs []Package
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "Inst" || !strings.HasPrefix(f[2], "(") {
+			continue
+		}
+		pkgs = append(pkgs, Package{Name: f[1], Version: strings.TrimPrefix(f[2], "(")})
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Name < pkgs[j].Name })
+	return pkgs
 }

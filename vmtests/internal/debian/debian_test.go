@@ -1,6 +1,7 @@
 package debian
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -179,5 +180,19 @@ func TestSourcesList(t *testing.T) {
 		if !strings.Contains(got, "deb [signed-by=/k.gpg] http://m/debian "+s+" main\n") {
 			t.Errorf("missing %s in\n%s", s, got)
 		}
+	}
+}
+
+func TestParseSimulation(t *testing.T) {
+	out := `NOTE: This is only a simulation!
+Inst systemd (257.13-1~deb13u1 Debian:13.8/stable [amd64])
+Inst libc6 (2.41-12+deb13u5 Debian:13.8/stable [amd64]) []
+Conf libc6 (2.41-12+deb13u5 Debian:13.8/stable [amd64])
+Inst broken
+`
+	got := ParseSimulation(out)
+	want := []Package{{"libc6", "2.41-12+deb13u5"}, {"systemd", "257.13-1~deb13u1"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }

@@ -26,6 +26,7 @@ type file struct {
 	hostPath string // copied from the host if set
 	data     []byte // else this content
 	mode     cpio.FileMode
+	symlink  bool // data is the link's target
 }
 
 // New returns an empty archive.
@@ -54,6 +55,13 @@ func (a *Archive) Bytes(dst string, data []byte, perm os.FileMode) {
 	dst = clean(dst)
 	a.Dir(path.Dir(dst))
 	a.files[dst] = file{data: data, mode: cpio.FileMode(perm.Perm())}
+}
+
+// Symlink adds a symbolic link dst pointing at target.
+func (a *Archive) Symlink(dst, target string) {
+	dst = clean(dst)
+	a.Dir(path.Dir(dst))
+	a.files[dst] = file{data: []byte(target), mode: 0o777, symlink: true}
 }
 
 // Write writes the archive: directories first (parents before children),
@@ -89,6 +97,9 @@ func (a *Archive) Write(w io.Writer) error {
 
 func (a *Archive) writeFile(cw *cpio.Writer, name string, f file) error {
 	h := &cpio.Header{Name: name, Mode: cpio.TypeReg | f.mode, Links: 1}
+	if f.symlink {
+		h.Mode = cpio.TypeSymlink | f.mode
+	}
 	if f.hostPath == "" {
 		h.Size = int64(len(f.data))
 		if err := cw.WriteHeader(h); err != nil {
