@@ -4,9 +4,10 @@
 #   sudo make test    host tests (BPF tests load the real programs: need root)
 #   make vmtest       the integration suite in VMs on Linux 5.10, 6.1, 6.12, 7.x
 #   make vmtest KERNEL=/path/to/vmlinuz   ... on a kernel image of your own
-#   sudo make bench   cost and scale benchmark
+#   sudo make bench   cost and scale benchmark (BENCHFLAGS="-compare OLD_BINARY -rounds 9" ...)
 #   make generate     rebuild the BPF objects and Go bindings (needs clang, libbpf-dev)
 #   sudo make deps    install what generate, vmtest and bench need (Debian/Ubuntu)
+#   sudo make bench-deps  optional: bpftrace and forkstat, the tools bench compares with
 #   sudo make install binary, systemd unit and man page under PREFIX (default /usr/local);
 #                     DESTDIR=/tmp/stage stages the same tree for a package
 #   make man          regenerate dist/adoptwatch.8 from the flag definitions
@@ -21,7 +22,7 @@ BINDIR ?= $(PREFIX)/bin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 MANDIR ?= $(PREFIX)/share/man
 
-.PHONY: all build generate man check-generated test vmtest bench check deps install clean
+.PHONY: all build generate man check-generated test vmtest bench bench-deps check deps install clean
 
 all: build
 
@@ -45,8 +46,8 @@ test:
 vmtest:
 	$(GO) run ./vmtests/cmd/vmtest $(if $(KERNEL),--kernel $(KERNEL))
 
-bench:
-	$(GO) run ./cmd/adoptbench
+bench: build
+	$(GO) run ./cmd/adoptbench -adoptwatch ./adoptwatch $(BENCHFLAGS)
 
 check: check-generated test vmtest
 
@@ -59,6 +60,9 @@ install: build
 	sed 's|/usr/local/bin/adoptwatch|$(BINDIR)/adoptwatch|g' dist/adoptwatch.service > $(DESTDIR)$(UNITDIR)/adoptwatch.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/adoptwatch.service
 	install -m 0644 dist/adoptwatch.8 $(DESTDIR)$(MANDIR)/man8/adoptwatch.8
+
+bench-deps:
+	./.ci/install-bench-deps
 
 clean:
 	rm -f adoptwatch

@@ -33,6 +33,31 @@ static __always_inline __u32 reaper_flags_of(struct task_struct *child,
 	return flags;
 }
 
+/*
+ * The reader's promise (loader/ring.go): it looks at the ring again by this
+ * time (bpf_ktime_get_boot_ns, the records' clock) whatever happens. 0: no
+ * promise. User space writes it through the mapped .bss when adoptions come
+ * faster than one per 500 µs; adoptions sent well before the promised time
+ * then need no wakeup, and are taken together at the next look.
+ */
+__u64 reader_looks_by_ns = 0;
+
+/* Time a record has to be committed between its timestamp and the reader's look. */
+#define WAKEUP_MARGIN_NS 100000
+
+/*
+ * A wakeup costs the reader far more than a record (issue 12): an adoption
+ * wakes the reader unless the reader has promised to look anyway well after
+ * this record. Without a promise (adoptions are rare, or the reader has
+ * withdrawn it) each adoption wakes the reader at once.
+ */
+static __always_inline __u64 adoption_wakeup(__u64 ts)
+{
+	__u64 by = *(volatile __u64 *)&reader_looks_by_ns;
+
+	return by > ts + WAKEUP_MARGIN_NS ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+}
+
 static __always_inline void emit_adoption(struct task_struct *child,
 					  struct task_struct *old_parent, __u32 hook)
 {
@@ -71,8 +96,7 @@ static __always_inline void emit_adoption(struct task_struct *child,
 		rec->lineage_flags = LINEAGE_PREEXISTING;
 		__builtin_memset(rec->lineage, 0, sizeof(rec->lineage));
 	}
-	/* Adoptions are rare and wanted at once: wake the reader even if it lags. */
-	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+	bpf_ringbuf_submit(rec, adoption_wakeup(rec->hdr.ts_ns));
 	follow_adoptee(child);
 }
 

@@ -285,6 +285,7 @@ const (
 	AdoptwatchProgSnapshotMoreSpare2 = "snapshot_more_spare2"
 	AdoptwatchVarEmitTaskRecords     = "emit_task_records"
 	AdoptwatchVarExitWalk            = "exit_walk"
+	AdoptwatchVarReaderLooksByNs     = "reader_looks_by_ns"
 	AdoptwatchVarScopeCgroupsOn      = "scope_cgroups_on"
 	AdoptwatchVarUnusedAdoptHook     = "unused_adopt_hook"
 	AdoptwatchVarUnusedAdoptRecord   = "unused_adopt_record"
@@ -397,6 +398,7 @@ type AdoptwatchMapSpecs struct {
 type AdoptwatchVariableSpecs struct {
 	EmitTaskRecords     *ebpf.VariableSpec `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.VariableSpec `ebpf:"exit_walk"`
+	ReaderLooksByNs     *ebpf.VariableSpec `ebpf:"reader_looks_by_ns"`
 	ScopeCgroupsOn      *ebpf.VariableSpec `ebpf:"scope_cgroups_on"`
 	UnusedAdoptHook     *ebpf.VariableSpec `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.VariableSpec `ebpf:"unused_adopt_record"`
@@ -484,6 +486,7 @@ func (m *AdoptwatchMaps) Close() error {
 type AdoptwatchVariables struct {
 	EmitTaskRecords     *ebpf.Variable `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.Variable `ebpf:"exit_walk"`
+	ReaderLooksByNs     *ebpf.Variable `ebpf:"reader_looks_by_ns"`
 	ScopeCgroupsOn      *ebpf.Variable `ebpf:"scope_cgroups_on"`
 	UnusedAdoptHook     *ebpf.Variable `ebpf:"unused_adopt_hook"`
 	UnusedAdoptRecord   *ebpf.Variable `ebpf:"unused_adopt_record"`

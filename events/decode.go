@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
@@ -33,9 +34,7 @@ func (d decoder) decode(sample []byte) (rec Record, preexisting bool, err error)
 		return Record{}, false, fmt.Errorf("record of %d bytes is shorter than its header (%d)", len(sample), headerSize)
 	}
 	var hdr bpf.AdoptwatchRecordHeader
-	if _, err := binary.Decode(sample, binary.NativeEndian, &hdr); err != nil {
-		return Record{}, false, fmt.Errorf("decode header: %w", err)
-	}
+	copyRaw(&hdr, sample)
 	switch bpf.AdoptwatchRecordKind(hdr.Kind) {
 	case bpf.AdoptwatchRecordKindRECORD_ADOPT:
 		var raw bpf.AdoptwatchAdoptRecord
@@ -64,12 +63,21 @@ func (d decoder) decode(sample []byte) (rec Record, preexisting bool, err error)
 	}
 }
 
-func decodeExact(sample []byte, size int, out any) error {
+func decodeExact[T any](sample []byte, size int, out *T) error {
 	if len(sample) != size {
 		return fmt.Errorf("record of %d bytes, want %d for its kind", len(sample), size)
 	}
-	_, err := binary.Decode(sample, binary.NativeEndian, out)
-	return err
+	copyRaw(out, sample)
+	return nil
+}
+
+// copyRaw fills out with the sample's bytes. The record types are the
+// kernel's, laid out as in C on this host (structs.HostLayout, no implicit
+// padding: TestRecordLayout checks that their Go size is their binary size),
+// so a byte copy decodes them; binary.Decode's reflection cost more than all
+// the rest of a record's handling (issue 12's profile).
+func copyRaw[T any](out *T, sample []byte) {
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(out)), unsafe.Sizeof(*out)), sample)
 }
 
 func (d decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, bool, error) {
@@ -95,6 +103,7 @@ func (d decoder) adoption(raw *bpf.AdoptwatchAdoptRecord) (*Adoption, bool, erro
 		NSLevel:    raw.NsLevel,
 		Zombie:     raw.ExitState != 0,
 	}
+	a.Lineage = make([]Step, 0, raw.LineageLen+1)
 	for i, g := range raw.Lineage[:raw.LineageLen] {
 		a.Lineage = append(a.Lineage, Step{
 			ID:     procfs.ID{PID: g.Pid, Start: time.Duration(g.StartNs)},
@@ -168,12 +177,13 @@ func process(id bpf.AdoptwatchTaskIdent) Process {
 
 // comm converts the kernel's NUL-padded command name.
 func comm(c [16]int8) string {
-	b := make([]byte, 0, len(c))
-	for _, ch := range c {
-		b = append(b, byte(ch))
+	var b [16]byte
+	for i, ch := range c {
+		b[i] = byte(ch)
 	}
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
+	n := bytes.IndexByte(b[:], 0)
+	if n < 0 {
+		n = len(b)
 	}
-	return string(b)
+	return string(b[:n])
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
 )
@@ -266,4 +267,30 @@ func FuzzDecode(f *testing.F) {
 func decodeSample(c Clock, sample []byte) (Record, error) {
 	rec, _, err := decoder{clock: c}.decode(sample)
 	return rec, err
+}
+
+// TestRecordLayout: the records are decoded by copying bytes (copyRaw), which
+// is right only if Go lays them out exactly as their binary encoding.
+func TestRecordLayout(t *testing.T) {
+	for name, sizes := range map[string][2]int{
+		"header":  {binary.Size(bpf.AdoptwatchRecordHeader{}), int(unsafe.Sizeof(bpf.AdoptwatchRecordHeader{}))},
+		"adopt":   {binary.Size(bpf.AdoptwatchAdoptRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchAdoptRecord{}))},
+		"task":    {binary.Size(bpf.AdoptwatchTaskRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchTaskRecord{}))},
+		"adoptee": {binary.Size(bpf.AdoptwatchAdopteeRecord{}), int(unsafe.Sizeof(bpf.AdoptwatchAdopteeRecord{}))},
+	} {
+		if sizes[0] != sizes[1] {
+			t.Errorf("%s record: binary size %d, Go size %d: copyRaw would misread it", name, sizes[0], sizes[1])
+		}
+	}
+	// A record copied raw equals the one binary.Decode reads.
+	want := doubleForkRecord()
+	sample := encode(t, want)
+	var viaDecode, viaCopy bpf.AdoptwatchAdoptRecord
+	if _, err := binary.Decode(sample, binary.NativeEndian, &viaDecode); err != nil {
+		t.Fatal(err)
+	}
+	copyRaw(&viaCopy, sample)
+	if viaCopy != viaDecode || viaCopy != want {
+		t.Errorf("copyRaw read %+v, binary.Decode %+v", viaCopy, viaDecode)
+	}
 }

@@ -129,3 +129,16 @@ func TestAssembleExtendsPreexisting(t *testing.T) {
 		t.Errorf("the adopted process should be remembered with its new parent: %+v", k)
 	}
 }
+
+// TestTableAncestorsLoop: a table whose parents form a loop (pids read from
+// /proc at different moments can) ends the walk instead of circling.
+func TestTableAncestorsLoop(t *testing.T) {
+	tab := NewTable(100)
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 10, Start: time.Second}, PPID: 11, Comm: "a"})
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 11, Start: time.Second}, PPID: 12, Comm: "b"})
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 12, Start: time.Second}, PPID: 10, Comm: "c"})
+	up, complete := tab.Ancestors(procfs.ID{PID: 10, Start: time.Second})
+	if complete || len(up) != 2 || up[0].PID != 12 || up[1].PID != 11 {
+		t.Errorf("ancestors of a loop: %+v complete=%v, want c[12] > b[11], incomplete", up, complete)
+	}
+}

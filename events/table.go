@@ -86,13 +86,24 @@ func (t *Table) Ancestors(id procfs.ID) (up []Step, complete bool) {
 	if !ok {
 		return nil, false
 	}
-	seen := map[uint32]bool{id.PID: true}
-	for len(up) < maxAncestry && k.PPID != 0 && !seen[k.PPID] {
+	// A loop in the table ends the walk. The walk is short (maxAncestry),
+	// so a scan of what it has found beats a set built for every adoption.
+	seen := func(pid uint32) bool {
+		if pid == id.PID {
+			return true
+		}
+		for _, s := range up {
+			if s.PID == pid {
+				return true
+			}
+		}
+		return false
+	}
+	for len(up) < maxAncestry && k.PPID != 0 && !seen(k.PPID) {
 		parent, ok := t.procs[k.PPID]
 		if !ok || parent.Start > k.Start {
 			break // unknown, or a newer process reusing the parent's pid
 		}
-		seen[parent.PID] = true
 		up = append(up, Step{ID: parent.ID, Comm: parent.Comm, SID: parent.SID, PGID: parent.PGID, Source: "proc"})
 		k = parent
 	}

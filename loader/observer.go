@@ -11,7 +11,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
@@ -78,7 +77,7 @@ type Observer struct {
 
 	coll      *ebpf.Collection
 	links     []link.Link
-	reader    *ringbuf.Reader
+	ring      *ring
 	assembler *events.Assembler // owns the process table; used by Read alone
 	poll      time.Duration     // also read on a timer (records sent without wakeup)
 	watch     watchMaps
@@ -330,7 +329,11 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		obs.pinDir, obs.pinLock, obs.ReplacedStalePins = opts.PinDir, lock, stale
 	}
 
-	obs.reader, err = ringbuf.NewReader(coll.Maps[bpf.AdoptwatchMapRecords])
+	var promise func(uint64) error
+	if v := coll.Variables[bpf.AdoptwatchVarReaderLooksByNs]; v != nil && v.Set(uint64(0)) == nil {
+		promise = func(ns uint64) error { return v.Set(ns) } // a write to shared memory, no system call
+	}
+	obs.ring, err = newRing(coll.Maps[bpf.AdoptwatchMapRecords], promise)
 	if err != nil {
 		return obs, fmt.Errorf("ring buffer reader: %w", err)
 	}
@@ -359,22 +362,16 @@ var ErrClosed = errors.New("observer closed")
 // and the process table know. Records that fail to decode are returned as
 // errors; the caller may go on reading. Call it from one goroutine.
 func (o *Observer) Read() (events.Record, error) {
-	for {
-		if o.poll > 0 {
-			o.reader.SetDeadline(time.Now().Add(o.poll))
-		}
-		raw, err := o.reader.Read()
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue
-		case errors.Is(err, ringbuf.ErrClosed):
-			return events.Record{}, ErrClosed
-		case err != nil:
-			return events.Record{}, fmt.Errorf("read ring buffer: %w", err)
-		}
-		return o.assembler.Assemble(raw.RawSample)
+	sample, err := o.ring.next(o.poll)
+	if err != nil {
+		return events.Record{}, err
 	}
+	return o.assembler.Assemble(sample)
 }
+
+// Pending says whether records are waiting: a caller that buffers output
+// flushes when there are none, so nothing it printed waits for the next record.
+func (o *Observer) Pending() bool { return o.ring.pending() }
 
 // Counters are the kernel side's running totals (bpf/records.h enum counter).
 type Counters struct {
@@ -488,8 +485,8 @@ func (o *Observer) hold() (release func(), err error) {
 // Close detaches every program and frees the maps. A blocked Read returns
 // ErrClosed; calling Close again does nothing.
 func (o *Observer) Close() error {
-	if o.reader != nil {
-		o.reader.Close() // first, so that a blocked Read lets go
+	if o.ring != nil {
+		o.ring.close() // first, so that a blocked Read lets go
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -1,14 +1,19 @@
 // Command adoptbench measures what watching adoptions costs, side by side with
 // the alternatives, on this machine: fork, fork+exec and double-fork workloads
-// under no observer, adoptwatch (everything, or an unrelated tree only), a
-// proc-connector listener, a ptrace follower and (if installed) bpftrace or
-// forkstat; then a fork storm (loss, duplicates, latency) and the memory
-// adoptwatch needs for 10,000 and 100,000 watched processes. It prints one
-// table and PASS/MISS lines for the project's targets. Needs root.
+// (the workload its own child subreaper) under no observer, bpftrace counting
+// forks and exits in the kernel (the floor for any BPF observer, if
+// installed), the adoptwatch command (everything watched with text to
+// /dev/null or JSON to a pipe, or an unrelated tree only), a proc-connector
+// listener, forkstat (if installed) and a ptrace follower; adoptwatch's own CPU
+// per adoption; then a fork storm (loss, duplicates, latency), a quiet run
+// (latency at a low rate) and the memory adoptwatch needs for many watched
+// processes. It prints tables and PASS/MISS lines for the project's targets.
+// Needs root.
 //
-// Every measurement runs in child processes (workload pinned to one CPU, the
-// observer in its own process), configurations alternate within each round so
-// noise hits them alike, and ratios are taken per round before the median.
+// Every measurement runs in child processes (the workload pinned to one CPU,
+// the observers kept to the others), configurations alternate within each
+// round so noise hits them alike, and ratios are taken per round before the
+// median. -compare runs a second adoptwatch binary in the same rounds.
 package main
 
 import (
@@ -33,9 +38,13 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 5, "rounds of all configurations (median and spread over rounds)")
 	flag.DurationVar(&cfg.measure, "measure", 600*time.Millisecond, "duration of one workload under one configuration")
 	flag.DurationVar(&cfg.storm, "storm", 10*time.Second, "fork storm duration (0: skip)")
+	flag.DurationVar(&cfg.quiet, "quiet", 10*time.Second, "duration of the quiet latency test (0: skip)")
+	flag.IntVar(&cfg.quietRate, "quiet-rate", 50, "adoptions per second in the quiet latency test")
 	flag.StringVar(&cfg.memory, "memory", "10000", "watched live processes for the memory test, e.g. 10000,100000 (empty: skip)")
 	flag.IntVar(&cfg.cpu, "cpu", 1, "CPU to pin workloads to (-1: no pinning)")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated configurations to run (default: all available)")
+	flag.StringVar(&cfg.watcher, "adoptwatch", "./adoptwatch", "the adoptwatch binary to measure (make build)")
+	flag.StringVar(&cfg.compare, "compare", "", "another adoptwatch `binary` to measure side by side (e.g. a build from before a change); shown, not judged")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "adoptbench: needs root (BPF, ptrace, the proc connector, sysctls)")
@@ -50,15 +59,16 @@ func main() {
 func child(role string, args []string) error {
 	switch role {
 	case "__workload":
-		if len(args) != 3 {
-			return fmt.Errorf("usage: __workload KIND DURATION CPU")
+		if len(args) != 4 {
+			return fmt.Errorf("usage: __workload KIND DURATION CPU RATE")
 		}
 		d, err := time.ParseDuration(args[1])
 		if err != nil {
 			return err
 		}
 		cpu, _ := strconv.Atoi(args[2])
-		return runWorkload(args[0], d, cpu)
+		rate, _ := strconv.Atoi(args[3])
+		return runWorkload(args[0], d, cpu, rate)
 	case "__observer":
 		if len(args) < 1 {
 			return fmt.Errorf("usage: __observer MODE [ARGS]")

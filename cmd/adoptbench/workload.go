@@ -40,8 +40,9 @@ type workloadResult struct {
 
 // runWorkload is the workload process: pinned to one CPU, a child subreaper
 // (so daemons are reaped here, never by PID 1), it waits for "go" on stdin,
-// runs kind for the given time and prints one JSON result.
-func runWorkload(kind string, dur time.Duration, cpu int) error {
+// runs kind for the given time (as fast as it can, or paced at rate cycles
+// per second if rate > 0) and prints one JSON result.
+func runWorkload(kind string, dur time.Duration, cpu, rate int) error {
 	if cpu >= 0 {
 		var set unix.CPUSet
 		set.Set(cpu)
@@ -105,7 +106,13 @@ func runWorkload(kind string, dur time.Duration, cpu int) error {
 	start := time.Now()
 	deadline := start.Add(dur)
 	for n := 0; ; n++ {
-		if n%16 == 0 && time.Now().After(deadline) {
+		if rate > 0 {
+			next := start.Add(time.Duration(n) * time.Second / time.Duration(rate))
+			if next.After(deadline) {
+				break
+			}
+			time.Sleep(time.Until(next))
+		} else if n%16 == 0 && time.Now().After(deadline) {
 			break
 		}
 		if err := cycle(); err != nil {

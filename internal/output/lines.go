@@ -1,29 +1,54 @@
 package output
 
 import (
+	"sync"
 	"time"
 
 	"github.com/adoptwatch/adoptwatch/events"
 )
 
 // Adoption is one finished adoption as every sink receives it: the record,
-// and its JSON object and line, built once for all of them.
+// and its text and JSON forms, each built on first use, once for all sinks
+// (a sink may use them from another goroutine). A watcher that prints text
+// and has no JSON sink never builds the JSON (issue 12: it was a third of
+// the work per adoption).
 type Adoption struct {
 	*events.Adoption
-	JSON AdoptionJSON
-	Line []byte // the --json line, with its newline
+
+	jsonOnce sync.Once
+	obj      AdoptionJSON
+	line     []byte
+
+	textOnce sync.Once
+	text     string
 }
 
-// NewAdoption builds an adoption's JSON form once.
-func NewAdoption(a *events.Adoption) *Adoption {
-	obj := AdoptionObject(a)
-	return &Adoption{Adoption: a, JSON: obj, Line: line(obj)}
+// NewAdoption wraps a finished adoption for the sinks.
+func NewAdoption(a *events.Adoption) *Adoption { return &Adoption{Adoption: a} }
+
+func (a *Adoption) buildJSON() {
+	a.jsonOnce.Do(func() {
+		a.obj = AdoptionObject(a.Adoption)
+		a.line = line(a.obj)
+	})
+}
+
+// Object is the adoption's JSON object.
+func (a *Adoption) Object() AdoptionJSON { a.buildJSON(); return a.obj }
+
+// Line is the --json line, with its newline. Callers must not modify it.
+func (a *Adoption) Line() []byte { a.buildJSON(); return a.line }
+
+// Text is the one-line human form (AdoptionText), without a newline.
+func (a *Adoption) Text() string {
+	a.textOnce.Do(func() { a.text = AdoptionText(a.Adoption) })
+	return a.text
 }
 
 // WithPidfd is the subscriber socket's form of the line: one more field,
 // "pidfd", saying whether a pidfd of the adopted process comes with it.
 func (a *Adoption) WithPidfd(status string) []byte {
-	obj := a.JSON
+	obj := a.Object()
 	obj.Pidfd = status
 	return line(obj)
 }

@@ -6,7 +6,7 @@ package output
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -132,7 +132,9 @@ func TaskLine(ev *events.Task) []byte {
 }
 
 // clock is the time column of text lines.
-func clock(t time.Time) string { return t.Format("15:04:05.000000") }
+func clock(t time.Time) string { return t.Format(clockFormat) }
+
+const clockFormat = "15:04:05.000000"
 
 // AdoptionText is the one-line, human form of an adoption:
 //
@@ -140,27 +142,49 @@ func clock(t time.Time) string { return t.Format("15:04:05.000000") }
 //
 // A pid in a child pid namespace shows as HOST/NS (NS as ps inside the
 // reaper's namespace prints it); "in ..." names the adopted process's
-// container or unit, when it has one.
+// container or unit, when it has one. It is built by appending to one
+// buffer: fmt cost more than the rest of a text line's handling (issue 12).
 func AdoptionText(a *events.Adoption) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s adopt %s %s", clock(a.Time), pidText(a.Child.PID, seenByReaper(a.Child)), Escape(a.Child.Comm))
+	b := make([]byte, 0, 160+24*len(a.Lineage))
+	b = a.Time.AppendFormat(b, clockFormat)
+	b = append(b, " adopt "...)
+	b = party(b, a.Child.PID, seenByReaper(a.Child), a.Child.Comm)
 	if a.Zombie {
-		b.WriteString(" (zombie)")
+		b = append(b, " (zombie)"...)
 	}
-	reaper := string(a.Reaper)
+	b = append(b, " from "...)
+	b = party(b, a.PrevParent.PID, seenByReaper(a.PrevParent), a.PrevParent.Comm)
+	b = append(b, " to "...)
+	b = party(b, a.NewParent.PID, a.NewParent.NSPid, a.NewParent.Comm)
+	b = append(b, " ("...)
+	b = append(b, a.Reaper...)
 	if a.Context != nil && a.Context.ReaperKind != "" {
-		reaper += ": " + a.Context.ReaperKind
+		b = append(b, ": "...)
+		b = append(b, a.Context.ReaperKind...)
 	}
-	fmt.Fprintf(&b, " from %s %s to %s %s (%s)", pidText(a.PrevParent.PID, seenByReaper(a.PrevParent)), Escape(a.PrevParent.Comm),
-		pidText(a.NewParent.PID, a.NewParent.NSPid), Escape(a.NewParent.Comm), reaper)
+	b = append(b, ')')
 	if a.Context != nil {
 		if where := ContextText(a.Context.Child); where != "" {
-			b.WriteString(" in " + where)
+			b = append(b, " in "...)
+			b = append(b, where...)
 		}
 	}
-	fmt.Fprintf(&b, " %s: ", events.DaemonPattern(a.Lineage))
-	b.WriteString(LineageText(a.Lineage, a.LineageComplete))
-	return b.String()
+	b = append(b, ' ')
+	b = append(b, events.DaemonPattern(a.Lineage)...)
+	b = append(b, ": "...)
+	b = appendLineage(b, a.Lineage, a.LineageComplete)
+	return string(b)
+}
+
+// party is "PID COMM", the pid as pidText shows it.
+func party(b []byte, pid, nsPid uint32, comm string) []byte {
+	b = strconv.AppendUint(b, uint64(pid), 10)
+	if nsPid != 0 && nsPid != pid {
+		b = append(b, '/')
+		b = strconv.AppendUint(b, uint64(nsPid), 10)
+	}
+	b = append(b, ' ')
+	return append(b, Escape(comm)...)
 }
 
 // seenByReaper is p's pid as ps shows it in the new parent's namespace (or,
@@ -174,21 +198,32 @@ func seenByReaper(p events.Process) uint32 {
 
 // LineageText renders a lineage oldest first: comm[pid marks] > ...
 func LineageText(steps []events.Step, complete bool) string {
-	parts := make([]string, 0, len(steps)+1)
+	return string(appendLineage(nil, steps, complete))
+}
+
+func appendLineage(b []byte, steps []events.Step, complete bool) []byte {
+	sep := false
 	if !complete {
-		parts = append(parts, "…")
+		b = append(b, "…"...)
+		sep = true
 	}
 	for _, s := range steps {
-		marks := ""
+		if sep {
+			b = append(b, " > "...)
+		}
+		sep = true
+		b = append(b, Escape(s.Comm)...)
+		b = append(b, '[')
+		b = strconv.AppendUint(b, uint64(s.PID), 10)
 		if s.Exec {
-			marks += " exec"
+			b = append(b, " exec"...)
 		}
 		if s.Setsid {
-			marks += " setsid"
+			b = append(b, " setsid"...)
 		}
-		parts = append(parts, fmt.Sprintf("%s[%d%s]", Escape(s.Comm), s.PID, marks))
+		b = append(b, ']')
 	}
-	return strings.Join(parts, " > ")
+	return b
 }
 
 // TaskText is the one-line form of a fork, exec or exit.

@@ -3,6 +3,7 @@ package output
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,7 +86,7 @@ func TestStatusText(t *testing.T) {
 func TestAdoptionPidfd(t *testing.T) {
 	a := NewAdoption(sample())
 	var plain, sub map[string]any
-	if err := json.Unmarshal(a.Line, &plain); err != nil {
+	if err := json.Unmarshal(a.Line(), &plain); err != nil {
 		t.Fatal(err)
 	}
 	out := a.WithPidfd("error: \"x\"")
@@ -93,7 +94,7 @@ func TestAdoptionPidfd(t *testing.T) {
 		t.Fatalf("WithPidfd: %s (%v)", out, err)
 	}
 	if _, ok := plain["pidfd"]; ok {
-		t.Errorf("the --json line has a pidfd field: %s", a.Line)
+		t.Errorf("the --json line has a pidfd field: %s", a.Line())
 	}
 	if sub["pidfd"] != `error: "x"` || len(sub) != len(plain)+1 {
 		t.Errorf("WithPidfd: %s", out)
@@ -120,6 +121,79 @@ func TestLinesTime(t *testing.T) {
 		if m["time"] != "2026-11-29T12:00:01.000000005Z" || m["event"] == "" {
 			t.Errorf("line %s: time or event wrong", l)
 		}
+	}
+}
+
+// TestPrinterBuildsOnlyItsForm: a text printer never builds the JSON line
+// (nor a JSON printer the text): each costs as much as the rest of a record.
+func TestPrinterBuildsOnlyItsForm(t *testing.T) {
+	var out, errOut strings.Builder
+	a := NewAdoption(sample())
+	NewPrinter(&out, &errOut, false).Adoption(a)
+	if out.String() != AdoptionText(sample())+"\n" {
+		t.Errorf("text printer wrote %q", out.String())
+	}
+	if a.line != nil {
+		t.Errorf("the text printer built the JSON line")
+	}
+	out.Reset()
+	b := NewAdoption(sample())
+	NewPrinter(&out, &errOut, true).Adoption(b)
+	if out.String() != string(AdoptionLine(sample())) || b.text != "" {
+		t.Errorf("JSON printer wrote %q (text built: %v)", out.String(), b.text != "")
+	}
+}
+
+// lockedBuilder is an io.Writer the printer's timer may write from another goroutine.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestPrinterBuffer: buffered lines are written together, in order with the
+// warnings, on Close, and by the timer when no later line comes.
+func TestPrinterBuffer(t *testing.T) {
+	var out, errOut lockedBuilder
+	p := NewPrinter(&out, &errOut, true)
+	p.Buffer(time.Hour)
+	a, b := NewAdoption(sample()), NewAdoption(sample())
+	p.Adoption(a)
+	p.Adoption(b)
+	if out.String() != "" {
+		t.Fatalf("written before the delay: %q", out.String())
+	}
+	warning := WarningLine(time.Unix(0, 0), "w")
+	p.Warn(warning, "w")
+	if want := string(a.Line()) + string(b.Line()) + string(warning); out.String() != want {
+		t.Fatalf("after a warning: %q, want the lines then the warning", out.String())
+	}
+	p.Adoption(a)
+	p.Close()
+	if !strings.HasSuffix(out.String(), string(warning)+string(a.Line())) {
+		t.Fatalf("Close did not write the last line: %q", out.String())
+	}
+
+	var late lockedBuilder
+	q := NewPrinter(&late, &errOut, false)
+	q.Buffer(time.Millisecond)
+	q.Adoption(a)
+	for deadline := time.Now().Add(10 * time.Second); late.String() == "" && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if late.String() != a.Text()+"\n" {
+		t.Fatalf("the timer did not write the line: %q", late.String())
 	}
 }
 

@@ -59,7 +59,7 @@ func adoptedOf(e reaping.Entry) adopted {
 	if e.Context != nil {
 		prev = &e.Context.PrevParent
 	}
-	from := party(e.From, prev)
+	from := partyOf(e.From, prev)
 	out.PrevParent = &from
 	out.Pattern = string(e.Pattern)
 	for i, s := range e.Lineage {
@@ -72,8 +72,8 @@ func adoptedOf(e reaping.Entry) adopted {
 	return out
 }
 
-// party is a process named in a record, with its cgroup where known.
-func party(p events.Process, info *cgroups.Info) Party {
+// partyOf is a process named in a record, with its cgroup where known.
+func partyOf(p events.Process, info *cgroups.Info) Party {
 	out := Party{PID: p.PID, Comm: p.Comm, Namespace: namespaceOf(p)}
 	if info != nil {
 		out.Where = whereOf(*info, true)
@@ -114,10 +114,26 @@ func whereText(e reaping.Entry) string {
 }
 
 // Unreaped prints an unreaped event.
-func (p *Printer) Unreaped(u reaping.Unreaped) { p.data(UnreapedText(u), UnreapedLine(u)) }
+func (p *Printer) Unreaped(u reaping.Unreaped) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.add(UnreapedLine(u))
+	} else {
+		p.addLine(UnreapedText(u))
+	}
+}
 
 // Reaped prints a reaped event.
-func (p *Printer) Reaped(r reaping.Reaped) { p.data(ReapedText(r), ReapedLine(r)) }
+func (p *Printer) Reaped(r reaping.Reaped) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.json {
+		p.add(ReapedLine(r))
+	} else {
+		p.addLine(ReapedText(r))
+	}
+}
 
 // UnreapedLine is the JSON line for an unreaped event.
 func UnreapedLine(u reaping.Unreaped) []byte {
@@ -126,7 +142,7 @@ func UnreapedLine(u reaping.Unreaped) []byte {
 	out := UnreapedJSON{
 		Event: "unreaped", Time: stamp(u.Time), PID: z.Process.PID, Comm: z.Process.Comm,
 		Exited: stamp(z.Exited), Status: z.ExitStatus, Waited: u.Waited.Seconds(),
-		Reaper: string(z.Reaper.Kind), NewParent: party(z.Reaper.Process, reaper),
+		Reaper: string(z.Reaper.Kind), NewParent: partyOf(z.Reaper.Process, reaper),
 		Held: u.Held, Oldest: u.Oldest.Seconds(), Namespace: namespaceOf(z.Process), adopted: adoptedOf(z),
 	}
 	if child != nil {
@@ -169,7 +185,7 @@ func ReapedLine(r reaping.Reaped) []byte {
 	out := ReapedJSON{
 		Event: "reaped", Time: stamp(r.Time), PID: z.Process.PID, Comm: z.Process.Comm,
 		Exited: stamp(z.Exited), Status: z.ExitStatus, Waited: r.Waited.Seconds(),
-		Reaper: string(z.Reaper.Kind), NewParent: party(z.Reaper.Process, reaper), Held: r.Held,
+		Reaper: string(z.Reaper.Kind), NewParent: partyOf(z.Reaper.Process, reaper), Held: r.Held,
 		Namespace: namespaceOf(z.Process),
 	}
 	if child != nil {
@@ -215,7 +231,7 @@ func PsLines(now time.Time, entries []reaping.Entry) [][]byte {
 		child, reaper := contextOf(e)
 		p := PsJSON{Event: "ps", Time: stamp(now), PID: e.Process.PID, Comm: e.Process.Comm,
 			SID: e.Process.SID, State: "alive", Reaper: string(e.Reaper.Kind),
-			NewParent: party(e.Reaper.Process, reaper), Namespace: namespaceOf(e.Process), adopted: adoptedOf(e)}
+			NewParent: partyOf(e.Reaper.Process, reaper), Namespace: namespaceOf(e.Process), adopted: adoptedOf(e)}
 		if child != nil {
 			p.Where = whereOf(*child, true)
 		}

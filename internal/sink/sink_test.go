@@ -27,7 +27,7 @@ func TestSetDelivers(t *testing.T) {
 	if want := output.AdoptionText(a.Adoption) + "\n"; text.String() != want {
 		t.Errorf("text sink got %q, want %q", text.String(), want)
 	}
-	if !bytes.Equal(jsonOut.Bytes(), a.Line) {
-		t.Errorf("JSON sink got %q, want the line built once: %q", jsonOut.String(), a.Line)
+	if !bytes.Equal(jsonOut.Bytes(), a.Line()) {
+		t.Errorf("JSON sink got %q, want the line built once: %q", jsonOut.String(), a.Line())
 	}
 }
