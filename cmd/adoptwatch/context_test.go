@@ -191,7 +191,9 @@ func TestContainerText(t *testing.T) {
 		cli := startCLI(t, "--hook="+hook, "--cgroup", c.dir)
 		cli.waitReady(t)
 		nsPid, daemon := c.daemonise(t, 1)
-		want := fmt.Sprintf(" adopt %d/%d sleep from ", daemon, nsPid)
+		// The daemon's name is what it had when it was adopted: sleep, or
+		// still busybox's name for itself if the exec had not happened yet.
+		want := fmt.Sprintf(" adopt %d/%d ", daemon, nsPid)
 		tail := fmt.Sprintf(" to %d/1 sh (ns-reaper: shell) in container docker:%s double-fork: ", c.Pid, id[:12])
 		if _, ok := cli.stdout.WaitFor(15*time.Second, func(s string) bool { return contains(s, want, tail) }); !ok {
 			t.Errorf("no line with %q and %q:\n%s", want, tail, cli.stdout.Text())
