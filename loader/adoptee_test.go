@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
@@ -76,7 +78,7 @@ func adopteeOf(kind events.Kind, p events.Process) func(events.Record) bool {
 	}
 }
 
-// TestAdopteeExitAndReaped: a daemon adopted by the test's subreaper exits;
+// TestAdopteeExitAndReaped: a daemon adopted by the test's subreaper is ended;
 // its exit record arrives, and its reaped record only once the subreaper has
 // reaped it, after the exit record.
 func TestAdopteeExitAndReaped(t *testing.T) {
@@ -95,14 +97,19 @@ func TestAdopteeExitAndReaped(t *testing.T) {
 			t.Fatalf("no adoption from middle %d", middle)
 		}
 		daemon := rec.Adoption.Child
+		// The daemon pauses once adopted (signals blocked, as rawfork leaves
+		// them): end it now, after its adoption.
+		if err := unix.Kill(int(daemon.PID), unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 		exitAt, exit := recs.wait(0, 10*time.Second, adopteeOf(events.KindAdopteeExit, daemon))
 		if exit.Adoptee == nil {
 			t.Fatalf("no exit record for adopted daemon %d", daemon.PID)
 		}
 		e := exit.Adoptee
 		t.Logf("exit: %+v", *e)
-		if e.Reaper.PID != uint32(tree.Reaper) || e.ExitStatus != 0 || e.ExitTime.IsZero() || e.ExitedBeforeAdoption {
-			t.Errorf("exit of %d: reaper %d, status %d, time %v, zombie when adopted %v; want reaper %d, status 0",
+		if e.Reaper.PID != uint32(tree.Reaper) || e.ExitStatus != uint32(unix.SIGKILL) || e.ExitTime.IsZero() || e.ExitedBeforeAdoption {
+			t.Errorf("exit of %d: reaper %d, status %d, time %v, zombie when adopted %v; want reaper %d, status 9 (SIGKILL)",
 				daemon.PID, e.Reaper.PID, e.ExitStatus, e.ExitTime, e.ExitedBeforeAdoption, tree.Reaper)
 		}
 		if e.Time.Before(rec.Adoption.Time) {

@@ -402,8 +402,12 @@ func TestUnreapedThenReaped(t *testing.T) {
 		}
 		daemon := testsupport.Num(adopted[0], "pid")
 		adoptedSeen := time.Now()
+		// The daemon pauses once adopted: end it; it stays a zombie.
+		if err := killPid(daemon); err != nil {
+			t.Fatal(err)
+		}
 
-		// The daemon exits at once and stays a zombie: one unreaped record.
+		// One unreaped record.
 		got := c.stdout.JSON(1, 15*time.Second, eventOf("unreaped", daemon))
 		if len(got) != 1 {
 			t.Fatalf("no unreaped record for %d:\n%s", daemon, c.stdout.Text())
