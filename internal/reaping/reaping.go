@@ -233,8 +233,8 @@ func (t *Tracker) OnAdopt(a *events.Adoption) {
 	e := t.lookup(id)
 	if e == nil {
 		e = t.insert(id)
-		e.Process = a.Child
 	}
+	e.Process = a.Child // the kernel's identity (a seeded entry had /proc's)
 	t.setReaper(e, Reaper{a.NewParent, a.Reaper})
 	e.Origin = OriginAdopted
 	e.Adopted = a.Time

@@ -542,3 +542,20 @@ func TestTakeGone(t *testing.T) {
 		t.Fatalf("TakeGone = %v, untaken %d: want 500 and 600, 400 counted", got, tr.Stats().GoneUntaken)
 	}
 }
+
+// A process seeded from /proc and then adopted is forgotten by the kernel's
+// identity (to the nanosecond), which the kernel's entry is keyed by.
+func TestTakeGoneKernelIdentity(t *testing.T) {
+	c := newClock()
+	tr := New(Config{ZombieAfter: time.Hour, Probe: func(ID) State { return StateGone }})
+	kernel := ID{PID: 90, Start: 90*time.Second + 1234567}
+	tr.Seed(c.now, []Preexisting{{Process: events.Process{ID: ID{PID: 90, Start: 90 * time.Second}},
+		Reaper: Reaper{reaper, events.ReaperSubreaper}}})
+	a := adoption(90, reaper, events.ReaperSubreaper, c.now)
+	a.Child.ID = kernel
+	tr.OnAdopt(a)
+	tr.Gone(kernel)
+	if got := tr.TakeGone(); len(got) != 1 || got[0] != kernel {
+		t.Fatalf("TakeGone = %v, want %v", got, kernel)
+	}
+}
