@@ -2,6 +2,7 @@ package loader_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -10,19 +11,21 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
 // records keeps every record of one Observer, in arrival order.
 type records struct {
+	obs  *loader.Observer
 	mu   sync.Mutex
 	all  []events.Record
 	errs []error
 }
 
 func readAll(t *testing.T, obs *loader.Observer) *records {
-	r := &records{}
+	r := &records{obs: obs}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -185,5 +188,153 @@ func TestAdopteeZombie(t *testing.T) {
 func eachHookRecords(t *testing.T, test func(t *testing.T, recs *records)) {
 	testsupport.EachHook(t, func(t *testing.T, hook events.Hook) {
 		test(t, readAll(t, testsupport.Open(t, loader.Options{Hook: hook})))
+	})
+}
+
+// TestAdopteeBurst: 1,000 daemons adopted by the test's subreaper, which
+// reaps them: each gets exactly one exit and one reaped record, or the miss
+// is counted (the kernel skipped every copy of a program, or the ring was
+// full); and none is left in the kernel's adoptees map, whatever was missed.
+func TestAdopteeBurst(t *testing.T) {
+	const n = 1000
+	eachHookRecords(t, func(t *testing.T, recs *records) {
+		obs := recs.obs
+		before, err := obs.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree := testsupport.StartTree(t, fmt.Sprintf("raw:%d", n))
+		middles := map[uint32]bool{}
+		for range n {
+			middles[uint32(testsupport.Next(t, tree, "middle").Int(0))] = true
+		}
+		// The daemons: adopted from our middles by our subreaper.
+		daemons := map[procfs.ID]bool{}
+		exits, reaps := map[procfs.ID]int{}, map[procfs.ID]int{}
+		exitUnseen := map[procfs.ID]bool{} // adopted while exiting: flagged on the reaped record
+		tally := func() {
+			recs.mu.Lock()
+			defer recs.mu.Unlock()
+			clear(exits)
+			clear(reaps)
+			clear(exitUnseen)
+			for _, rec := range recs.all {
+				if a := rec.Adoption; a != nil && a.NewParent.PID == uint32(tree.Reaper) && middles[a.PrevParent.PID] {
+					daemons[a.Child.ID] = true
+				}
+				if a := rec.Adoptee; a != nil {
+					switch a.Kind {
+					case events.KindAdopteeExit:
+						exits[a.Process.ID]++
+					case events.KindAdopteeReaped:
+						reaps[a.Process.ID]++
+						if a.ExitTime.IsZero() {
+							exitUnseen[a.Process.ID] = true
+						}
+					}
+				}
+			}
+		}
+		deadline := time.Now().Add(20 * time.Second) // releases wait for RCU, which may be lazy
+		for {
+			tally()
+			missing := 0
+			for id := range daemons {
+				if (exits[id] == 0 && !exitUnseen[id]) || reaps[id] == 0 {
+					missing++
+				}
+			}
+			if (len(daemons) >= n && missing == 0) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Records still missing: give the reader one more poll.
+		time.Sleep(500 * time.Millisecond)
+		tally()
+		after, err := obs.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted := (after.UnseenEvents - before.UnseenEvents) +
+			(after.LostAdopteeRecords - before.LostAdopteeRecords) +
+			2*(after.AdopteesFull-before.AdopteesFull)
+		var noExit, noReap int
+		for id := range daemons {
+			if exits[id] > 1 || reaps[id] > 1 {
+				t.Errorf("daemon %d: %d exit and %d reaped records, want 1 each", id.PID, exits[id], reaps[id])
+			}
+			if exits[id] == 0 && !exitUnseen[id] {
+				noExit++
+			}
+			if reaps[id] == 0 {
+				noReap++
+			}
+		}
+		t.Logf("%d daemons adopted: %d without an exit record, %d without a reaped record; counted %d (counters %+v)",
+			len(daemons), noExit, noReap, counted, after)
+		if len(daemons) < n-int(after.UnseenEvents-before.UnseenEvents+after.LostAdoptions-before.LostAdoptions) {
+			t.Errorf("%d adoptions reported of %d", len(daemons), n)
+		}
+		if st, err := obs.ProgramStats(); err == nil {
+			for _, p := range st {
+				if p.RecursionMisses > 0 {
+					t.Logf("program %s: %d recursion misses", p.Name, p.RecursionMisses)
+				}
+			}
+		}
+
+		logged := 0
+		for id := range daemons {
+			if (reaps[id] == 0 || (exits[id] == 0 && !exitUnseen[id])) && logged < 20 {
+				logged++
+				t.Logf("daemon %d (start %v): %d exit records, %d reaped records", id.PID, id.Start, exits[id], reaps[id])
+			}
+		}
+		// Every daemon is reaped (the subreaper reaps): none may be left in
+		// the kernel's map. One whose reaped record never came is forgotten
+		// as user space would, once /proc shows it gone.
+		forgotten := 0
+		for id := range daemons {
+			if reaps[id] == 0 {
+				if st, err := procfs.ReadStat(int(id.PID)); err == nil && st.ID.Same(id) {
+					t.Errorf("daemon %d not reaped by the subreaper", id.PID)
+					continue
+				}
+				ok, err := obs.ForgetAdoptee(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					forgotten++
+				}
+			}
+		}
+		left, err := loader.AdopteeKeys(obs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range left {
+			if daemons[id] {
+				t.Errorf("daemon %d still in the kernel's adoptees map", id.PID)
+			}
+		}
+		if forgotten > noReap {
+			t.Errorf("forgot %d adoptees, but only %d reaped records were missing", forgotten, noReap)
+		}
+		// Exact accounting: each missing record is counted, by the kernel or
+		// by user space deleting the entry the kernel kept.
+		if uint64(noExit+noReap) > counted+uint64(forgotten) {
+			t.Errorf("%d exit and %d reaped records missing, only %d counted by the kernel and %d adoptees forgotten",
+				noExit, noReap, counted, forgotten)
+		}
+		final, err := obs.Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := final.ForgottenAdoptees - before.ForgottenAdoptees; got != uint64(forgotten) {
+			t.Errorf("ForgottenAdoptees %d, want %d", got, forgotten)
+		}
+		t.Logf("%d adoptees forgotten by user space", forgotten)
 	})
 }

@@ -1,6 +1,11 @@
 package loader
 
-import "github.com/adoptwatch/adoptwatch/bpf"
+import (
+	"time"
+
+	"github.com/adoptwatch/adoptwatch/bpf"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
+)
 
 // Hooks into the ring's wakeup promise for the tests of package loader_test.
 
@@ -12,4 +17,19 @@ func Promised(o *Observer) (uint64, error) {
 	var v uint64
 	err := o.coll.Variables[bpf.AdoptwatchVarReaderLooksByNs].Get(&v)
 	return v, err
+}
+
+// AdopteeKeys lists the processes the kernel's adoptees map still follows,
+// walking the map through the Observer's collection.
+func AdopteeKeys(o *Observer) ([]procfs.ID, error) {
+	var (
+		key   bpf.AdoptwatchProcKey
+		value bpf.AdoptwatchAdoptee
+		out   []procfs.ID
+	)
+	it := o.coll.Maps[bpf.AdoptwatchMapAdoptees].Iterate()
+	for it.Next(&key, &value) {
+		out = append(out, procfs.ID{PID: key.Pid, Start: time.Duration(key.StartNs)})
+	}
+	return out, it.Err()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -93,6 +94,9 @@ type Observer struct {
 
 	contexts *events.Contexts // resolves adoptions' cgroups and reapers
 	scope    *cgroups.Tracker // keeps the chosen cgroups of WatchUnits/WatchContainers current
+
+	// forgottenAdoptees counts adoptees entries ForgetAdoptee deleted.
+	forgottenAdoptees atomic.Uint64
 }
 
 // Open checks nothing but loads and attaches: call CheckPrerequisites first for
@@ -404,10 +408,14 @@ type Counters struct {
 	// LostAdopteeRecords: adoptee exit and reaped records that found the ring
 	// buffer full.
 	LostAdopteeRecords uint64
-	// UnseenEvents bounds the forks, execs and exits that no copy saw (the
-	// kernel skipped them while all copies were busy on that CPU): an unseen
-	// exit can hide adoptions.
+	// UnseenEvents bounds the forks, execs, exits and releases that no copy
+	// saw (the kernel skipped them while all copies were busy on that CPU):
+	// an unseen exit can hide adoptions, an unseen release a reaped record.
 	UnseenEvents uint64
+	// ForgottenAdoptees: adopted processes whose release the kernel never
+	// saw (no reaped record), found gone by user space and deleted from the
+	// adoptees map (ForgetAdoptee).
+	ForgottenAdoptees uint64
 	// ScopeCgroupsDropped counts cgroups that --unit or --container chose
 	// but the kernel's map had no room for: processes there are not watched.
 	ScopeCgroupsDropped uint64
@@ -458,14 +466,17 @@ func (o *Observer) Counters() (Counters, error) {
 		return c, err
 	}
 	// An event the last copy missed may have been missed by all three: an
-	// upper bound. Recursion misses are kept by the kernel from 5.12.
-	for _, name := range []string{bpf.AdoptwatchProgOnForkSpare2, bpf.AdoptwatchProgOnExecSpare2, bpf.AdoptwatchProgOnExitSpare2} {
+	// upper bound. on_free has one copy: each of its misses is a release
+	// unseen. Recursion misses are kept by the kernel from 5.12.
+	for _, name := range []string{bpf.AdoptwatchProgOnForkSpare2, bpf.AdoptwatchProgOnExecSpare2, bpf.AdoptwatchProgOnExitSpare2,
+		bpf.AdoptwatchProgOnFree} {
 		if p := o.coll.Programs[name]; p != nil {
 			if st, err := p.Stats(); err == nil {
 				c.UnseenEvents += st.RecursionMisses
 			}
 		}
 	}
+	c.ForgottenAdoptees = o.forgottenAdoptees.Load()
 	if o.scope != nil {
 		c.ScopeCgroupsDropped = o.scope.Stats().Dropped
 	}

@@ -73,7 +73,8 @@ func (f *reapingFlags) build(p *output.Printer, obs *loader.Observer, sinks sink
 		}
 	}
 	cfg := reapwatch.Config{ZombieAfter: f.zombieAfter, Printer: p,
-		Seed: reaping.PreexistingFromProc, Children: reaping.ChildrenFromProc}
+		Seed: reaping.PreexistingFromProc, Children: reaping.ChildrenFromProc,
+		Forget: func(id reaping.ID) error { _, err := obs.ForgetAdoptee(id); return err }}
 	if m != nil {
 		cfg.OnUnreaped, cfg.OnReaped = m.Unreaped, m.Reaped
 	}

@@ -104,6 +104,9 @@ func Messages(last, now loader.Counters) []Message {
 	if n := now.AdopteesFull - last.AdopteesFull; n > 0 {
 		out = append(out, Message{"", n, fmt.Sprintf("%d adopted processes cannot be followed to their end: the kernel's adoptee map is full", n)})
 	}
+	if n := now.ForgottenAdoptees - last.ForgottenAdoptees; n > 0 {
+		out = append(out, Message{"", n, fmt.Sprintf("%d adopted processes were released without a reaped record (the kernel did not see their release): found gone, their kernel entries were deleted", n)})
+	}
 	if n := now.ScopeCgroupsDropped - last.ScopeCgroupsDropped; n > 0 {
 		out = append(out, Message{"", n, fmt.Sprintf("%d cgroups chosen by --unit or --container did not fit the kernel's map: processes in them are not watched", n)})
 	}

@@ -35,6 +35,8 @@ var kernelCounters = []kernelCounter{
 		help: "Adoptions lost because the exit-walk hook could not follow the child (too many children of one exiting thread, or its maps full)."},
 	{field: "AdopteesFull", name: "kernel_adoptees_map_full_total",
 		help: "Reported adoptions whose process could not be followed to its exit and reap (the kernel's adoptees map was full)."},
+	{field: "ForgottenAdoptees", name: "kernel_adoptees_forgotten_total",
+		help: "Adopted processes released without a reaped record (the kernel did not see the release), found gone by user space and deleted from the kernel's adoptees map."},
 	{field: "LineageFull", name: "kernel_lineage_map_full_total",
 		help: "New processes left without lineage because the kernel's lineage map was full."},
 	{field: "SnapshotFull", name: "kernel_exit_snapshot_full_total",

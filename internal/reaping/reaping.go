@@ -118,6 +118,9 @@ type Stats struct {
 	// Replaced counts entries dropped because their pid was seen again with
 	// another start time: the old process was reaped unseen.
 	Replaced uint64
+	// GoneUntaken counts processes found gone that TakeGone never returned
+	// (more than Capacity between two calls).
+	GoneUntaken uint64
 	// ExitUnseen counts followed processes reaped whose exit was not seen
 	// (adopted while exiting): no delay to tell, and no unreaped report
 	// could have been made for them.
@@ -152,6 +155,7 @@ type Tracker struct {
 	seen    map[reaperKey]struct{} // reapers FirstSeen has reported
 	verify  []pending              // adoptees to check once, oldest first (bounded by Capacity)
 	suspect []pending              // entries found gone, dropped at due unless their records came
+	dropped []ID                   // adopted entries gone without their reap record (TakeGone)
 	stats   Stats
 }
 
@@ -229,8 +233,8 @@ func (t *Tracker) OnAdopt(a *events.Adoption) {
 	e := t.lookup(id)
 	if e == nil {
 		e = t.insert(id)
-		e.Process = a.Child
 	}
+	e.Process = a.Child // the kernel's identity (a seeded entry had /proc's)
 	t.setReaper(e, Reaper{a.NewParent, a.Reaper})
 	e.Origin = OriginAdopted
 	e.Adopted = a.Time
@@ -341,7 +345,25 @@ func (t *Tracker) gone(e *entry) {
 	} else {
 		t.stats.Unfollowed++
 	}
+	if e.Origin == OriginAdopted {
+		// The kernel followed it and saw no release: its entry there must go too.
+		if len(t.dropped) >= t.cfg.Capacity {
+			t.dropped = t.dropped[1:]
+			t.stats.GoneUntaken++
+		}
+		t.dropped = append(t.dropped, e.Process.ID)
+	}
 	t.remove(e)
+}
+
+// TakeGone returns, once each, the adopted processes dropped since the last
+// call because they were found gone without their reap record, with the
+// start time of the kernel's records: the caller deletes the kernel's entries
+// for them (the kernel never saw them released).
+func (t *Tracker) TakeGone() []ID {
+	out := t.dropped
+	t.dropped = nil
+	return out
 }
 
 // Tick reports the zombies that have waited longer than ZombieAfter by now:

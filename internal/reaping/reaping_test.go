@@ -2,6 +2,7 @@ package reaping
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -500,5 +501,61 @@ func TestGone(t *testing.T) {
 	tr.Gone(idOf(b)) // its exit was seen, its reap not: a lost record
 	if s := tr.Stats(); s.Followed != 0 || s.Vanished != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Adopted processes dropped as gone are handed out once each, with the
+// kernel's identity, so that the kernel's entries go too; pre-existing ones
+// (the kernel never followed them) and reaped ones are not.
+func TestTakeGone(t *testing.T) {
+	c := newClock()
+	gone := map[uint32]bool{100: true, 200: true, 70: true}
+	tr := New(Config{ZombieAfter: time.Hour, Capacity: 2, VerifyAfter: time.Second, Probe: probeOf(gone, nil)})
+	tr.Seed(c.now, []Preexisting{{Process: events.Process{ID: procfs.ID{PID: 70, Start: time.Second}},
+		Reaper: Reaper{reaper, events.ReaperInit}}})
+	tr.Suspect(ID{PID: 70, Start: time.Second}, c.now)
+	a, b := adoption(100, reaper, events.ReaperInit, c.now), adoption(200, reaper, events.ReaperInit, c.now)
+	tr.OnAdopt(a) // evicts 70: Capacity 2
+	tr.OnAdopt(b)
+	tr.OnExit(idOf(a), c.now, 0)
+	tr.Tick(c.advance(1100 * time.Millisecond))
+	tr.Tick(c.advance(1100 * time.Millisecond))
+	got := tr.TakeGone()
+	if len(got) != 2 || !slices.Contains(got, idOf(a)) || !slices.Contains(got, idOf(b)) {
+		t.Fatalf("TakeGone = %v, want %v and %v", got, idOf(a), idOf(b))
+	}
+	if again := tr.TakeGone(); len(again) != 0 {
+		t.Fatalf("handed out twice: %v", again)
+	}
+	// A reaped adoptee is not gone; past Capacity between two calls, the
+	// oldest are counted instead.
+	r := adoption(300, reaper, events.ReaperInit, c.now)
+	tr.OnAdopt(r)
+	tr.OnReaped(idOf(r), c.now)
+	for _, pid := range []uint32{400, 500, 600} {
+		gone[pid] = true
+		tr.OnAdopt(adoption(pid, reaper, events.ReaperInit, c.now))
+		tr.Gone(ID{PID: pid, Start: time.Duration(pid) * time.Second})
+	}
+	got = tr.TakeGone()
+	if len(got) != 2 || got[0].PID != 500 || got[1].PID != 600 || tr.Stats().GoneUntaken != 1 {
+		t.Fatalf("TakeGone = %v, untaken %d: want 500 and 600, 400 counted", got, tr.Stats().GoneUntaken)
+	}
+}
+
+// A process seeded from /proc and then adopted is forgotten by the kernel's
+// identity (to the nanosecond), which the kernel's entry is keyed by.
+func TestTakeGoneKernelIdentity(t *testing.T) {
+	c := newClock()
+	tr := New(Config{ZombieAfter: time.Hour, Probe: func(ID) State { return StateGone }})
+	kernel := ID{PID: 90, Start: 90*time.Second + 1234567}
+	tr.Seed(c.now, []Preexisting{{Process: events.Process{ID: ID{PID: 90, Start: 90 * time.Second}},
+		Reaper: Reaper{reaper, events.ReaperSubreaper}}})
+	a := adoption(90, reaper, events.ReaperSubreaper, c.now)
+	a.Child.ID = kernel
+	tr.OnAdopt(a)
+	tr.Gone(kernel)
+	if got := tr.TakeGone(); len(got) != 1 || got[0] != kernel {
+		t.Fatalf("TakeGone = %v, want %v", got, kernel)
 	}
 }

@@ -34,6 +34,11 @@ type Config struct {
 	Children func(r reaping.Reaper, since time.Duration) ([]reaping.Preexisting, error)
 	// Probe says what /proc shows of a process (nil: ProcState).
 	Probe func(reaping.ID) reaping.State
+	// Forget, if set, is told each adopted process found gone without its
+	// reap record, so that the kernel's entry for it goes too
+	// (loader.Observer.ForgetAdoptee); otherwise it would stay until the
+	// kernel's adoptees map is full.
+	Forget func(reaping.ID) error
 }
 
 // Monitor is the sink. Its methods are safe for concurrent use: the record
@@ -125,8 +130,10 @@ func (m *Monitor) Reaped(id procfs.ID, at time.Time) {
 func (m *Monitor) Check(now time.Time) {
 	m.mu.Lock()
 	due := m.tr.Tick(now)
+	gone := m.tr.TakeGone()
 	st := m.tr.Stats()
 	m.mu.Unlock()
+	m.forget(gone)
 	m.warn(st)
 	for _, u := range due {
 		if m.cfg.Printer != nil {
@@ -134,6 +141,21 @@ func (m *Monitor) Check(now time.Time) {
 		}
 		if m.cfg.OnUnreaped != nil {
 			m.cfg.OnUnreaped(u)
+		}
+	}
+}
+
+// forget deletes the kernel's entries of the adopted processes the tracker
+// found gone without their reap record. The loader counts each it deleted
+// (a lost release); a failure is warned about, as it leaves one behind.
+func (m *Monitor) forget(gone []reaping.ID) {
+	if m.cfg.Forget == nil {
+		return
+	}
+	for _, id := range gone {
+		if err := m.cfg.Forget(id); err != nil && m.cfg.Printer != nil {
+			msg := fmt.Sprintf("adopted process %d: its kernel entry could not be deleted: %v", id.PID, err)
+			m.cfg.Printer.Warn(output.WarningLine(time.Now(), msg), "%s", msg)
 		}
 	}
 }
@@ -147,6 +169,10 @@ func (m *Monitor) warn(st reaping.Stats) {
 	now := time.Now()
 	if n := st.Evicted - m.warned.Evicted; n > 0 {
 		msg := fmt.Sprintf("%d adopted processes are no longer followed to their reap: the tracker holds %d at most", n, m.tr.Capacity())
+		m.cfg.Printer.Warn(output.WarningLine(now, msg), "%s", msg)
+	}
+	if n := st.GoneUntaken - m.warned.GoneUntaken; n > 0 {
+		msg := fmt.Sprintf("%d adopted processes found gone keep their kernel entries: more than %d at once", n, m.tr.Capacity())
 		m.cfg.Printer.Warn(output.WarningLine(now, msg), "%s", msg)
 	}
 	m.warned = st

@@ -158,3 +158,38 @@ func TestMonitorWarnsOnEviction(t *testing.T) {
 		t.Errorf("want one warning about 2 evictions: %q", got)
 	}
 }
+
+// An adoptee found gone without its reap record is handed to Forget (the
+// kernel's entry for it goes), once, with the kernel's identity.
+func TestMonitorForgetsGone(t *testing.T) {
+	var mu sync.Mutex
+	var forgot []procfs.ID
+	m, err := New(Config{ZombieAfter: time.Hour,
+		Probe: func(id procfs.ID) reaping.State {
+			if id.PID == 100 {
+				return reaping.StateGone
+			}
+			return reaping.StateAlive
+		},
+		Forget: func(id procfs.ID) error { mu.Lock(); forgot = append(forgot, id); mu.Unlock(); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	t0 := time.Now()
+	for _, pid := range []uint32{100, 200} {
+		m.Adoption(adoption(pid, t0))
+		m.Exit(procfs.ID{PID: pid, Start: time.Duration(pid) * time.Second}, t0, 0)
+	}
+	m.Check(t0.Add(1100 * time.Millisecond)) // found gone: a grace period for its records
+	m.Check(t0.Add(2200 * time.Millisecond)) // none came: dropped and forgotten
+	m.Check(t0.Add(3300 * time.Millisecond))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(forgot) != 1 || forgot[0] != (procfs.ID{PID: 100, Start: 100 * time.Second}) {
+		t.Fatalf("forgot %v, want only 100", forgot)
+	}
+	if st, _ := m.State(); st.Vanished != 1 || st.Followed != 1 {
+		t.Errorf("state %+v", st)
+	}
+}
