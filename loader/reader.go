@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/bpf"
 )
@@ -19,12 +22,25 @@ import (
 // nothing, and adds the wakeup promise (bpf/adopt.bpf.h): when adoptions come
 // fast, the reader promises the kernel to look again soon, and the kernel
 // sends the adoptions made well within the promise without a wakeup.
+//
+// The reader waits for the kernel's wakeups in Go's network poller (a
+// duplicate of the map's fd, which is pollable), not in ringbuf.Reader's own
+// blocking epoll_wait, and calls ReadInto only once records are there, with a
+// deadline in the past so that it never blocks. A goroutine parked in the
+// poller costs no thread; a thread blocked in epoll_wait has its processor
+// handed off and wakes the runtime's monitor thread, which at thousands of
+// adoptions a second cost more than the records (issue 12's profile).
 type reader struct {
 	rd  *ringbuf.Reader
 	rec ringbuf.Record // reused: its sample is valid until the next read
 
-	// mu guards rd against close for pending (AvailableBytes reads the
-	// mapping, which Close unmaps); ReadInto is interrupted by Close itself.
+	file     *os.File        // a non-blocking duplicate of the map's fd, in the poller
+	conn     syscall.RawConn // waits on file
+	closing  atomic.Bool
+	deadline time.Time // the read deadline set on file (zero: none)
+
+	// mu guards rd's AvailableBytes against close (it reads the mapping,
+	// which Close unmaps); a ReadInto under way is waited for by Close.
 	mu     sync.RWMutex
 	closed bool
 
@@ -37,7 +53,6 @@ type reader struct {
 	lastTs   uint64
 	gap      uint64
 	took     bool
-	noWait   bool // the deadline set is in the past: ReadInto does not block
 }
 
 // ringLinger is how long the reader lets adoptions gather when they come
@@ -62,7 +77,24 @@ func newReader(m *ebpf.Map, promise func(uint64) error) (*reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &reader{rd: rd, promise: promise}, nil
+	rd.SetDeadline(time.Unix(1, 0)) // ReadInto never blocks: we wait in the poller
+	fd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		rd.Close()
+		return nil, fmt.Errorf("dup ring buffer fd: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		rd.Close()
+		return nil, fmt.Errorf("ring buffer fd: %w", err)
+	}
+	r := &reader{rd: rd, promise: promise, file: os.NewFile(uintptr(fd), "ringbuf")} // registers it with the poller
+	if r.conn, err = r.file.SyscallConn(); err != nil {
+		r.file.Close()
+		rd.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // next returns the next sample, waiting for the kernel's wakeup when the ring
@@ -72,24 +104,22 @@ func newReader(m *ebpf.Map, promise func(uint64) error) (*reader, error) {
 // Batching: while records come less than ringBatchGap apart on average, the
 // reader promises to look again ringLinger after the last one, and waits
 // until then (or until a record sent after the promise wakes it): a record
-// then waits at most ringLinger plus the wait's granularity (1 ms).
+// then waits at most ringLinger plus the Go timer's granularity (about 1 ms).
 // Otherwise it withdraws the promise, and each adoption wakes it at once.
 func (r *reader) next(poll time.Duration) ([]byte, error) {
 	for {
-		if r.rd.AvailableBytes() == 0 {
-			r.setWait(poll)
-		} else if !r.noWait {
-			// Records are there, perhaps sent without a wakeup: take
-			// them without waiting for one.
-			r.rd.SetDeadline(time.Unix(1, 0))
-			r.noWait = true
+		if !r.pending() {
+			if err := r.wait(r.waitFor(poll)); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		err := r.rd.ReadInto(&r.rec)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			continue // looked, as promised or polled: nothing more
-		case errors.Is(err, os.ErrClosed):
+			continue // all taken (ReadInto does not block)
+		case errors.Is(err, os.ErrClosed), r.closing.Load():
 			return nil, ErrClosed
 		default:
 			return nil, fmt.Errorf("read the ring buffer: %w", err)
@@ -106,10 +136,10 @@ func (r *reader) next(poll time.Duration) ([]byte, error) {
 	}
 }
 
-// setWait decides, before the reader waits on an empty ring, how long it may
+// waitFor decides, before the reader waits on an empty ring, how long it may
 // wait: until the promised look; once after withdrawing a promise, the
-// backstop; else until a wakeup; never longer than poll.
-func (r *reader) setWait(poll time.Duration) {
+// backstop; else until a wakeup (0); never longer than poll.
+func (r *reader) waitFor(poll time.Duration) time.Duration {
 	var wait time.Duration
 	switch {
 	case r.took && r.gap < uint64(ringBatchGap) && r.promiseBy(r.lastTs+uint64(ringLinger)):
@@ -122,17 +152,33 @@ func (r *reader) setWait(poll time.Duration) {
 		wait = poll
 	}
 	r.took = false
-	r.noWait = false
-	if wait == 0 {
-		r.rd.SetDeadline(time.Time{})
-		return
+	return wait
+}
+
+// wait parks until the ring holds data, d passes (0: no limit), or close.
+// A deadline already set that comes no later is kept: looking early is
+// harmless, and each new deadline costs the runtime a timer change.
+func (r *reader) wait(d time.Duration) error {
+	if d > 0 {
+		now := time.Now()
+		if until := now.Add(d); r.deadline.IsZero() || !r.deadline.After(now) || r.deadline.After(until) {
+			r.file.SetReadDeadline(until)
+			r.deadline = until
+		}
+	} else if !r.deadline.IsZero() {
+		r.file.SetReadDeadline(time.Time{})
+		r.deadline = time.Time{}
 	}
-	// The reader's epoll_wait takes whole milliseconds, rounded down from
-	// the time left: under 1 ms it would return at once, and the reader
-	// would spin until the promise. Round up to whole milliseconds, with
-	// half a millisecond to spare for the time until the call.
-	wait = (wait + time.Millisecond - 1).Truncate(time.Millisecond)
-	r.rd.SetDeadline(time.Now().Add(wait + time.Millisecond/2))
+	// The poller reports the fd once per wakeup (edge-triggered); a wakeup
+	// between the check and the park is kept for the park.
+	err := r.conn.Read(func(uintptr) bool { return r.pending() || r.closing.Load() })
+	switch {
+	case r.closing.Load():
+		return ErrClosed
+	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		return nil
+	}
+	return fmt.Errorf("wait for the ring buffer: %w", err)
 }
 
 // noteTime keeps the average time between records (weight 1/8 to the
@@ -165,13 +211,14 @@ func (r *reader) pending() bool {
 	return !r.closed && r.rd.AvailableBytes() > 0
 }
 
-// close interrupts a waiting next, which returns ErrClosed, and unmaps the ring.
+// close wakes a waiting next, which returns ErrClosed, and unmaps the ring.
 func (r *reader) close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	if r.closing.Swap(true) {
 		return
 	}
+	r.file.Close() // wakes the waiter
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.closed = true
-	r.rd.Close()
+	r.rd.Close() // waits for a ReadInto under way
 }
