@@ -7,7 +7,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 )
 
-// Hooks into the ring's wakeup promise for the tests of package loader_test.
+// Hooks into the reader's wakeup promise for the tests of package loader_test.
 
 // PromiseBy makes the reader's promise to look again by bootNs.
 func PromiseBy(o *Observer, bootNs uint64) bool { return o.ring.promiseBy(bootNs) }

@@ -78,7 +78,7 @@ type Observer struct {
 
 	coll      *ebpf.Collection
 	links     []link.Link
-	ring      *ring
+	ring      *reader
 	assembler *events.Assembler // owns the process table; used by Read alone
 	poll      time.Duration     // also read on a timer (records sent without wakeup)
 	watch     watchMaps
@@ -337,7 +337,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	if v := coll.Variables[bpf.AdoptwatchVarReaderLooksByNs]; v != nil && v.Set(uint64(0)) == nil {
 		promise = func(ns uint64) error { return v.Set(ns) } // a write to shared memory, no system call
 	}
-	obs.ring, err = newRing(coll.Maps[bpf.AdoptwatchMapRecords], promise)
+	obs.ring, err = newReader(coll.Maps[bpf.AdoptwatchMapRecords], promise)
 	if err != nil {
 		return obs, fmt.Errorf("ring buffer reader: %w", err)
 	}
