@@ -34,7 +34,7 @@ static __always_inline __u32 reaper_flags_of(struct task_struct *child,
 }
 
 /*
- * The reader's promise (loader/ring.go): it looks at the ring again by this
+ * The reader's promise (loader/reader.go): it looks at the ring again by this
  * time (bpf_ktime_get_boot_ns, the records' clock) whatever happens. 0: no
  * promise. User space writes it through the mapped .bss when adoptions come
  * faster than one per 500 µs; adoptions sent well before the promised time
