@@ -286,19 +286,33 @@ func TestSocketNeverReadingSubscribers(t *testing.T) {
 	}()
 	// Each stalled subscriber is cut off when its queue (256) and its socket
 	// buffer are full: long before the 600th record. The stalled ones read
-	// again then, to get the notice (the watcher waits Grace, 5 s, for that:
-	// all read at once, so each is read in time on a slow machine too; the
-	// watcher's log of the cuts is rate-limited, so it cannot tell when).
-	// Plain reads: the kernel drops their fds.
+	// again then, to get the notice: the watcher waits Grace (5 s) from the
+	// cut for that, and paced, the 600th record may come later than that on
+	// an emulated CPU. So they read, all at once, as soon as the watcher's
+	// fds show the cut: it holds a pidfd per record queued, so its fds rise
+	// while their queues fill and fall back when they are cut off and their
+	// queues released (its log of the cuts is rate-limited: no help). The
+	// 600th record is the fallback.
 	const cutBy = 600
 	var notified, closed atomic.Int64
 	var readers sync.WaitGroup
 	readers.Add(1)
 	go func() {
 		defer readers.Done()
+		conns := baseFDs + stalledN + 1
+		filling, released := conns+subscribe.DefaultQueue/2, conns+burst+16
+		rose := false
 		for wait := time.Now().Add(120 * time.Second); read.Load() < cutBy; {
 			if time.Now().After(wait) {
 				return
+			}
+			if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
+				if n := len(ents); n >= filling {
+					rose = true
+				} else if rose && n <= released {
+					t.Logf("the stalled subscribers read from record %d on: the watcher's fds fell to %d", read.Load(), n)
+					break
+				}
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
