@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +26,79 @@ import (
 
 func TestMain(m *testing.M) {
 	fixture.Dispatch()
-	os.Exit(m.Run())
+	code := m.Run()
+	closeShared()
+	os.Exit(code)
+}
+
+// shared are the observers of the tests that take the default options, one
+// per hook, opened by the first such test and closed (their links detached)
+// when all tests are done: a load costs 1 s (exact) to 4.5 s (exit-walk)
+// under emulation, and 9 tests open the same observer twice. Each test
+// gets a collector of its own, fed only while it runs: no test sees
+// another's records (pids may be reused within a run).
+var shared = struct {
+	sync.Mutex
+	obs     map[events.Hook]*loader.Observer
+	current map[events.Hook]*collector
+}{obs: map[events.Hook]*loader.Observer{}, current: map[events.Hook]*collector{}}
+
+func sharedObserver(t *testing.T, hook events.Hook) (*loader.Observer, *collector) {
+	t.Helper()
+	shared.Lock()
+	obs := shared.obs[hook]
+	shared.Unlock()
+	if obs == nil {
+		var err error
+		start := time.Now()
+		obs, err = loader.Open(loader.Options{Hook: hook})
+		if errors.Is(err, loader.ErrHookUnsupported) {
+			t.Skipf("this kernel cannot attach the %s hook: %v", hook, err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("hook %s via %s (opened in %v, shared by the tests with default options)", obs.Mechanism.Hook, obs.Mechanism.Name, time.Since(start).Round(time.Millisecond))
+		shared.Lock()
+		shared.obs[hook] = obs
+		shared.Unlock()
+		go func() {
+			for {
+				rec, err := obs.Read()
+				shared.Lock()
+				c := shared.current[hook]
+				shared.Unlock()
+				switch {
+				case errors.Is(err, loader.ErrClosed):
+					return
+				case c == nil:
+				case err != nil:
+					c.errs.Add(err)
+				default:
+					c.records.Add(rec)
+				}
+			}
+		}()
+	}
+	c := &collector{records: waitlog.New[events.Record](), errs: waitlog.New[error]()}
+	shared.Lock()
+	shared.current[hook] = c
+	shared.Unlock()
+	t.Cleanup(func() {
+		shared.Lock()
+		delete(shared.current, hook)
+		shared.Unlock()
+		c.records.End()
+	})
+	return obs, c
+}
+
+func closeShared() {
+	shared.Lock()
+	defer shared.Unlock()
+	for _, obs := range shared.obs {
+		obs.Close()
+	}
 }
 
 // collector keeps every record an Observer delivers, finished, and every
@@ -81,11 +155,17 @@ func eachHook(t *testing.T, opts loader.Options, test func(t *testing.T, obs *lo
 func eachHookOpened(t *testing.T, opts func(t *testing.T) loader.Options, test func(t *testing.T, obs *loader.Observer, c *collector)) {
 	testsupport.EachHook(t, func(t *testing.T, hook events.Hook) {
 		o := opts(t)
-		o.Hook = hook
-		obs := testsupport.Open(t, o)
-		c := collect(obs)
+		var obs *loader.Observer
+		var c *collector
+		if reflect.DeepEqual(o, loader.Options{}) {
+			obs, c = sharedObserver(t, hook)
+		} else {
+			o.Hook = hook
+			obs = testsupport.Open(t, o)
+			c = collect(obs)
+			t.Cleanup(func() { obs.Close() })
+		}
 		t.Cleanup(func() {
-			obs.Close()
 			if errs := c.decodeErrors(); len(errs) > 0 {
 				t.Errorf("undecodable records: %v", errs)
 			}

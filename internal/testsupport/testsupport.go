@@ -7,6 +7,7 @@ package testsupport
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ func EachHook(t *testing.T, test func(t *testing.T, hook events.Hook)) {
 // attach opts.Hook. It is closed (its links detached) when the test ends.
 func Open(t *testing.T, opts loader.Options) *loader.Observer {
 	t.Helper()
+	start := time.Now()
 	obs, err := loader.Open(opts)
 	if errors.Is(err, loader.ErrHookUnsupported) {
 		t.Skipf("this kernel cannot attach the %s hook: %v", opts.Hook, err)
@@ -53,21 +55,41 @@ func Open(t *testing.T, opts loader.Options) *loader.Observer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("hook %s via %s", obs.Mechanism.Hook, obs.Mechanism.Name)
+	// The load (mostly BPF verification) is the fixed cost of each test
+	// under emulation: log it, so the VM logs show what it costs there.
+	t.Logf("hook %s via %s (opened in %v)", obs.Mechanism.Hook, obs.Mechanism.Name, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() { obs.Close() })
 	return obs
 }
 
 // RequireHook skips the test if this kernel cannot attach hook: for tests
-// that run the command with --hook.
+// that run the command with --hook. The answer is found once per hook and
+// test binary (the kernel does not change meanwhile): a load costs seconds
+// under emulation, and the command loads the programs again anyway.
 func RequireHook(t *testing.T, hook events.Hook) {
 	t.Helper()
-	obs, err := loader.Open(loader.Options{Hook: hook})
+	hookSupport.Lock()
+	defer hookSupport.Unlock()
+	err, known := hookSupport.err[hook]
+	if !known {
+		start := time.Now()
+		var obs *loader.Observer
+		if obs, err = loader.Open(loader.Options{Hook: hook}); err == nil {
+			obs.Close()
+		}
+		hookSupport.err[hook] = err
+		t.Logf("hook %s probed in %v", hook, time.Since(start).Round(time.Millisecond))
+	}
 	if err != nil {
 		t.Skipf("this kernel cannot attach the %s hook: %v", hook, err)
 	}
-	obs.Close()
 }
+
+// hookSupport is RequireHook's answer per hook: nil when it attaches.
+var hookSupport = struct {
+	sync.Mutex
+	err map[events.Hook]error
+}{err: map[events.Hook]error{}}
 
 // StartTree starts a fixture scenario beneath a child subreaper of its own;
 // it is stopped (what is left beneath the reaper killed) when the test ends.
