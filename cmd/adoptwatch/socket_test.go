@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -291,44 +289,10 @@ func TestSocketStalledSubscriber(t *testing.T) {
 	}
 }
 
-// nobodyCopy copies this test binary where uid nobody can run it.
-func nobodyCopy(t *testing.T) (dir, exe string) {
-	t.Helper()
-	dir = t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir makes both 0700
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	exe = filepath.Join(dir, fixture.SubscriberComm) // the name plays the subscriber role
-	out, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	out.Close()
-	return dir, exe
-}
-
 // asNobody runs the subscriber role as uid and gid 65534 and returns what it printed.
 func asNobody(t *testing.T, exe, path string) string {
 	t.Helper()
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), fixture.EnvSocket+"="+path)
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.Output()
+	out, err := testsupport.AsNobody(exe, fixture.EnvSocket+"="+path).Output()
 	if err != nil {
 		t.Fatalf("subscriber as nobody: %v: %s", err, out)
 	}
@@ -338,7 +302,7 @@ func asNobody(t *testing.T, exe, path string) string {
 // TestSocketAccess: only root (or the --socket-group) may subscribe: the file
 // mode keeps others out, and behind it each peer's credentials are checked.
 func TestSocketAccess(t *testing.T) {
-	dir, exe := nobodyCopy(t)
+	dir, exe := testsupport.NobodyCopy(t, fixture.SubscriberComm) // the name plays the subscriber role
 	path := filepath.Join(dir, "aw.sock")
 	c := startWatching(t, "--socket", path)
 	if out := asNobody(t, exe, path); !strings.Contains(out, "connect-error") || !strings.Contains(out, "permission denied") {

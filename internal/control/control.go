@@ -14,14 +14,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/internal/subscribe"
 )
@@ -87,16 +84,15 @@ type Stats struct {
 
 // Server is a listening control socket.
 type Server struct {
-	cfg      Config
-	gid      int // -1: root only
-	ln       *net.UnixListener
-	ino, dev uint64 // the socket file we made, so Close removes only ours
-	slots    chan struct{}
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[*net.UnixConn]bool
-	done     bool
-	stats    struct{ served, refused, bad, writeErrors atomic.Uint64 }
+	cfg   Config
+	gid   int // -1: root only
+	sock  *subscribe.SocketFile
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[*net.UnixConn]bool
+	done  bool
+	stats struct{ served, refused, bad, writeErrors atomic.Uint64 }
 }
 
 // Listen creates the socket and serves it until Close.
@@ -121,71 +117,21 @@ func Listen(cfg Config) (*Server, error) {
 		}
 		s.gid = gid
 	}
-	if err := s.create(); err != nil {
+	sock, err := subscribe.ListenSocket(cfg.Path, s.gid, cfg.Log)
+	if err != nil {
 		return nil, err
 	}
+	s.sock = sock
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
-}
-
-// create makes the socket file: a stale socket is replaced, a live one or
-// another kind of file refused; the umask makes bind create it 0600 at once.
-func (s *Server) create() error {
-	path := s.cfg.Path
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return fmt.Errorf("%s exists and is not a socket: refusing to replace it", path)
-		}
-		c, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, subscribe.ProbeLine+"\n")
-			c.Close()
-			return fmt.Errorf("%s: a server is accepting connections there (another adoptwatch?): refusing to replace it", path)
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("%s: cannot tell whether the socket is stale: %w", path, err)
-		}
-		if err := os.Remove(path); err != nil {
-			return err
-		}
-		s.cfg.Log("removed stale socket %s", path)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	old := unix.Umask(0o177)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	unix.Umask(old)
-	if err != nil {
-		return err
-	}
-	ln.SetUnlinkOnClose(false) // Close removes it only if it is still ours
-	mode, gid := os.FileMode(0o600), 0
-	if s.gid >= 0 {
-		mode, gid = 0o660, s.gid
-	}
-	var st unix.Stat_t
-	for _, step := range []func() error{
-		func() error { return os.Chown(path, 0, gid) },
-		func() error { return os.Chmod(path, mode) },
-		func() error { return unix.Stat(path, &st) },
-	} {
-		if err := step(); err != nil {
-			ln.Close()
-			os.Remove(path)
-			return err
-		}
-	}
-	s.ln, s.ino, s.dev = ln, st.Ino, st.Dev
-	return nil
 }
 
 func (s *Server) accept() {
 	defer s.wg.Done()
 	backoff := 5 * time.Millisecond
 	for {
-		conn, err := s.ln.AcceptUnix()
+		conn, err := s.sock.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -294,11 +240,7 @@ func (s *Server) Close() Stats {
 		c.SetDeadline(time.Now()) // unblock reads and writes at once
 	}
 	s.mu.Unlock()
-	s.ln.Close()
-	var st unix.Stat_t
-	if unix.Stat(s.cfg.Path, &st) == nil && st.Ino == s.ino && st.Dev == s.dev {
-		os.Remove(s.cfg.Path)
-	}
+	s.sock.Close()
 	s.wg.Wait()
 	return s.Stats()
 }

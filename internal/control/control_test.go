@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -131,37 +131,10 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// nobodyCopy copies this test binary where uid nobody can run it.
-func nobodyCopy(t *testing.T) (dir, exe string) {
-	t.Helper()
-	dir = t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir makes both 0700
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe = filepath.Join(dir, "control-client")
-	if err := os.WriteFile(exe, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir, exe
-}
-
+// asNobody runs the control client role as uid and gid nobody and returns what it printed.
 func asNobody(t *testing.T, exe, path string) string {
 	t.Helper()
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envClient+"="+path)
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
+	out, err := testsupport.AsNobody(exe, envClient+"="+path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("client as nobody: %v: %s", err, out)
 	}
@@ -172,7 +145,7 @@ func asNobody(t *testing.T, exe, path string) string {
 // behind it each client's credentials are checked.
 func TestAccess(t *testing.T) {
 	requireRoot(t)
-	dir, exe := nobodyCopy(t)
+	dir, exe := testsupport.NobodyCopy(t, "control-client")
 	var logMu sync.Mutex
 	var logged []string
 	logf := func(format string, args ...any) {

@@ -3,12 +3,12 @@ package journal
 import (
 	"bytes"
 	"fmt"
+	"github.com/adoptwatch/adoptwatch/internal/syncbuf"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -166,25 +166,6 @@ func TestEntryOnTheWire(t *testing.T) {
 	}
 }
 
-// lockedBuffer is stderr for a printer that the sender goroutine writes to
-// while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestStalledJournal: a journald that stops reading (its socket's queue full,
 // where go-systemd's send blocks with no deadline) never blocks Adoption:
 // entries beyond the queue are dropped and counted, each episode of drops is
@@ -196,7 +177,7 @@ func TestStalledJournal(t *testing.T) {
 	}
 	conn := listenJournal(t) // read only when the test says so
 	var stdout bytes.Buffer
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	const queue, closeWait = 16, 300 * time.Millisecond
 	sink := start(output.NewPrinter(&stdout, &stderr, false), queue, closeWait)
 	a := hostile()

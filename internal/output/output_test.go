@@ -2,8 +2,8 @@ package output
 
 import (
 	"encoding/json"
+	"github.com/adoptwatch/adoptwatch/internal/syncbuf"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -144,28 +144,10 @@ func TestPrinterBuildsOnlyItsForm(t *testing.T) {
 	}
 }
 
-// lockedBuilder is an io.Writer the printer's timer may write from another goroutine.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestPrinterBuffer: buffered lines are written together, in order with the
 // warnings, on Close, and by the timer when no later line comes.
 func TestPrinterBuffer(t *testing.T) {
-	var out, errOut lockedBuilder
+	var out, errOut syncbuf.Buffer
 	p := NewPrinter(&out, &errOut, true)
 	p.Buffer(time.Hour)
 	a, b := NewAdoption(sample()), NewAdoption(sample())
@@ -185,7 +167,7 @@ func TestPrinterBuffer(t *testing.T) {
 		t.Fatalf("Close did not write the last line: %q", out.String())
 	}
 
-	var late lockedBuilder
+	var late syncbuf.Buffer
 	q := NewPrinter(&late, &errOut, false)
 	q.Buffer(time.Millisecond)
 	q.Adoption(a)

@@ -3,6 +3,7 @@ package reapwatch
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/adoptwatch/adoptwatch/internal/syncbuf"
 	"strings"
 	"sync"
 	"testing"
@@ -15,22 +16,9 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/reaping"
 )
 
-// syncBuffer is written by the printer and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
+// splitLines splits what the printer wrote so far into lines.
+func splitLines(b *syncbuf.Buffer) []string {
+	return strings.Split(strings.TrimSpace(b.String()), "\n")
 }
 
 var node = events.Process{ID: procfs.ID{PID: 4242, Start: time.Second}, Comm: "node"}
@@ -49,7 +37,7 @@ func adoption(pid uint32, at time.Time) *output.Adoption {
 // The monitor prints one unreaped line per zombie past zombie-after, a reaped
 // line when it is reaped, and hands both (and prompt reaps) to the metrics.
 func TestMonitorEvents(t *testing.T) {
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	p := output.NewPrinter(out, out, true)
 	var mu sync.Mutex
 	var unreaped []reaping.Unreaped
@@ -72,7 +60,7 @@ func TestMonitorEvents(t *testing.T) {
 	m.Reaped(procfs.ID{PID: 100, Start: 100 * time.Second}, t0.Add(2*time.Hour))
 
 	var lines []map[string]any
-	for _, l := range out.lines() {
+	for _, l := range splitLines(out) {
 		var ev map[string]any
 		if err := json.Unmarshal([]byte(l), &ev); err != nil {
 			t.Fatalf("bad line %q", l)
@@ -80,7 +68,7 @@ func TestMonitorEvents(t *testing.T) {
 		lines = append(lines, ev)
 	}
 	if len(lines) != 3 || lines[0]["event"] != "unreaped" || lines[1]["event"] != "unreaped" || lines[2]["event"] != "reaped" {
-		t.Fatalf("lines: %q", out.lines())
+		t.Fatalf("lines: %q", splitLines(out))
 	}
 	if lines[0]["held"] != 2.0 || lines[2]["pid"] != 100.0 || lines[2]["held"] != 1.0 {
 		t.Errorf("counts: %v", lines)
@@ -98,7 +86,7 @@ func TestMonitorEvents(t *testing.T) {
 
 // ps lists what is followed, and drops what /proc says is gone, warning once.
 func TestMonitorPs(t *testing.T) {
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	p := output.NewPrinter(out, errOut, false)
 	gone := map[uint32]bool{}
 	var gmu sync.Mutex
@@ -141,7 +129,7 @@ func TestMonitorPs(t *testing.T) {
 
 // What the tracker's bound drops is said, once per change.
 func TestMonitorWarnsOnEviction(t *testing.T) {
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	m, err := New(Config{ZombieAfter: time.Hour, Capacity: 2, Printer: output.NewPrinter(out, errOut, false),
 		Probe: func(procfs.ID) reaping.State { return reaping.StateAlive }})
 	if err != nil {
@@ -153,7 +141,7 @@ func TestMonitorWarnsOnEviction(t *testing.T) {
 	}
 	m.Check(time.Now())
 	m.Check(time.Now())
-	got := strings.Join(errOut.lines(), "\n")
+	got := strings.Join(splitLines(errOut), "\n")
 	if strings.Count(got, "2 adopted processes are no longer followed") != 1 {
 		t.Errorf("want one warning about 2 evictions: %q", got)
 	}

@@ -3,12 +3,12 @@ package service
 import (
 	"bytes"
 	"fmt"
+	"github.com/adoptwatch/adoptwatch/internal/syncbuf"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -143,7 +143,7 @@ func TestNotifySocketPointingNowhere(t *testing.T) {
 func TestStalledNotifySocket(t *testing.T) {
 	l := notifytest.Listen(t) // not read until the end
 	l.Setenv(t)
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	n := New(nil, &stderr)
 	// The manager's socket is full already (net.unix.max_dgram_qlen
 	// datagrams): the sender blocks on the first message.
@@ -208,24 +208,6 @@ func TestStalledNotifySocket(t *testing.T) {
 		t.Errorf("Flush took %v with a reading manager", el)
 	}
 	l.Expect(t, wait, "STATUS=back")
-}
-
-// lockedBuffer is stderr for the sender goroutine while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestWatchdog(t *testing.T) {

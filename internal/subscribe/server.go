@@ -15,12 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/user"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,9 +61,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	gid     int // -1: root only
-	ln      *net.UnixListener
-	ino     uint64 // the socket file we made, so Close removes only ours
-	dev     uint64
+	sock    *SocketFile
 	wg      sync.WaitGroup
 	closing chan struct{} // closed by Close: ends the accept loop's back-off
 
@@ -130,37 +126,11 @@ func Listen(cfg Config) (*Server, error) {
 		}
 		s.gid = gid
 	}
-	if err := s.clearStale(); err != nil {
-		return nil, err
-	}
-	// The umask makes bind create the file 0600 at once: no window in which
-	// it is more open than intended. It is process-wide, so restore it now.
-	old := unix.Umask(0o177)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Path, Net: "unix"})
-	unix.Umask(old)
+	sock, err := ListenSocket(cfg.Path, s.gid, cfg.Log)
 	if err != nil {
 		return nil, err
 	}
-	ln.SetUnlinkOnClose(false) // Close removes it only if it is still ours
-	s.ln = ln
-	mode, gid := os.FileMode(0o600), 0
-	if s.gid >= 0 {
-		mode, gid = 0o660, s.gid
-	}
-	if err := os.Chown(cfg.Path, 0, gid); err != nil {
-		s.abandon()
-		return nil, err
-	}
-	if err := os.Chmod(cfg.Path, mode); err != nil {
-		s.abandon()
-		return nil, err
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(cfg.Path, &st); err != nil {
-		s.abandon()
-		return nil, err
-	}
-	s.ino, s.dev = st.Ino, st.Dev
+	s.sock = sock
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -180,43 +150,6 @@ func LookupGroup(name string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// probeLine is what clearStale sends: a live adoptwatch closes such a
-// connection quietly and does not count it as a subscriber.
-const probeLine = "probe"
-
-func (s *Server) clearStale() error {
-	fi, err := os.Lstat(s.cfg.Path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("%s exists and is not a socket: refusing to replace it", s.cfg.Path)
-	}
-	c, err := net.DialTimeout("unix", s.cfg.Path, time.Second)
-	if err == nil {
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write([]byte(probeLine + "\n"))
-		c.Close()
-		return fmt.Errorf("%s: a server is accepting connections there (another adoptwatch?): refusing to replace it", s.cfg.Path)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("%s: cannot tell whether the socket is stale: %w", s.cfg.Path, err)
-	}
-	if err := os.Remove(s.cfg.Path); err != nil {
-		return err
-	}
-	s.cfg.Log("removed stale socket %s", s.cfg.Path)
-	return nil
-}
-
-func (s *Server) abandon() {
-	s.ln.Close()
-	os.Remove(s.cfg.Path)
-}
-
 // accept admits connections. Errors (EMFILE, ENFILE, ENOBUFS...) are backed
 // off exponentially up to a second, and logged at most every 10 s with a count.
 func (s *Server) accept() {
@@ -225,7 +158,7 @@ func (s *Server) accept() {
 	var lastLog time.Time
 	var unlogged uint64
 	for {
-		conn, err := s.ln.AcceptUnix()
+		conn, err := s.sock.Accept()
 		if err == nil {
 			delay = 0
 			s.admit(conn)
@@ -485,11 +418,7 @@ func (s *Server) Close() output.SocketStats {
 	for _, sub := range subs {
 		sub.end(endShutdown, "adoptwatch is shutting down")
 	}
-	s.ln.Close()
-	var st unix.Stat_t
-	if unix.Stat(s.cfg.Path, &st) == nil && st.Ino == s.ino && st.Dev == s.dev {
-		os.Remove(s.cfg.Path)
-	}
+	s.sock.Close()
 	s.wg.Wait()
 	s.logs.flush()
 	return s.Stats()

@@ -5,15 +5,14 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/adoptwatch/adoptwatch/internal/syncbuf"
 	"io"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -65,24 +64,6 @@ func Args(cfg Config) []string {
 	}
 }
 
-// syncBuffer lets the console be read while qemu still writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Boot runs the VM until it powers off, the timeout passes or ctx ends.
 func Boot(ctx context.Context, cfg Config) Result {
 	start := time.Now()
@@ -91,7 +72,7 @@ func Boot(ctx context.Context, cfg Config) Result {
 		return Result{Err: err}
 	}
 	defer logf.Close()
-	var console syncBuffer
+	var console syncbuf.Buffer
 	var out io.Writer = io.MultiWriter(logf, &console)
 	if cfg.Tee != nil {
 		out = io.MultiWriter(out, cfg.Tee)

@@ -7,12 +7,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/adoptwatch/adoptwatch/internal/syncbuf"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -136,7 +136,7 @@ func (a adoption) lineageComms() []string {
 type watcher struct {
 	cmd    *exec.Cmd
 	events chan adoption
-	stderr *syncBuf
+	stderr *syncbuf.Buffer
 }
 
 // startWatcher starts adoptwatch and waits until it has attached.
@@ -149,7 +149,7 @@ func startWatcher(t *testing.T, extra ...string) *watcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &watcher{cmd: cmd, events: make(chan adoption, 1024), stderr: &syncBuf{}}
+	w := &watcher{cmd: cmd, events: make(chan adoption, 1024), stderr: &syncbuf.Buffer{}}
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -209,24 +209,6 @@ func (w *watcher) adoptionOf(t *testing.T, pid int) adoption {
 			t.Fatalf("adoptwatch reported no adoption of %d within %v; stderr: %s", pid, eventTimeout, w.stderr)
 		}
 	}
-}
-
-// syncBuf collects a child's stderr while the test reads it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // helpMentions reports whether adoptwatch's --help (of a subcommand, if
