@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -266,7 +267,9 @@ func (s *supervisor) run() int {
 	s.deadline = now.Add(s.cfg.Timeout)
 	s.tracker = NewTracker(s.cmd, now, s.cfg.Settle, s.self, !s.cfg.NoSubreaper)
 	s.debugf("started %s pid=%d (hook %s via %s)", output.Escape(s.cfg.Command[0]), pid, obs.Mechanism.Hook, obs.Mechanism.Name)
-	s.cfg.Notify.Status(fmt.Sprintf("waiting for the daemon: started %s pid %d", output.Escape(s.cmdComm), pid))
+	// Named by the command as given: /proc may still show run's own name for
+	// a moment (the kernel sets comm late in execve).
+	s.cfg.Notify.Status(fmt.Sprintf("waiting for the daemon: started %s pid %d", output.Escape(filepath.Base(s.cfg.Command[0])), pid))
 	return s.finish(s.loop())
 }
 
