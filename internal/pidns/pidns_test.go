@@ -66,7 +66,7 @@ func TestChildNamespace(t *testing.T) {
 			}
 			defer func() { cmd.Process.Kill(); cmd.Wait() }()
 			pid := cmd.Process.Pid
-			// Start returns once the child has exec'd.
+			waitArgv(t, pid)
 			pids, err := procfs.NSpids(pid)
 			if err != nil {
 				t.Fatal(err)
@@ -100,6 +100,7 @@ func TestKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitArgv(t, cmd.Process.Pid)
 	id, err := procfs.Lookup(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
@@ -121,5 +122,21 @@ func TestKinds(t *testing.T) {
 	}
 	if got := k.Kind(procfs.ID{PID: 1 << 30}, "tini"); got != ReaperTini {
 		t.Errorf("Kind by comm = %q", got)
+	}
+}
+
+// waitArgv waits until pid's argv is readable. Start returns once the child's
+// exec has passed the point of no return (its close-on-exec pipe closed), but
+// the kernel sets up the new argv after that: /proc/PID/cmdline reads empty
+// for a moment, more so on a slow (emulated) CPU.
+func waitArgv(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if args, err := procfs.Cmdline(pid); err == nil && len(args) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d: argv still empty after 5s", pid)
+		}
 	}
 }
