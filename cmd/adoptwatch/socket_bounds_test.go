@@ -31,19 +31,7 @@ func openFDs(t *testing.T, pid int) int {
 
 func rssKiB(t *testing.T, pid int) int {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			var kib int
-			fmt.Sscan(v, &kib)
-			return kib
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return procNumber(t, fmt.Sprintf("/proc/%d/status", pid), "VmRSS:")
 }
 
 // usage samples a process's fd count and RSS until stopped, keeping the peaks.

@@ -59,18 +59,24 @@ func adoptionsFrom(t *testing.T, c *subscribe.Client, pids ...int) map[int]subsc
 
 func pidfdPid(t *testing.T, fd int) int {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	return procNumber(t, fmt.Sprintf("/proc/self/fdinfo/%d", fd), "Pid:")
+}
+
+// procNumber reads the number after key in a /proc file of "Key: value" lines.
+func procNumber(t *testing.T, path, key string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "Pid:"); ok {
-			var pid int
-			fmt.Sscan(v, &pid)
-			return pid
+		if v, ok := strings.CutPrefix(l, key); ok {
+			var n int
+			fmt.Sscan(v, &n)
+			return n
 		}
 	}
-	t.Fatalf("no Pid in fdinfo of %d: %s", fd, data)
+	t.Fatalf("no %s in %s: %s", key, path, data)
 	return 0
 }
 
