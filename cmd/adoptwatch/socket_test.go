@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,16 +213,17 @@ func TestSocketStalledSubscriber(t *testing.T) {
 	type result struct {
 		count int
 		err   error
+		seen  map[int]bool // the adopted pids, for the failure report
 	}
 	done := make(chan result, 1)
 	reaper := make(chan int, 1)
 	go func() {
-		r, count := <-reaper, 0
+		r, count, seen := <-reaper, 0, map[int]bool{}
 		active.Conn.SetReadDeadline(time.Now().Add(60 * time.Second))
 		for count < n {
 			rec, err := active.Next()
 			if err != nil {
-				done <- result{count, err}
+				done <- result{count, err, seen}
 				return
 			}
 			if rec.Pidfd >= 0 {
@@ -229,9 +231,10 @@ func TestSocketStalledSubscriber(t *testing.T) {
 			}
 			if rec.Fields["event"] == "adopt" && testsupport.PartyPID(rec.Fields, "new_parent") == r {
 				count++
+				seen[testsupport.Num(rec.Fields, "pid")] = true
 			}
 		}
-		done <- result{count, nil}
+		done <- result{count, nil, seen}
 	}()
 	// The stalled subscriber reads again as soon as it has been cut off: the
 	// server waits only a few seconds to tell it why, and on a slow (emulated)
@@ -267,7 +270,23 @@ func TestSocketStalledSubscriber(t *testing.T) {
 	reaper <- tree.Reaper
 	res := <-done
 	if res.err != nil || res.count != n {
-		t.Fatalf("active subscriber got %d of %d adoptions: %v", res.count, n, res.err)
+		// Was the adoption lost before the socket (stdout lacks it too, and
+		// the counters on stderr may say why) or by the socket?
+		c.stop(t)
+		printed := 0
+		for _, line := range strings.Split(c.stdout.Text(), "\n") {
+			// "TIME adopt PID COMM from PPID COMM to REAPER COMM ..."
+			f := strings.Fields(line)
+			if len(f) < 3 || f[1] != "adopt" || !strings.Contains(line, fmt.Sprintf(" to %d ", tree.Reaper)) {
+				continue
+			}
+			printed++
+			if pid, _ := strconv.Atoi(f[2]); !res.seen[pid] {
+				t.Logf("printed but not sent to the subscriber: %q", line)
+			}
+		}
+		t.Logf("adoptwatch printed %d adoptions by the reaper", printed)
+		t.Fatalf("active subscriber got %d of %d adoptions: %v; adoptwatch's stderr:\n%s", res.count, n, res.err, c.stderr.Text())
 	}
 	if !hasStderr(c, "overflowed", 5*time.Second) {
 		t.Fatalf("the stalled subscriber was not disconnected")

@@ -178,6 +178,18 @@ func (r *Run) Counts() Counts {
 	return c
 }
 
+// Failed names the binary's failed tests (not their failed subtests, which
+// the parent's name already covers), for a summary that says what broke.
+func (b *Binary) Failed() []string {
+	var names []string
+	for _, t := range b.Tests {
+		if t.Result == "FAIL" && !strings.Contains(t.Name, "/") {
+			names = append(names, t.Name)
+		}
+	}
+	return names
+}
+
 // Problems lists why the run is not a success; empty means it passed.
 // A binary that exits non-zero without a FAIL line (a panic, a timeout,
 // a crash in TestMain) is a problem of its own.
@@ -195,7 +207,7 @@ func (r *Run) Problems() []string {
 		case b.Exit != 0 && b.Counts.Fail == 0:
 			p = append(p, fmt.Sprintf("%s: exit %d without a --- FAIL line (last started: %s)", b.Name, b.Exit, b.LastRun))
 		case b.Exit != 0:
-			p = append(p, fmt.Sprintf("%s: %d failed", b.Name, b.Counts.Fail))
+			p = append(p, fmt.Sprintf("%s: %d failed (%s)", b.Name, b.Counts.Fail, strings.Join(b.Failed(), ", ")))
 		case b.Counts.Fail != 0:
 			p = append(p, fmt.Sprintf("%s: %d --- FAIL lines but exit 0", b.Name, b.Counts.Fail))
 		}

@@ -54,7 +54,7 @@ func TestParse(t *testing.T) {
 		t.Errorf("Summary = %+v", r.Summary)
 	}
 	p := r.Problems()
-	if len(p) != 1 || p[0] != "events.test: 2 failed" {
+	if len(p) != 1 || p[0] != "events.test: 2 failed (TestAdopt)" {
 		t.Errorf("Problems = %q", p)
 	}
 }
