@@ -408,6 +408,33 @@ static __always_inline void resolve_freed_child(struct task_struct *child)
 	resolve_child(child, dying);
 }
 
+/*
+ * Called from sched_process_exit of every group leader, before its own
+ * children are remembered. A child already re-parented by its old parent's
+ * exit_notify() may exit, be reaped and be freed before the old parent's
+ * final switch; sched_process_free would then be the only chance to report
+ * it, and that tracepoint runs in RCU callbacks where a run can be missed.
+ * Its own exit comes first and runs in its own context: resolve it there as
+ * soon as it is known to have moved (its real_parent is no longer the dying
+ * thread's process). Still the dying thread's child: exit_notify() has not
+ * re-parented it yet (or a sibling thread took it); the final switch or the
+ * free decides.
+ */
+static __always_inline void resolve_exiting_child(struct task_struct *child)
+{
+	__u32 pid = BPF_CORE_READ(child, pid);
+	struct pending_child *p = bpf_map_lookup_elem(&pending_children, &pid);
+
+	if (!p || p->child_task != (__u64)child)
+		return;
+	struct task_struct *dying = (struct task_struct *)p->parent_task;
+	if (BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
+		return;
+	if (bpf_map_delete_elem(&pending_children, &pid))
+		return; /* the final switch took it meanwhile */
+	resolve_child(child, dying);
+}
+
 /* Phase 2 is over for thread tid: settle the unfollowed children. */
 static __always_inline void resolve_done(struct task_struct *prev, __u32 tid,
 					 struct exiting_thread *st)

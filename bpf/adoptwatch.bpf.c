@@ -82,6 +82,8 @@ static __always_inline void handle_exec(struct task_struct *task)
 
 static __always_inline void handle_exit(void *ctx, struct task_struct *task, __u32 copy)
 {
+	if (exit_walk && BPF_CORE_READ(task, pid) == BPF_CORE_READ(task, tgid))
+		resolve_exiting_child(task); /* first: it may make task an adoptee */
 	adoptee_exit(task);
 	if (emit_task_records && watched(task))
 		record_exit(task);

@@ -254,7 +254,13 @@ func runOne(bin string, timeout time.Duration) (res guestlog.BinaryExit, orphans
 		say(guestlog.NoteLine(err.Error()))
 		return res, 0
 	}
-	args := []string{bin, "-test.v", "-test.count=1", "-test.timeout=" + timeout.String()}
+	args := []string{bin, "-test.v", "-test.timeout=" + timeout.String()}
+	// -test.count=1 keeps go test from caching; more repeats a flaky test.
+	count := "1"
+	if n := os.Getenv("VMTEST_COUNT"); n != "" {
+		count = n
+	}
+	args = append(args, "-test.count="+count)
 	if run := os.Getenv("VMTEST_RUN"); run != "" {
 		args = append(args, "-test.run="+run)
 	}

@@ -46,6 +46,7 @@ type options struct {
 	retry    bool
 	refresh  bool
 	run      string
+	count    int
 	short    bool
 	accel    string
 	verbose  bool
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", min(runtime.NumCPU(), 4), "VMs to run at once")
 	flag.BoolVar(&o.refresh, "refresh", false, "update the apt lists even if they are recent")
 	flag.StringVar(&o.run, "run", "", "pass -test.run=REGEX to every test binary in the guests")
+	flag.IntVar(&o.count, "count", 1, "pass -test.count=N to the test binaries (with -run: repeat a flaky test in one boot)")
 	flag.BoolVar(&o.short, "short", true, "pass -test.short to the test binaries (emulated CPUs are slow)")
 	flag.StringVar(&o.accel, "accel", qemu.DefaultAccel, "qemu -accel value")
 	flag.BoolVar(&o.verbose, "v", false, "copy every guest console to stderr as it runs")
@@ -93,6 +95,10 @@ func main() {
 	}
 	if strings.ContainsAny(o.run, " \t\"") {
 		fmt.Fprintln(os.Stderr, "vmtest: --run cannot contain spaces or quotes (it travels on the kernel command line)")
+		os.Exit(2)
+	}
+	if o.count < 1 {
+		fmt.Fprintln(os.Stderr, "vmtest: --count must be at least 1")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -512,6 +518,9 @@ func bootOne(ctx context.Context, o options, b boot, logPath string) kernelResul
 	}
 	if o.run != "" {
 		cmdline += " VMTEST_RUN=" + o.run
+	}
+	if o.count > 1 {
+		cmdline += fmt.Sprintf(" VMTEST_COUNT=%d", o.count)
 	}
 	if o.short {
 		cmdline += " VMTEST_SHORT=1"

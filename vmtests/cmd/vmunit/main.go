@@ -88,7 +88,13 @@ func runOne(bin string, timeout time.Duration, params map[string]string) (res gu
 		say(guestlog.NoteLine(err.Error()))
 		return res
 	}
-	args := []string{"-test.v", "-test.count=1", "-test.timeout=" + timeout.String()}
+	args := []string{"-test.v", "-test.timeout=" + timeout.String()}
+	// -test.count=1 keeps go test from caching; more repeats a flaky test.
+	count := "1"
+	if n := params["VMTEST_COUNT"]; n != "" {
+		count = n
+	}
+	args = append(args, "-test.count="+count)
 	if run := params["VMTEST_RUN"]; run != "" {
 		args = append(args, "-test.run="+run)
 	}
