@@ -394,6 +394,27 @@ static __always_inline bool resolve_child(struct task_struct *child, struct task
 	return false;
 }
 
+/*
+ * An adopted child is followed (adoptee.bpf.h) before the final switch
+ * claims it, not only once its adoption is sent: the child may be exiting on
+ * another CPU right now, and its exit tracepoint (resolve_exiting_child, then
+ * adoptee_exit) must find it followed whether it lost the claim or found it
+ * already taken; otherwise its exit record would never be sent. Its exit
+ * record may then reach the ring before the adoption: user space keeps it
+ * for the adoption (internal/reaping). A child that is not watched, or that
+ * a sibling thread took, is not followed.
+ */
+static __always_inline void follow_before_claim(struct task_struct *child, __u32 pid,
+						struct task_struct *dying)
+{
+	if (BPF_CORE_READ(child, pid) != pid)
+		return; /* freed, its pointer reused: not ours to follow */
+	if (BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
+		return;
+	if (watched(child))
+		follow_adoptee(child);
+}
+
 /* Called from sched_process_free, before the lineage entry goes. */
 static __always_inline void resolve_freed_child(struct task_struct *child)
 {
@@ -468,6 +489,7 @@ static __always_inline void resolve_run(void *ctx, struct task_struct *prev, __u
 					break;
 				__u32 pid = chunk->kids[i].pid;
 				struct task_struct *child = (struct task_struct *)chunk->kids[i].task;
+				follow_before_claim(child, pid, prev);
 				if (!claim_child(pid, tid))
 					continue;
 				if (BPF_CORE_READ(child, pid) != pid) {

@@ -116,10 +116,11 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 			continue
 		}
 		// Its exit: an adoptee exit record with the subreaper as its parent,
-		// never "exited before adoption" (it waited to be re-parented). When
-		// the report came while it was already exiting (its exit tracepoint
-		// ran before the report), only the reaped record comes, saying its
-		// exit was unseen (bpf/adoptee.bpf.h): counted, not an error.
+		// never "exited before adoption" (it waited to be re-parented). It
+		// exits only after it was re-parented, so its exit tracepoint either
+		// reports the adoption itself or finds it followed already (the final
+		// switch follows before it claims): an exit without its record is an
+		// error unless the kernel counted a missed run.
 		switch e := exits[daemon]; {
 		case e == nil:
 			exitUnseen++
@@ -149,6 +150,9 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 	// A missing record is acceptable only where the kernel says why.
 	if explained := unseen + d(after.LostAdopteeRecords, before.LostAdopteeRecords) + d(after.AdopteesFull, before.AdopteesFull); uint64(reapMissing) > explained {
 		t.Errorf("%d adoptee reaped records missing, only %d explained by the counters", reapMissing, explained)
+	}
+	if explained := unseen + d(after.LostAdopteeRecords, before.LostAdopteeRecords); uint64(exitUnseen) > explained {
+		t.Errorf("%d daemons' exits unseen, only %d explained by the counters (unseen events, lost adoptee records)", exitUnseen, explained)
 	}
 	if explained := lost + unfollowed + stale + unseen; uint64(missing) > explained {
 		t.Errorf("%d adoptions missing, only %d explained by the counters (lost %d, unfollowed %d, stale %d, unseen events %d)",

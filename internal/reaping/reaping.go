@@ -121,6 +121,10 @@ type Stats struct {
 	// GoneUntaken counts processes found gone that TakeGone never returned
 	// (more than Capacity between two calls).
 	GoneUntaken uint64
+	// EarlyExitsDropped counts exit records that came before their process's
+	// adoption record and were dropped: no adoption came within VerifyAfter,
+	// or more than maxEarlyExits were waiting.
+	EarlyExitsDropped uint64
 	// ExitUnseen counts followed processes reaped whose exit was not seen
 	// (adopted while exiting): no delay to tell, and no unreaped report
 	// could have been made for them.
@@ -156,7 +160,74 @@ type Tracker struct {
 	verify  []pending              // adoptees to check once, oldest first (bounded by Capacity)
 	suspect []pending              // entries found gone, dropped at due unless their records came
 	dropped []ID                   // adopted entries gone without their reap record (TakeGone)
+	early   earlyExits
 	stats   Stats
+}
+
+// maxEarlyExits bounds the exits kept for an adoption still to come.
+const maxEarlyExits = 1024
+
+// earlyExits keeps exit records that came before their process's adoption
+// record, until it comes. With the exit-walk hook the kernel starts to
+// follow a child before it sends the child's adoption (bpf/adopt_exit_walk.bpf.h):
+// a child exiting at that moment on another CPU may get its exit record into
+// the ring first.
+type earlyExits struct {
+	byPID map[uint32]earlyExit
+	order []earlyExit // oldest first: expiry and eviction order
+}
+
+type earlyExit struct {
+	id     ID
+	at     time.Time
+	status uint32
+	until  time.Time // dropped then: its adoption is not coming
+}
+
+// keep stores an exit; it returns how many the bound dropped.
+func (x *earlyExits) keep(ex earlyExit) (dropped uint64) {
+	if x.byPID == nil {
+		x.byPID = map[uint32]earlyExit{}
+	}
+	for len(x.byPID) >= maxEarlyExits && len(x.order) > 0 {
+		if x.forget(x.order[0]) {
+			dropped++
+		}
+		x.order = x.order[1:]
+	}
+	x.byPID[ex.id.PID] = ex
+	x.order = append(x.order, ex)
+	return dropped
+}
+
+// take returns and forgets the exit kept for id, if any.
+func (x *earlyExits) take(id ID) (earlyExit, bool) {
+	ex, ok := x.byPID[id.PID]
+	if !ok || !ex.id.Same(id) {
+		return earlyExit{}, false
+	}
+	delete(x.byPID, id.PID)
+	return ex, true
+}
+
+// expire forgets the exits whose adoption did not come by now.
+func (x *earlyExits) expire(now time.Time) (dropped uint64) {
+	for len(x.order) > 0 && !x.order[0].until.After(now) {
+		if x.forget(x.order[0]) {
+			dropped++
+		}
+		x.order = x.order[1:]
+	}
+	return dropped
+}
+
+// forget deletes ex if it is still the one kept for its pid.
+func (x *earlyExits) forget(ex earlyExit) bool {
+	if cur, ok := x.byPID[ex.id.PID]; ok && cur.until.Equal(ex.until) && cur.id == ex.id {
+		delete(x.byPID, ex.id.PID)
+		return true
+	}
+	return false
 }
 
 type entry struct {
@@ -245,6 +316,9 @@ func (t *Tracker) OnAdopt(a *events.Adoption) {
 	e.LineageComplete = a.LineageComplete
 	e.Hook = a.Hook
 	t.stats.Adoptions++
+	if ex, ok := t.early.take(id); ok && e.Exited.IsZero() {
+		t.exited(e, ex.at, ex.status)
+	}
 	if a.Zombie && e.Exited.IsZero() {
 		t.exited(e, a.Time, 0)
 	}
@@ -296,10 +370,16 @@ func (t *Tracker) Seed(now time.Time, procs []Preexisting) {
 	}
 }
 
-// OnExit notes that a process exited (its last thread). Processes not
-// followed are ignored.
+// OnExit notes that a process exited (its last thread). The exit of a
+// process not followed yet is kept a while (VerifyAfter) for its adoption
+// record, which may come after it.
 func (t *Tracker) OnExit(id ID, at time.Time, status uint32) {
-	if e := t.lookup(id); e != nil && e.Exited.IsZero() {
+	e := t.lookup(id)
+	if e == nil {
+		t.stats.EarlyExitsDropped += t.early.keep(earlyExit{id: id, at: at, status: status, until: at.Add(t.cfg.VerifyAfter)})
+		return
+	}
+	if e.Exited.IsZero() {
 		t.exited(e, at, status)
 	}
 }
@@ -370,6 +450,7 @@ func (t *Tracker) TakeGone() []ID {
 // one Unreaped each, once. Events of one Tick carry the counts after all of
 // them were noted, so twelve zombies of one reaper due together each say 12.
 func (t *Tracker) Tick(now time.Time) []Unreaped {
+	t.stats.EarlyExitsDropped += t.early.expire(now)
 	t.checkNew(now)
 	t.dropSuspects(now)
 	var due []*entry

@@ -194,8 +194,9 @@ func TestPidReuse(t *testing.T) {
 	a := adoption(300, reaper, events.ReaperInit, c.now)
 	tr.OnAdopt(a)
 	tr.OnExit(idOf(a), c.now, 0)
-	// An exit for the same pid with another start time is someone else's.
-	tr.OnExit(ID{PID: 300, Start: a.Child.Start + time.Hour}, c.now, 0)
+	// An exit for the same pid with another start time is someone else's
+	// (a third process: not the one adopted next).
+	tr.OnExit(ID{PID: 300, Start: a.Child.Start + 2*time.Hour}, c.now, 0)
 	b := adoption(300, reaper, events.ReaperInit, c.now)
 	b.Child.Start = a.Child.Start + time.Hour
 	tr.OnAdopt(b)
@@ -557,5 +558,43 @@ func TestTakeGoneKernelIdentity(t *testing.T) {
 	tr.Gone(kernel)
 	if got := tr.TakeGone(); len(got) != 1 || got[0] != kernel {
 		t.Fatalf("TakeGone = %v, want %v", got, kernel)
+	}
+}
+
+// An exit record may come before its process's adoption record (exit-walk:
+// the kernel follows the child before it sends the adoption): it is kept for
+// the adoption, and dropped, counted, if no adoption comes in time.
+func TestExitBeforeAdoption(t *testing.T) {
+	c := newClock()
+	tr := New(Config{ZombieAfter: time.Second, VerifyAfter: time.Second})
+	a := adoption(400, reaper, events.ReaperInit, c.now)
+	exitAt := c.now
+	tr.OnExit(idOf(a), exitAt, 7<<8)
+	tr.OnAdopt(a)
+	if s := tr.Stats(); s.Zombies != 1 || s.EarlyExitsDropped != 0 {
+		t.Fatalf("the early exit was not applied: %+v", s)
+	}
+	got := tr.Tick(c.advance(2 * time.Second))
+	if len(got) != 1 || got[0].Zombie.Process.PID != 400 || !got[0].Zombie.Exited.Equal(exitAt) || got[0].Zombie.ExitStatus != 7<<8 {
+		t.Fatalf("want 400 unreaped since its exit, got %+v", got)
+	}
+	// No adoption follows this one: it goes at VerifyAfter, counted.
+	tr.OnExit(ID{PID: 401, Start: time.Hour}, c.now, 0)
+	tr.Tick(c.advance(2 * time.Second))
+	if s := tr.Stats(); s.EarlyExitsDropped != 1 {
+		t.Fatalf("an exit without adoption was not dropped: %+v", s)
+	}
+	late := adoption(401, reaper, events.ReaperInit, c.now)
+	late.Child.Start = time.Hour
+	tr.OnAdopt(late)
+	if s := tr.Stats(); s.Zombies != 1 {
+		t.Fatalf("a dropped exit was applied: %+v", s)
+	}
+	// The bound: the oldest go first, counted.
+	for i := 0; i < maxEarlyExits+10; i++ {
+		tr.OnExit(ID{PID: uint32(1000 + i), Start: time.Hour}, c.now, 0)
+	}
+	if s := tr.Stats(); s.EarlyExitsDropped != 11 {
+		t.Fatalf("bound: %+v", s)
 	}
 }

@@ -175,6 +175,10 @@ func (m *Monitor) warn(st reaping.Stats) {
 		msg := fmt.Sprintf("%d adopted processes found gone keep their kernel entries: more than %d at once", n, m.tr.Capacity())
 		m.cfg.Printer.Warn(output.WarningLine(now, msg), "%s", msg)
 	}
+	if n := st.EarlyExitsDropped - m.warned.EarlyExitsDropped; n > 0 {
+		msg := fmt.Sprintf("%d exit records came without their adoption record (lost, or more than the tracker keeps waiting): those exits are not timed", n)
+		m.cfg.Printer.Warn(output.WarningLine(now, msg), "%s", msg)
+	}
 	m.warned = st
 }
 
