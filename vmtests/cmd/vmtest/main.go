@@ -70,7 +70,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "deadline for each VM, boot to power-off (a bound on hangs: the test binaries run one after another in it)")
 	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
 	// Single-threaded TCG keeps one host core busy per VM.
-	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more: passing then, it is reported as flaky, with the first run's failures")
+	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more, running only the failed tests 3 times each: all passing, it is reported as flaky, with the first run's failures")
 	flag.IntVar(&o.parallel, "parallel", min(runtime.NumCPU(), 4), "VMs to run at once")
 	flag.BoolVar(&o.refresh, "refresh", false, "update the apt lists even if they are recent")
 	flag.StringVar(&o.run, "run", "", "pass -test.run=REGEX to every test binary in the guests")
@@ -140,8 +140,12 @@ type kernelResult struct {
 	Skip     int      `json:"skipped"`
 	Seconds  float64  `json:"seconds"`
 	Problems []string `json:"problems,omitempty"`
-	Notes    []string `json:"guest_notes,omitempty"` // what /init could not set up
-	Log      string   `json:"log,omitempty"`
+	// FailedTests names the failed top-level tests (all binaries).
+	FailedTests []string `json:"failed_tests,omitempty"`
+	Notes       []string `json:"guest_notes,omitempty"` // what /init could not set up
+	// onlyTestsFailed: the guest ran to its end and nothing but tests failed.
+	onlyTestsFailed bool
+	Log             string `json:"log,omitempty"`
 }
 
 type report struct {
@@ -483,20 +487,43 @@ func bootAll(ctx context.Context, o options, boots []boot) []kernelResult {
 	return results
 }
 
+// retryCount is how often the second boot runs each failed test: all of
+// them must pass for the first failure to count as flaky.
+const retryCount = 3
+
 // retry boots a kernel whose tests failed once more. Emulated CPUs are slow
 // and their timing is unlike any real machine's: a test that fails once and
 // then passes is reported as flaky, never hidden; one that fails again fails.
+// The second boot runs only the failed tests, retryCount times each (a whole
+// second run costs minutes of CI), unless the first boot's problems were more
+// than failed tests (a panic, a binary that never finished).
 func retry(ctx context.Context, o options, b boot, log string, first kernelResult) kernelResult {
-	logf("%s: %d failed; booting it once more to tell a flaky test from a failure", b.Label, first.Fail)
+	what := "all tests"
+	if run, ok := retryRun(first); ok {
+		o.run, o.count = run, retryCount
+		what = fmt.Sprintf("%s, %d times each", strings.Join(first.FailedTests, ", "), retryCount)
+	}
+	logf("%s: %d failed; booting it once more (%s) to tell a flaky test from a failure", b.Label, first.Fail, what)
 	again := bootOne(ctx, o, b, strings.TrimSuffix(log, ".log")+".retry.log")
+	first.Seconds += again.Seconds
 	if again.Status != "ok" {
-		first.Problems = append(first.Problems, fmt.Sprintf("failed again on a second boot (log %s)", again.Log))
+		first.Problems = append(first.Problems, fmt.Sprintf("failed again on a second boot running %s (log %s)", what, again.Log))
 		return first
 	}
-	again.Status = "flaky"
-	again.Seconds += first.Seconds
-	again.Problems = append([]string{fmt.Sprintf("first boot failed (log %s), second passed:", first.Log)}, first.Problems...)
-	return again
+	first.Status = "flaky"
+	first.Problems = append([]string{fmt.Sprintf("first boot failed (log %s); a second boot running %s passed (log %s):", first.Log, what, again.Log)}, first.Problems...)
+	return first
+}
+
+// retryRun is the -run pattern that repeats just the failed tests, when
+// failed tests are all that went wrong and the pattern fits on the kernel
+// command line.
+func retryRun(first kernelResult) (string, bool) {
+	if !first.onlyTestsFailed || len(first.FailedTests) == 0 {
+		return "", false
+	}
+	run := "^(" + strings.Join(first.FailedTests, "|") + ")$"
+	return run, len(run) < 1000 && !strings.ContainsAny(run, " \t\"")
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._+-]`)
@@ -541,6 +568,10 @@ func bootOne(ctx context.Context, o options, b boot, logPath string) kernelResul
 	res.Pass, res.Fail, res.Skip = c.Pass, c.Fail, c.Skip
 	res.Problems = g.Problems()
 	res.Notes = g.Notes
+	for _, bin := range g.Binaries {
+		res.FailedTests = append(res.FailedTests, bin.Failed()...)
+	}
+	res.onlyTestsFailed = r.Err == nil && !r.TimedOut && g.OnlyTestsFailed()
 	switch {
 	case r.Err != nil && !errors.Is(r.Err, context.Canceled):
 		res.Status = "failed"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -161,5 +162,26 @@ func TestExecStart(t *testing.T) {
 	os.WriteFile(unit, []byte("[Service]\nExecStart=adoptwatch\n"), 0o644)
 	if got := execStart(unit); got != "" {
 		t.Errorf("relative ExecStart: %q", got)
+	}
+}
+
+// The second boot repeats only the failed tests when failed tests are all
+// that went wrong; otherwise (a panic, a hang) it runs everything again.
+func TestRetryRun(t *testing.T) {
+	failed := kernelResult{FailedTests: []string{"TestA", "TestB"}, onlyTestsFailed: true}
+	if run, ok := retryRun(failed); !ok || run != "^(TestA|TestB)$" {
+		t.Errorf("retryRun = %q, %v; want ^(TestA|TestB)$", run, ok)
+	}
+	broken := failed
+	broken.onlyTestsFailed = false
+	if _, ok := retryRun(broken); ok {
+		t.Errorf("retryRun repeats only the failed tests of a run that also broke")
+	}
+	many := kernelResult{onlyTestsFailed: true}
+	for i := 0; i < 100; i++ {
+		many.FailedTests = append(many.FailedTests, fmt.Sprintf("TestNumber%d", i))
+	}
+	if _, ok := retryRun(many); ok {
+		t.Errorf("retryRun made a pattern too long for the kernel command line")
 	}
 }

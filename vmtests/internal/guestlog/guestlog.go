@@ -190,6 +190,21 @@ func (b *Binary) Failed() []string {
 	return names
 }
 
+// OnlyTestsFailed says that the run went to its end and its only problems
+// are failed tests (each failing binary printed --- FAIL lines, none
+// panicked or was cut short).
+func (r *Run) OnlyTestsFailed() bool {
+	if r.Panic != "" || r.Summary == nil {
+		return false
+	}
+	for _, b := range r.Binaries {
+		if !b.Ended || b.Panic != "" || (b.Exit != 0 && b.Counts.Fail == 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // Problems lists why the run is not a success; empty means it passed.
 // A binary that exits non-zero without a FAIL line (a panic, a timeout,
 // a crash in TestMain) is a problem of its own.

@@ -57,6 +57,9 @@ func TestParse(t *testing.T) {
 	if len(p) != 1 || p[0] != "events.test: 2 failed (TestAdopt)" {
 		t.Errorf("Problems = %q", p)
 	}
+	if !r.OnlyTestsFailed() {
+		t.Errorf("OnlyTestsFailed = false for a run whose only problem is a failed test")
+	}
 }
 
 func TestProblemsOfABrokenRun(t *testing.T) {
@@ -82,6 +85,9 @@ func TestProblemsOfABrokenRun(t *testing.T) {
 	}
 	if got := r.Problems(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("Problems =\n%q\nwant\n%q", got, want)
+	}
+	if r.OnlyTestsFailed() {
+		t.Errorf("OnlyTestsFailed = true for a run that panicked")
 	}
 }
 
