@@ -77,14 +77,11 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	rec->hook = hook;
 	rec->reaper_flags = reaper_flags_of(child, new_parent, &rec->ns_level);
 	rec->exit_state = BPF_CORE_READ(child, exit_state);
-	fill_ident(&rec->child, child);
-	fill_ident(&rec->prev_parent, old_parent);
-	fill_ident(&rec->new_parent, new_parent);
-	/* The pids the reaper itself sees (in a container: the container's). */
+	/* With the pids the reaper itself sees (in a container: the container's). */
 	struct pid_namespace *reaper_ns = pid_ns_of(new_parent);
-	rec->child.reaper_ns_pid = tgid_in_ns(child, reaper_ns);
-	rec->prev_parent.reaper_ns_pid = tgid_in_ns(old_parent, reaper_ns);
-	rec->new_parent.reaper_ns_pid = tgid_in_ns(new_parent, reaper_ns);
+	fill_ident_seen_by(&rec->child, child, reaper_ns);
+	fill_ident_seen_by(&rec->prev_parent, old_parent, reaper_ns);
+	fill_ident_seen_by(&rec->new_parent, new_parent, reaper_ns);
 	struct lineage *lin = lineage_of(child);
 	if (lin && lin->len) {
 		rec->lineage_len = lin->len;

@@ -66,11 +66,10 @@ static __always_inline __u32 pid_ns_inum(struct pid_namespace *ns)
 	return BPF_CORE_READ(ns, ns.inum);
 }
 
-/* The process's pid as namespace ns sees it (pid_nr_ns() of its tgid): 0 when
- * it is not visible there, or no longer has a pid (being freed). */
-static __always_inline __u32 tgid_in_ns(struct task_struct *task, struct pid_namespace *ns)
+/* pid's number as namespace ns sees it (pid_nr_ns()): 0 when it is not
+ * visible there, or there is no pid (a process being freed). */
+static __always_inline __u32 pid_nr_in_ns(struct pid *pid, struct pid_namespace *ns)
 {
-	struct pid *pid = BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID]);
 	unsigned int level = BPF_CORE_READ(ns, level) & (PID_NS_LEVELS - 1);
 
 	if (!pid || !ns || level > BPF_CORE_READ(pid, level))
@@ -80,8 +79,18 @@ static __always_inline __u32 tgid_in_ns(struct task_struct *task, struct pid_nam
 	return BPF_CORE_READ(pid, numbers[level].nr);
 }
 
-static __always_inline void fill_ident(struct task_ident *id, struct task_struct *task)
+/*
+ * fill_ident, and the process's pid as the reaper's namespace sees it
+ * (reaper_ns; NULL: none asked). Both numbers are read through one pointer
+ * to its pid: a process released meanwhile by its parent on another CPU
+ * loses its pids, and must not then have one in its own namespace and none
+ * in the reaper's (the struct pid itself outlives the RCU section we run in).
+ */
+static __always_inline void fill_ident_seen_by(struct task_ident *id, struct task_struct *task,
+					       struct pid_namespace *reaper_ns)
 {
+	struct pid *tgid = BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID]);
+
 	id->pid = BPF_CORE_READ(task, tgid);
 	id->tid = BPF_CORE_READ(task, pid);
 	id->ppid = BPF_CORE_READ(task, real_parent, tgid);
@@ -93,9 +102,14 @@ static __always_inline void fill_ident(struct task_ident *id, struct task_struct
 	id->cgroup_id = cgroup_id_of(task);
 	struct pid_namespace *ns = pid_ns_of(task);
 	id->pidns_inum = pid_ns_inum(ns);
-	id->ns_pid = tgid_in_ns(task, ns);
-	id->reaper_ns_pid = 0;
+	id->ns_pid = pid_nr_in_ns(tgid, ns);
+	id->reaper_ns_pid = reaper_ns ? pid_nr_in_ns(tgid, reaper_ns) : 0;
 	id->pad = 0;
+}
+
+static __always_inline void fill_ident(struct task_ident *id, struct task_struct *task)
+{
+	fill_ident_seen_by(id, task, NULL);
 }
 
 /* What wait(2) reports for a process whose last thread has exited (see
