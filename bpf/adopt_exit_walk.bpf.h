@@ -11,10 +11,10 @@
  *      exit_notify() re-parented everything): read each child's real_parent.
  *      A sibling thread of the same process took it: not an adoption.
  *      Anyone else: an adoption, exactly as the kernel chose the reaper.
- * A child can be reaped by its new parent and freed before phase 2 runs (a
- * slow or preempted CPU, with preemptible RCU): sched_process_free then
- * resolves it instead, while its task struct is still valid (see
- * pending_children).
+ * A child can exit, be reaped by its new parent and be freed before phase 2
+ * runs (a slow or preempted CPU): its own exit, once it has moved, or else
+ * sched_process_free resolves it instead, while its task struct is still
+ * valid (see pending_children and resolve_pending_child).
  *
  * Many children (a prefork server's master dies). Up to EXIT_WALK_MAX_CHILDREN
  * are followed per exiting thread, on every kernel: 5.10 has no bpf_loop and
@@ -397,7 +397,7 @@ static __always_inline bool resolve_child(struct task_struct *child, struct task
 /*
  * An adopted child is followed (adoptee.bpf.h) before the final switch
  * claims it, not only once its adoption is sent: the child may be exiting on
- * another CPU right now, and its exit tracepoint (resolve_exiting_child, then
+ * another CPU right now, and its exit tracepoint (resolve_pending_child, then
  * adoptee_exit) must find it followed whether it lost the claim or found it
  * already taken; otherwise its exit record would never be sent. Its exit
  * record may then reach the ring before the adoption: user space keeps it
@@ -415,33 +415,22 @@ static __always_inline void follow_before_claim(struct task_struct *child, __u32
 		follow_adoptee(child);
 }
 
-/* Called from sched_process_free, before the lineage entry goes. */
-static __always_inline void resolve_freed_child(struct task_struct *child)
-{
-	__u32 pid = BPF_CORE_READ(child, pid);
-	struct pending_child *p = bpf_map_lookup_elem(&pending_children, &pid);
-
-	if (!p || p->child_task != (__u64)child)
-		return;
-	struct task_struct *dying = (struct task_struct *)p->parent_task;
-	if (bpf_map_delete_elem(&pending_children, &pid))
-		return; /* the final switch took it meanwhile */
-	resolve_child(child, dying);
-}
-
 /*
- * Called from sched_process_exit of every group leader, before its own
- * children are remembered. A child already re-parented by its old parent's
- * exit_notify() may exit, be reaped and be freed before the old parent's
- * final switch; sched_process_free would then be the only chance to report
- * it, and that tracepoint runs in RCU callbacks where a run can be missed.
- * Its own exit comes first and runs in its own context: resolve it there as
- * soon as it is known to have moved (its real_parent is no longer the dying
- * thread's process). Still the dying thread's child: exit_notify() has not
- * re-parented it yet (or a sibling thread took it); the final switch or the
- * free decides.
+ * A remembered child resolved away from its old parent's final switch:
+ * whoever deletes its pending entry first (that switch, or this) reports it.
+ *
+ * From sched_process_free (before the lineage entry goes): the child is
+ * being freed, so its parent is final. From sched_process_exit of a group
+ * leader (only_if_moved), before its own children are remembered: a child
+ * re-parented by its old parent's exit_notify() may exit, be reaped and be
+ * freed before the old parent's final switch, and sched_process_free runs
+ * from RCU callbacks where a run can be missed. Its own exit comes first and
+ * runs in its own context: it is resolved there once it has moved (its
+ * real_parent is no longer the dying thread's process). Not moved yet:
+ * exit_notify() has not re-parented it (or a sibling thread took it); the
+ * final switch or the free decides.
  */
-static __always_inline void resolve_exiting_child(struct task_struct *child)
+static __always_inline void resolve_pending_child(struct task_struct *child, bool only_if_moved)
 {
 	__u32 pid = BPF_CORE_READ(child, pid);
 	struct pending_child *p = bpf_map_lookup_elem(&pending_children, &pid);
@@ -449,7 +438,7 @@ static __always_inline void resolve_exiting_child(struct task_struct *child)
 	if (!p || p->child_task != (__u64)child)
 		return;
 	struct task_struct *dying = (struct task_struct *)p->parent_task;
-	if (BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
+	if (only_if_moved && BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
 		return;
 	if (bpf_map_delete_elem(&pending_children, &pid))
 		return; /* the final switch took it meanwhile */

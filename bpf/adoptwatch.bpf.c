@@ -83,7 +83,7 @@ static __always_inline void handle_exec(struct task_struct *task)
 static __always_inline void handle_exit(void *ctx, struct task_struct *task, __u32 copy)
 {
 	if (exit_walk && BPF_CORE_READ(task, pid) == BPF_CORE_READ(task, tgid))
-		resolve_exiting_child(task); /* first: it may make task an adoptee */
+		resolve_pending_child(task, true); /* first: it may make task an adoptee */
 	adoptee_exit(task);
 	if (emit_task_records && watched(task))
 		record_exit(task);
@@ -106,7 +106,7 @@ int BPF_PROG(on_free, struct task_struct *task)
 	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
 		return 0; /* a thread: the process's entry belongs to its leader */
 	if (exit_walk)
-		resolve_freed_child(task); /* needs the lineage entry: first */
+		resolve_pending_child(task, false); /* needs the lineage entry: first */
 	adoptee_released(task);        /* after its adoption, if that was just now */
 	key.pid = BPF_CORE_READ(task, tgid);
 	key.pad = 0;
