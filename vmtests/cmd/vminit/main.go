@@ -254,20 +254,7 @@ func runOne(bin string, timeout time.Duration) (res guestlog.BinaryExit, orphans
 		say(guestlog.NoteLine(err.Error()))
 		return res, 0
 	}
-	args := []string{bin, "-test.v", "-test.timeout=" + timeout.String()}
-	// -test.count=1 keeps go test from caching; more repeats a flaky test.
-	count := "1"
-	if n := os.Getenv("VMTEST_COUNT"); n != "" {
-		count = n
-	}
-	args = append(args, "-test.count="+count)
-	if run := os.Getenv("VMTEST_RUN"); run != "" {
-		args = append(args, "-test.run="+run)
-	}
-	if os.Getenv("VMTEST_SHORT") == "1" {
-		// Emulated CPUs are slow: tests scale their loads down in short mode.
-		args = append(args, "-test.short")
-	}
+	args := append([]string{bin}, guestlog.TestArgs(timeout.String(), os.Getenv)...)
 	devnull, err := os.Open("/dev/null")
 	if err != nil {
 		say(guestlog.NoteLine(err.Error()))

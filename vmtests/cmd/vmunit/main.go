@@ -88,19 +88,7 @@ func runOne(bin string, timeout time.Duration, params map[string]string) (res gu
 		say(guestlog.NoteLine(err.Error()))
 		return res
 	}
-	args := []string{"-test.v", "-test.timeout=" + timeout.String()}
-	// -test.count=1 keeps go test from caching; more repeats a flaky test.
-	count := "1"
-	if n := params["VMTEST_COUNT"]; n != "" {
-		count = n
-	}
-	args = append(args, "-test.count="+count)
-	if run := params["VMTEST_RUN"]; run != "" {
-		args = append(args, "-test.run="+run)
-	}
-	if params["VMTEST_SHORT"] == "1" {
-		args = append(args, "-test.short")
-	}
+	args := guestlog.TestArgs(timeout.String(), func(name string) string { return params[name] })
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

@@ -13,6 +13,26 @@ import (
 	"strings"
 )
 
+// TestArgs are the go test flags a guest passes to each test binary, from
+// the VMTEST_* parameters the host put on the kernel command line (param
+// returns "" for one that is absent).
+func TestArgs(timeout string, param func(name string) string) []string {
+	// -test.count=1 keeps go test from caching; more repeats a flaky test.
+	count := "1"
+	if n := param("VMTEST_COUNT"); n != "" {
+		count = n
+	}
+	args := []string{"-test.v", "-test.timeout=" + timeout, "-test.count=" + count}
+	if run := param("VMTEST_RUN"); run != "" {
+		args = append(args, "-test.run="+run)
+	}
+	if param("VMTEST_SHORT") == "1" {
+		// Emulated CPUs are slow: tests scale their loads down in short mode.
+		args = append(args, "-test.short")
+	}
+	return args
+}
+
 // Prefix starts every marker line. It is unlike anything go test prints.
 const Prefix = "@@vmtest "
 

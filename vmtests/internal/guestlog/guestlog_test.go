@@ -134,3 +134,15 @@ func TestParseTestLine(t *testing.T) {
 		}
 	}
 }
+
+func TestTestArgs(t *testing.T) {
+	params := map[string]string{"VMTEST_RUN": "^(TestA)$", "VMTEST_COUNT": "3", "VMTEST_SHORT": "1"}
+	got := strings.Join(TestArgs("10m0s", func(k string) string { return params[k] }), " ")
+	if want := "-test.v -test.timeout=10m0s -test.count=3 -test.run=^(TestA)$ -test.short"; got != want {
+		t.Errorf("TestArgs = %q, want %q", got, want)
+	}
+	got = strings.Join(TestArgs("1m0s", func(string) string { return "" }), " ")
+	if want := "-test.v -test.timeout=1m0s -test.count=1"; got != want {
+		t.Errorf("TestArgs without parameters = %q, want %q", got, want)
+	}
+}
