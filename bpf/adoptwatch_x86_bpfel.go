@@ -283,6 +283,7 @@ const (
 	AdoptwatchProgSnapshotMore       = "snapshot_more"
 	AdoptwatchProgSnapshotMoreSpare  = "snapshot_more_spare"
 	AdoptwatchProgSnapshotMoreSpare2 = "snapshot_more_spare2"
+	AdoptwatchVarCopies              = "copies"
 	AdoptwatchVarEmitTaskRecords     = "emit_task_records"
 	AdoptwatchVarExitWalk            = "exit_walk"
 	AdoptwatchVarReaderLooksByNs     = "reader_looks_by_ns"
@@ -396,6 +397,7 @@ type AdoptwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type AdoptwatchVariableSpecs struct {
+	Copies              *ebpf.VariableSpec `ebpf:"copies"`
 	EmitTaskRecords     *ebpf.VariableSpec `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.VariableSpec `ebpf:"exit_walk"`
 	ReaderLooksByNs     *ebpf.VariableSpec `ebpf:"reader_looks_by_ns"`
@@ -484,6 +486,7 @@ func (m *AdoptwatchMaps) Close() error {
 //
 // It can be passed to LoadAdoptwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type AdoptwatchVariables struct {
+	Copies              *ebpf.Variable `ebpf:"copies"`
 	EmitTaskRecords     *ebpf.Variable `ebpf:"emit_task_records"`
 	ExitWalk            *ebpf.Variable `ebpf:"exit_walk"`
 	ReaderLooksByNs     *ebpf.Variable `ebpf:"reader_looks_by_ns"`

@@ -18,6 +18,11 @@
  * be handled twice: harmless, as the work is idempotent (a --all record may
  * then be printed twice).
  *
+ * Where the kernel cannot preempt a BPF program in process context (its
+ * preemption model is none or voluntary), one copy is enough: the loader sets
+ * `copies` (config.bpf.h) to how many it attaches, 1 or 3, and loads no other.
+ * Copy copies-1 is the last; a single copy claims nothing.
+ *
  * COPIES(tracepoint, name, slot, task, handle, args...) defines the programs
  * name, name_spare and name_spare2 for raw tracepoint `tracepoint`; `handle`
  * is the statement that does the work, with `ctx` and `copy` in scope. Use it
@@ -29,14 +34,19 @@
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "config.bpf.h"
 #include "maps.bpf.h"
 
-/* Claim the event about task t in slot `slot` for a copy: false when an
- * earlier copy has it. The last copy clears the slot. */
-static __always_inline bool claim_event(__u32 slot, struct task_struct *t, bool last)
+/* Claim the event about task t in slot `slot` for copy `copy`: false when an
+ * earlier copy has it. The last copy (copies-1) clears the slot. */
+static __always_inline bool claim_event(__u32 slot, struct task_struct *t, __u32 copy)
 {
-	__u64 *claimed = bpf_map_lookup_elem(&claimed_event, &slot);
+	bool last = copy + 1 >= copies;
+	__u64 *claimed;
 
+	if (copies <= 1)
+		return true; /* the only copy: no other to share the event with */
+	claimed = bpf_map_lookup_elem(&claimed_event, &slot);
 	if (!claimed)
 		return true;
 	if (*claimed == (__u64)t) {
@@ -53,7 +63,7 @@ static __always_inline bool claim_event(__u32 slot, struct task_struct *t, bool 
 	int BPF_PROG(name, __VA_ARGS__)                                         \
 	{                                                                       \
 		const __u32 copy __attribute__((unused)) = 0;                   \
-		if (claim_event(slot, task_arg, false))                         \
+		if (claim_event(slot, task_arg, copy))                          \
 			handle;                                                 \
 		return 0;                                                       \
 	}                                                                       \
@@ -61,7 +71,7 @@ static __always_inline bool claim_event(__u32 slot, struct task_struct *t, bool 
 	int BPF_PROG(name##_spare, __VA_ARGS__)                                 \
 	{                                                                       \
 		const __u32 copy __attribute__((unused)) = 1;                   \
-		if (claim_event(slot, task_arg, false)) {                       \
+		if (claim_event(slot, task_arg, copy)) {                        \
 			count(COUNTER_SPARE_RUNS);                              \
 			handle;                                                 \
 		}                                                               \
@@ -71,7 +81,7 @@ static __always_inline bool claim_event(__u32 slot, struct task_struct *t, bool 
 	int BPF_PROG(name##_spare2, __VA_ARGS__)                                \
 	{                                                                       \
 		const __u32 copy __attribute__((unused)) = 2;                   \
-		if (claim_event(slot, task_arg, true)) {                        \
+		if (claim_event(slot, task_arg, copy)) {                        \
 			count(COUNTER_SPARE_RUNS);                              \
 			handle;                                                 \
 		}                                                               \

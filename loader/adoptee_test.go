@@ -186,8 +186,14 @@ func TestAdopteeZombie(t *testing.T) {
 // eachHookRecords runs test once per adoption hook (subtests hook=NAME) with
 // an Observer whose every record is kept.
 func eachHookRecords(t *testing.T, test func(t *testing.T, recs *records)) {
+	eachHookRecordsWith(t, loader.Options{}, test)
+}
+
+// eachHookRecordsWith is eachHookRecords with these options (Hook set per hook).
+func eachHookRecordsWith(t *testing.T, opts loader.Options, test func(t *testing.T, recs *records)) {
 	testsupport.EachHook(t, func(t *testing.T, hook events.Hook) {
-		test(t, readAll(t, testsupport.Open(t, loader.Options{Hook: hook})))
+		opts.Hook = hook
+		test(t, readAll(t, testsupport.Open(t, opts)))
 	})
 }
 
@@ -195,9 +201,10 @@ func eachHookRecords(t *testing.T, test func(t *testing.T, recs *records)) {
 // reaps them: each gets exactly one exit and one reaped record, or the miss
 // is counted (the kernel skipped every copy of a program, or the ring was
 // full); and none is left in the kernel's adoptees map, whatever was missed.
+// Three copies whatever the kernel: the spares and their count are exercised.
 func TestAdopteeBurst(t *testing.T) {
 	const n = 1000
-	eachHookRecords(t, func(t *testing.T, recs *records) {
+	eachHookRecordsWith(t, loader.Options{Copies: 3}, func(t *testing.T, recs *records) {
 		obs := recs.obs
 		before, err := obs.Counters()
 		if err != nil {

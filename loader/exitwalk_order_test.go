@@ -22,8 +22,9 @@ import (
 // exit (resolve_exiting_child) or from the switch, and the two must never both
 // report it. Its release comes after the switch unless the middle's CPU
 // stalls for a grace period, which the test cannot force (see
-// fixture.StartExitOrder). Many rounds in one observer; the counters must
-// explain any shortfall.
+// fixture.StartExitOrder). Many rounds in one observer, with three copies of
+// the fork/exec/exit programs whatever the kernel; the counters must explain
+// any shortfall.
 func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 	testsupport.RequireBPF(t)
 	var cpus unix.CPUSet
@@ -34,7 +35,7 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 	if testing.Short() {
 		n = 40
 	}
-	obs := testsupport.Open(t, loader.Options{Hook: events.HookExitWalk, WatchPIDs: []int{os.Getpid()}, RingBytes: 4 << 20})
+	obs := testsupport.Open(t, loader.Options{Hook: events.HookExitWalk, WatchPIDs: []int{os.Getpid()}, RingBytes: 4 << 20, Copies: 3})
 	c := collect(obs)
 	t.Cleanup(func() {
 		if errs := c.decodeErrors(); len(errs) > 0 {

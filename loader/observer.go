@@ -56,6 +56,11 @@ type Options struct {
 	// DefaultPinDir), so that another process can switch trees off with
 	// UnwatchPinned. Close removes the pins.
 	PinDir string
+	// Copies is how many copies of the fork, exec and exit programs to
+	// attach (bpf/copies.bpf.h), 1 to 3; 0: as the kernel's preemption
+	// model needs (DetectPreemption): 1 where a BPF program cannot be
+	// preempted, else 3. Copies that are not attached are not loaded.
+	Copies int
 }
 
 // Scoped reports whether the options watch only some trees.
@@ -69,6 +74,11 @@ func (o Options) cgroupScoped() bool { return len(o.WatchUnits) > 0 || len(o.Wat
 // Observer is attached to the kernel and delivers its records.
 type Observer struct {
 	Mechanism Mechanism
+	// Copies is how many copies of the fork, exec and exit programs are
+	// attached; Preemption is what chose it (zero when Options.Copies did).
+	Copies       int
+	Preemption   Preemption
+	copiesForced bool
 
 	// mu guards the maps against Close: methods that use them hold it for
 	// reading, Close for writing. Read needs no lock: closing the reader
@@ -126,44 +136,97 @@ type configError struct{ error }
 
 func (e configError) Unwrap() error { return e.error }
 
-// tracepointProgram is a program for one raw tracepoint.
-type tracepointProgram struct{ name, tracepoint string }
+// tracepointProgram is a program for one raw tracepoint; copy is its index
+// among the copies of one program (bpf/copies.bpf.h), 0 for the primary.
+type tracepointProgram struct {
+	name, tracepoint string
+	copy             int
+}
 
 // lineagePrograms run whatever the hook: they keep each process's ancestry,
 // follow adopted processes to their exit and release (bpf/adoptee.bpf.h), and
 // at exit take the exit-walk hook's first phase and the --all exit records.
 // Attach order matters: each primary before its spare (bpf/copies.bpf.h).
 var lineagePrograms = []tracepointProgram{
-	{bpf.AdoptwatchProgOnFork, "sched_process_fork"},
-	{bpf.AdoptwatchProgOnForkSpare, "sched_process_fork"},
-	{bpf.AdoptwatchProgOnForkSpare2, "sched_process_fork"},
-	{bpf.AdoptwatchProgOnExec, "sched_process_exec"},
-	{bpf.AdoptwatchProgOnExecSpare, "sched_process_exec"},
-	{bpf.AdoptwatchProgOnExecSpare2, "sched_process_exec"},
-	{bpf.AdoptwatchProgOnExit, "sched_process_exit"},
-	{bpf.AdoptwatchProgOnExitSpare, "sched_process_exit"},
-	{bpf.AdoptwatchProgOnExitSpare2, "sched_process_exit"},
-	{bpf.AdoptwatchProgOnFree, "sched_process_free"},
+	{bpf.AdoptwatchProgOnFork, "sched_process_fork", 0},
+	{bpf.AdoptwatchProgOnForkSpare, "sched_process_fork", 1},
+	{bpf.AdoptwatchProgOnForkSpare2, "sched_process_fork", 2},
+	{bpf.AdoptwatchProgOnExec, "sched_process_exec", 0},
+	{bpf.AdoptwatchProgOnExecSpare, "sched_process_exec", 1},
+	{bpf.AdoptwatchProgOnExecSpare2, "sched_process_exec", 2},
+	{bpf.AdoptwatchProgOnExit, "sched_process_exit", 0},
+	{bpf.AdoptwatchProgOnExitSpare, "sched_process_exit", 1},
+	{bpf.AdoptwatchProgOnExitSpare2, "sched_process_exit", 2},
+	{bpf.AdoptwatchProgOnFree, "sched_process_free", 0},
+}
+
+// maxCopies is how many copies of each program the BPF object holds.
+const maxCopies = 3
+
+// lastCopies are the programs whose recursion misses bound the events no
+// copy saw, per number of copies attached (index copies-1): the last copy of
+// each, and on_free, which has one.
+var lastCopies = [maxCopies][]string{
+	{bpf.AdoptwatchProgOnFork, bpf.AdoptwatchProgOnExec, bpf.AdoptwatchProgOnExit, bpf.AdoptwatchProgOnFree},
+	{bpf.AdoptwatchProgOnForkSpare, bpf.AdoptwatchProgOnExecSpare, bpf.AdoptwatchProgOnExitSpare, bpf.AdoptwatchProgOnFree},
+	{bpf.AdoptwatchProgOnForkSpare2, bpf.AdoptwatchProgOnExecSpare2, bpf.AdoptwatchProgOnExitSpare2, bpf.AdoptwatchProgOnFree},
 }
 
 // tailCall is a program another one tail-calls: it is loaded, never attached,
-// and put in a program array at an index.
+// and put in a program array at an index. copy is the copy of on_exit it
+// belongs to (0 for resolve_more, which on_switch calls).
 type tailCall struct {
 	array string
 	index uint32
 	prog  string
+	copy  int
 }
 
 // exitWalkTailCalls continue the exit walk of a thread with many children
-// (bpf/adopt_exit_walk.bpf.h): each copy of on_exit has its own continuation.
+// (bpf/adopt_exit_walk.bpf.h): each copy of on_exit has its own continuation,
+// at the index of its copy.
 var exitWalkTailCalls = []tailCall{
-	{bpf.AdoptwatchMapSnapshotProgs, 0, bpf.AdoptwatchProgSnapshotMore},
-	{bpf.AdoptwatchMapSnapshotProgs, 1, bpf.AdoptwatchProgSnapshotMoreSpare},
-	{bpf.AdoptwatchMapSnapshotProgs, 2, bpf.AdoptwatchProgSnapshotMoreSpare2},
-	{bpf.AdoptwatchMapCountProgs, 0, bpf.AdoptwatchProgCountMore},
-	{bpf.AdoptwatchMapCountProgs, 1, bpf.AdoptwatchProgCountMoreSpare},
-	{bpf.AdoptwatchMapCountProgs, 2, bpf.AdoptwatchProgCountMoreSpare2},
-	{bpf.AdoptwatchMapResolveProgs, 0, bpf.AdoptwatchProgResolveMore},
+	{bpf.AdoptwatchMapSnapshotProgs, 0, bpf.AdoptwatchProgSnapshotMore, 0},
+	{bpf.AdoptwatchMapSnapshotProgs, 1, bpf.AdoptwatchProgSnapshotMoreSpare, 1},
+	{bpf.AdoptwatchMapSnapshotProgs, 2, bpf.AdoptwatchProgSnapshotMoreSpare2, 2},
+	{bpf.AdoptwatchMapCountProgs, 0, bpf.AdoptwatchProgCountMore, 0},
+	{bpf.AdoptwatchMapCountProgs, 1, bpf.AdoptwatchProgCountMoreSpare, 1},
+	{bpf.AdoptwatchMapCountProgs, 2, bpf.AdoptwatchProgCountMoreSpare2, 2},
+	{bpf.AdoptwatchMapResolveProgs, 0, bpf.AdoptwatchProgResolveMore, 0},
+}
+
+// copiesFor says how many copies opts ask for, and what chose them.
+func copiesFor(opts Options) (int, Preemption, error) {
+	switch {
+	case opts.Copies == 0:
+		p := DetectPreemption()
+		return p.Copies(), p, nil
+	case opts.Copies < 1 || opts.Copies > maxCopies:
+		return 0, Preemption{}, fmt.Errorf("copies %d: want 1 to %d (0: as the kernel's preemption model needs)", opts.Copies, maxCopies)
+	}
+	return opts.Copies, Preemption{}, nil
+}
+
+// CopiesNote says in a few words how many copies of the fork, exec and exit
+// programs the preemption model p needs, and why: "1 copy of the
+// fork/exec/exit programs (preempt none, from the kernel log)".
+func CopiesNote(p Preemption) string { return copiesNote(p.Copies(), p.String()) }
+
+func copiesNote(copies int, why string) string {
+	n := "1 copy"
+	if copies != 1 {
+		n = fmt.Sprintf("%d copies", copies)
+	}
+	return fmt.Sprintf("%s of the fork/exec/exit programs (%s)", n, why)
+}
+
+// CopiesNote says how many copies of the fork, exec and exit programs run
+// and why, for the ready line.
+func (o *Observer) CopiesNote() string {
+	if o.copiesForced {
+		return copiesNote(o.Copies, "set by option")
+	}
+	return copiesNote(o.Copies, o.Preemption.String())
 }
 
 // ExitWalkMaxChildren is how many children of one exiting thread the exit-walk
@@ -186,12 +249,17 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	if err != nil {
 		return nil, configError{err}
 	}
+	copies, preemption, err := copiesFor(opts)
+	if err != nil {
+		return nil, configError{err}
+	}
 	for name, v := range map[string]any{
 		bpf.AdoptwatchVarScopeCgroupsOn:  opts.cgroupScoped(),
 		bpf.AdoptwatchVarExitWalk:        exitWalk,
 		bpf.AdoptwatchVarEmitTaskRecords: opts.TaskRecords,
 		bpf.AdoptwatchVarWatchAll:        !opts.Scoped(),
 		bpf.AdoptwatchVarWatchCgroupId:   cgroup,
+		bpf.AdoptwatchVarCopies:          uint32(copies),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -204,16 +272,17 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		spec.Maps[bpf.AdoptwatchMapLineages].MaxEntries = opts.MaxProcesses
 	}
 
-	// Load only the programs this configuration runs.
+	// Load only the programs this configuration runs: verifying them is most
+	// of the time an open takes.
 	wanted := map[string]bool{}
 	for _, p := range lineagePrograms {
-		wanted[p.name] = true
+		wanted[p.name] = p.copy < copies
 	}
 	for _, name := range m.programs {
 		wanted[name] = true
 	}
 	for _, tc := range exitWalkTailCalls {
-		wanted[tc.prog] = exitWalk
+		wanted[tc.prog] = exitWalk && tc.copy < copies
 	}
 	for name := range spec.Programs {
 		if !wanted[name] {
@@ -232,7 +301,7 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 		}
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	obs = &Observer{Mechanism: m, coll: coll}
+	obs = &Observer{Mechanism: m, Copies: copies, Preemption: preemption, copiesForced: opts.Copies != 0, coll: coll}
 	obs.watch = watchMaps{
 		lineages: coll.Maps[bpf.AdoptwatchMapLineages],
 		seeds:    coll.Maps[bpf.AdoptwatchMapSeeds],
@@ -247,6 +316,9 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	if exitWalk {
 		// Before anything is attached: a walk must find its continuation.
 		for _, tc := range exitWalkTailCalls {
+			if tc.copy >= copies {
+				continue
+			}
 			if err := coll.Maps[tc.array].Put(tc.index, coll.Programs[tc.prog]); err != nil {
 				return obs, fmt.Errorf("put %s in %s: %w", tc.prog, tc.array, err)
 			}
@@ -303,6 +375,9 @@ func openWith(m Mechanism, opts Options) (obs *Observer, err error) {
 	// Lineage first, so no fork between attaching the hook and the lineage
 	// programs leaves a process without ancestry; the hook last.
 	for _, p := range lineagePrograms {
+		if p.copy >= copies {
+			continue
+		}
 		l, err := rawTracepoint(coll, p.tracepoint, p.name)
 		if err != nil {
 			return obs, err
@@ -465,11 +540,10 @@ func (o *Observer) Counters() (Counters, error) {
 	if c.SpareRuns, err = sum(bpf.AdoptwatchCounterCOUNTER_SPARE_RUNS); err != nil {
 		return c, err
 	}
-	// An event the last copy missed may have been missed by all three: an
-	// upper bound. on_free has one copy: each of its misses is a release
-	// unseen. Recursion misses are kept by the kernel from 5.12.
-	for _, name := range []string{bpf.AdoptwatchProgOnForkSpare2, bpf.AdoptwatchProgOnExecSpare2, bpf.AdoptwatchProgOnExitSpare2,
-		bpf.AdoptwatchProgOnFree} {
+	// An event the last copy attached missed may have been missed by all of
+	// them: an upper bound. on_free has one copy: each of its misses is a
+	// release unseen. Recursion misses are kept by the kernel from 5.12.
+	for _, name := range lastCopies[o.Copies-1] {
 		if p := o.coll.Programs[name]; p != nil {
 			if st, err := p.Stats(); err == nil {
 				c.UnseenEvents += st.RecursionMisses

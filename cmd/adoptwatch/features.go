@@ -59,6 +59,8 @@ func featuresCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Hook, r.Name, supported, used, detail)
 	}
 	w.Flush()
+	// How many copies of the fork/exec/exit programs any hook runs with here.
+	fmt.Fprintln(stdout, loader.CopiesNote(loader.DetectPreemption()))
 	if chosen < 0 {
 		return fail(stderr, "no adoption hook works on this kernel")
 	}

@@ -250,7 +250,7 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 	}()
 
 	// The ready file first: "ready" is announced only once it exists.
-	watching := fmt.Sprintf("watching %s with the %s hook (%s)", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name)
+	watching := fmt.Sprintf("watching %s with the %s hook (%s), %s", scope(opts, obs), obs.Mechanism.Hook, obs.Mechanism.Name, obs.CopiesNote())
 	if opts.readyFile != "" {
 		if err := os.WriteFile(opts.readyFile, []byte("ready\n"), 0o644); err != nil {
 			return fail(stderr, "--ready-file: %v", err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
+	"github.com/adoptwatch/adoptwatch/loader"
 )
 
 // jsonAdoptionOf waits for the JSON adoption line of pid.
@@ -34,8 +36,12 @@ func jsonAdoptionOf(t *testing.T, c *cli, pid int) output.AdoptionJSON {
 func TestWatchJSON(t *testing.T) {
 	eachHook(t, func(t *testing.T, hook string) {
 		c := startCLI(t, "--json", "--hook="+hook)
-		if ready := c.waitReady(t); !strings.Contains(ready, hook) {
+		ready := c.waitReady(t)
+		if !strings.Contains(ready, hook) {
 			t.Errorf("ready line does not name the hook %s: %q", hook, ready)
+		}
+		if note := loader.CopiesNote(loader.DetectPreemption()); !strings.Contains(ready, note) {
+			t.Errorf("ready line does not say %q: %q", note, ready)
 		}
 		tree := testsupport.StartTree(t, "doublefork")
 		launcher, middle, daemon := testsupport.DoubleFork(t, tree)
@@ -185,6 +191,12 @@ func TestFeatures(t *testing.T) {
 	if !strings.Contains(out, "exit-walk") || !strings.Contains(out, "fentry") || used != 1 {
 		t.Errorf("features output should list every hook and mark exactly one used:\n%s", out)
 	}
+	// The copies of the fork/exec/exit programs, as this kernel's preemption model needs.
+	p := loader.DetectPreemption()
+	if note := loader.CopiesNote(p); !slices.Contains(strings.Split(out, "\n"), note) {
+		t.Errorf("features output should say %q:\n%s", note, out)
+	}
+	t.Logf("%s", loader.CopiesNote(p))
 }
 
 // TestWatchAll: --all adds forks, execs and exits, with exit statuses.
