@@ -128,16 +128,17 @@ type supervisor struct {
 	pidfds    map[procfs.ID]int // live members, for signals (and liveness with NoSubreaper)
 	statuses  map[procfs.ID]uint32
 
-	daemon         *Candidate
-	daemonComm     string
-	daemonEnded    bool
-	daemonStatus   *unix.WaitStatus
-	statusDeadline time.Time
-	lastCode       int         // exit code of the last daemon that ended
-	exitSignal     unix.Signal // run ends by this signal, as the daemon did (see DieBy)
-	deadline       time.Time
-	stopSignal     unix.Signal   // a stop signal was received (0: none)
-	pending        []unix.Signal // non-stop signals received before the daemon was known
+	daemon          *Candidate
+	daemonComm      string
+	daemonEnded     bool
+	daemonStatus    *unix.WaitStatus
+	statusDeadline  time.Time
+	lastCode        int         // exit code of the last daemon that ended
+	exitSignal      unix.Signal // run ends by this signal, as the daemon did (see DieBy)
+	deadline        time.Time
+	unrecordedSince time.Time     // when children without adoption records were first seen (awaitingRecords)
+	stopSignal      unix.Signal   // a stop signal was received (0: none)
+	pending         []unix.Signal // non-stop signals received before the daemon was known
 }
 
 // commandEnv is run's environment without NOTIFY_SOCKET: run speaks for the
@@ -311,6 +312,8 @@ func (s *supervisor) step(now time.Time) (code int, done bool) {
 			return ExitFailure, true
 		case d.Wait:
 			return 0, false
+		case d.Daemon == nil && s.awaitingRecords(now):
+			return 0, false
 		case d.Daemon == nil:
 			return s.noDaemon(), true
 		}
@@ -337,6 +340,29 @@ func (s *supervisor) step(now time.Time) (code int, done bool) {
 		s.follow(d, true)
 	}
 	return 0, false
+}
+
+// recordGrace is how long run waits, after the tree settled with no adopted
+// process alive, for the adoption records of children it adopted: the
+// reader looks at the ring at least once a second (loader's backstop for a
+// record sent without a wakeup), and an emulated or loaded CPU adds to that.
+const recordGrace = 2 * time.Second
+
+// awaitingRecords says whether to wait for the adoption records of run's
+// children that no record named yet (only after a clean launch, and for
+// recordGrace at most). Without it, a record still on its way was taken
+// for one the hook missed.
+func (s *supervisor) awaitingRecords(now time.Time) bool {
+	if s.stopSignal != 0 || s.cmdStatus == nil || *s.cmdStatus != 0 || now.After(s.deadline) {
+		return false
+	}
+	if len(s.unrecorded()) == 0 {
+		return false
+	}
+	if s.unrecordedSince.IsZero() {
+		s.unrecordedSince = now
+	}
+	return now.Sub(s.unrecordedSince) < recordGrace
 }
 
 // noDaemon ends a launch that left nothing running.
