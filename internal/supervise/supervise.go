@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/adoptwatch/adoptwatch/events"
+	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/service"
@@ -136,9 +137,10 @@ type supervisor struct {
 	lastCode        int         // exit code of the last daemon that ended
 	exitSignal      unix.Signal // run ends by this signal, as the daemon did (see DieBy)
 	deadline        time.Time
-	unrecordedSince time.Time     // when children without adoption records were first seen (awaitingRecords)
-	stopSignal      unix.Signal   // a stop signal was received (0: none)
-	pending         []unix.Signal // non-stop signals received before the daemon was known
+	obs             *loader.Observer // for its loss counters (kernelLosses)
+	unrecordedSince time.Time        // when children without adoption records were first seen (awaitingRecords)
+	stopSignal      unix.Signal      // a stop signal was received (0: none)
+	pending         []unix.Signal    // non-stop signals received before the daemon was known
 }
 
 // commandEnv is run's environment without NOTIFY_SOCKET: run speaks for the
@@ -228,6 +230,7 @@ func (s *supervisor) run() int {
 		return ExitFailure
 	}
 	defer obs.Close()
+	s.obs = obs
 	go s.readRecords(obs)
 
 	attr := &syscall.ProcAttr{
@@ -379,12 +382,32 @@ func (s *supervisor) noDaemon() int {
 	if missed := s.unrecorded(); len(missed) > 0 {
 		// Run's children other than CMD were all adopted by it: the hook
 		// missed their adoption records. Say so rather than blame CMD.
-		s.logf("%s exited with code 0, and run adopted %s without an adoption record (the adoption hook missed it): no daemon identified",
-			cmd, strings.Join(missed, ", "))
+		s.logf("%s exited with code 0, and run adopted %s without an adoption record (the adoption hook missed it%s): no daemon identified",
+			cmd, strings.Join(missed, ", "), s.kernelLosses())
 		return ExitFailure
 	}
 	s.logf("%s exited with code 0 but left no daemon running (a program that stays in the foreground needs no adoptwatch run)", cmd)
 	return ExitFailure
+}
+
+// kernelLosses says what the kernel's counters say it lost, if anything:
+// "; " and the losses, or "".
+func (s *supervisor) kernelLosses() string {
+	if s.obs == nil {
+		return ""
+	}
+	c, err := s.obs.Counters()
+	if err != nil {
+		return ""
+	}
+	var texts []string
+	for _, m := range losses.Messages(loader.Counters{}, c) {
+		texts = append(texts, m.Text)
+	}
+	if len(texts) == 0 {
+		return "; the kernel counted no loss"
+	}
+	return "; the kernel counted: " + strings.Join(texts, "; ")
 }
 
 // unrecorded lists, as "pid=N comm=C", the live children of run (subreaper
