@@ -386,9 +386,16 @@ func (s *supervisor) noDaemon() int {
 			cmd, strings.Join(missed, ", "), s.kernelLosses())
 		return ExitFailure
 	}
+	if lost := s.kernelLosses(); lost != "" && lost != noLoss {
+		// Perhaps a daemon whose adoption the kernel could not report.
+		s.logf("%s exited with code 0 and no adopted process is alive%s", cmd, lost)
+		return ExitFailure
+	}
 	s.logf("%s exited with code 0 but left no daemon running (a program that stays in the foreground needs no adoptwatch run)", cmd)
 	return ExitFailure
 }
+
+const noLoss = "; the kernel counted no loss"
 
 // kernelLosses says what the kernel's counters say it lost, if anything:
 // "; " and the losses, or "".
@@ -405,7 +412,7 @@ func (s *supervisor) kernelLosses() string {
 		texts = append(texts, m.Text)
 	}
 	if len(texts) == 0 {
-		return "; the kernel counted no loss"
+		return noLoss
 	}
 	return "; the kernel counted: " + strings.Join(texts, "; ")
 }

@@ -70,7 +70,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "deadline for each VM, boot to power-off (a bound on hangs: the test binaries run one after another in it)")
 	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
 	// Single-threaded TCG keeps one host core busy per VM.
-	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more, running only the failed tests 3 times each: all passing, it is reported as flaky, with the first run's failures")
+	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more, running only the failed tests twice each: all passing, it is reported as flaky, with the first run's failures")
 	flag.IntVar(&o.parallel, "parallel", min(runtime.NumCPU(), 4), "VMs to run at once")
 	flag.BoolVar(&o.refresh, "refresh", false, "update the apt lists even if they are recent")
 	flag.StringVar(&o.run, "run", "", "pass -test.run=REGEX to every test binary in the guests")
@@ -489,7 +489,7 @@ func bootAll(ctx context.Context, o options, boots []boot) []kernelResult {
 
 // retryCount is how often the second boot runs each failed test: all of
 // them must pass for the first failure to count as flaky.
-const retryCount = 3
+const retryCount = 2
 
 // retry boots a kernel whose tests failed once more. Emulated CPUs are slow
 // and their timing is unlike any real machine's: a test that fails once and
