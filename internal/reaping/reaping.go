@@ -189,7 +189,8 @@ func (x *earlyExits) keep(ex earlyExit) (dropped uint64) {
 	if x.byPID == nil {
 		x.byPID = map[uint32]earlyExit{}
 	}
-	for len(x.byPID) >= maxEarlyExits && len(x.order) > 0 {
+	// The order holds taken exits too until they expire: bound it, not the map.
+	for len(x.order) >= maxEarlyExits {
 		if x.forget(x.order[0]) {
 			dropped++
 		}

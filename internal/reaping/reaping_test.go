@@ -597,4 +597,13 @@ func TestExitBeforeAdoption(t *testing.T) {
 	if s := tr.Stats(); s.EarlyExitsDropped != 11 {
 		t.Fatalf("bound: %+v", s)
 	}
+	// Exits taken by their adoption do not grow the queue past the bound.
+	for i := 0; i < 3*maxEarlyExits; i++ {
+		a := adoption(uint32(5000+i), reaper, events.ReaperInit, c.now)
+		tr.OnExit(idOf(a), c.now, 0)
+		tr.OnAdopt(a)
+	}
+	if n := len(tr.early.order); n > maxEarlyExits {
+		t.Fatalf("%d exits queued, bound %d", n, maxEarlyExits)
+	}
 }
