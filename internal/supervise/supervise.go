@@ -346,9 +346,10 @@ func (s *supervisor) step(now time.Time) (code int, done bool) {
 }
 
 // recordGrace is how long run waits, after the tree settled with no adopted
-// process alive, for the adoption records of children it adopted: the
-// reader looks at the ring at least once a second (loader's backstop for a
-// record sent without a wakeup), and an emulated or loaded CPU adds to that.
+// process alive, for the adoption records of children it adopted: with the
+// exit-walk hook a child is reported only at its old parent's final switch
+// (or its own exit), and on an emulated or loaded CPU that record has been
+// seen to come after the settle time.
 const recordGrace = 2 * time.Second
 
 // awaitingRecords says whether to wait for the adoption records of run's
@@ -383,38 +384,42 @@ func (s *supervisor) noDaemon() int {
 		// Run's children other than CMD were all adopted by it: the hook
 		// missed their adoption records. Say so rather than blame CMD.
 		s.logf("%s exited with code 0, and run adopted %s without an adoption record (the adoption hook missed it%s): no daemon identified",
-			cmd, strings.Join(missed, ", "), s.kernelLosses())
+			cmd, strings.Join(missed, ", "), lossesSuffix(s.kernelLosses()))
 		return ExitFailure
 	}
-	if lost := s.kernelLosses(); lost != "" && lost != noLoss {
+	if lost, err := s.kernelLosses(); err == nil && len(lost) > 0 {
 		// Perhaps a daemon whose adoption the kernel could not report.
-		s.logf("%s exited with code 0 and no adopted process is alive%s", cmd, lost)
+		s.logf("%s exited with code 0 and no adopted process is alive%s", cmd, lossesSuffix(lost, nil))
 		return ExitFailure
 	}
 	s.logf("%s exited with code 0 but left no daemon running (a program that stays in the foreground needs no adoptwatch run)", cmd)
 	return ExitFailure
 }
 
-const noLoss = "; the kernel counted no loss"
-
-// kernelLosses says what the kernel's counters say it lost, if anything:
-// "; " and the losses, or "".
-func (s *supervisor) kernelLosses() string {
-	if s.obs == nil {
-		return ""
-	}
+// kernelLosses lists what the kernel's counters say it lost since run
+// started (none: an empty list).
+func (s *supervisor) kernelLosses() ([]string, error) {
 	c, err := s.obs.Counters()
 	if err != nil {
-		return ""
+		return nil, err
 	}
 	var texts []string
 	for _, m := range losses.Messages(loader.Counters{}, c) {
 		texts = append(texts, m.Text)
 	}
-	if len(texts) == 0 {
-		return noLoss
+	return texts, nil
+}
+
+// lossesSuffix words kernelLosses' answer for the end of a message
+// ("" when the counters could not be read).
+func lossesSuffix(lost []string, err error) string {
+	switch {
+	case err != nil:
+		return ""
+	case len(lost) == 0:
+		return "; the kernel counted no loss"
 	}
-	return "; the kernel counted: " + strings.Join(texts, "; ")
+	return "; the kernel counted: " + strings.Join(lost, "; ")
 }
 
 // unrecorded lists, as "pid=N comm=C", the live children of run (subreaper
