@@ -324,6 +324,7 @@ static __always_inline void snapshot_children(void *ctx, struct task_struct *tas
 
 	if (first == head)
 		return; /* no children: the common case */
+	remember_exit_pids(task); /* they may name it after its reaper released it */
 
 	struct exiting_thread init = {.task = (__u64)task, .pos = (__u64)first};
 	struct exiting_thread *st;
@@ -459,6 +460,7 @@ static __always_inline void resolve_done(struct task_struct *prev, __u32 tid,
 			count_n(COUNTER_UNFOLLOWED, st->unfollowed);
 	}
 	bpf_map_delete_elem(&exiting_threads, &tid);
+	forget_exit_pids(prev);
 }
 
 /* One run of phase 2: resolve a batch of chunks, then the next run (a tail

@@ -114,6 +114,14 @@ const (
 	AdoptwatchExitFlagEXIT_GROUP_DEAD AdoptwatchExitFlag = 1
 )
 
+type AdoptwatchExitPids struct {
+	_         structs.HostLayout
+	PidnsInum uint32
+	Count     uint32
+	Nr        [4]uint32
+	Ns        [4]uint64
+}
+
 type AdoptwatchExitingThread struct {
 	_          structs.HostLayout
 	Task       uint64
@@ -251,6 +259,7 @@ const (
 	AdoptwatchMapCountProgs          = "count_progs"
 	AdoptwatchMapCounters            = "counters"
 	AdoptwatchMapExitChunks          = "exit_chunks"
+	AdoptwatchMapExitPids            = "exit_pids"
 	AdoptwatchMapExitingThreads      = "exiting_threads"
 	AdoptwatchMapLineageScratch      = "lineage_scratch"
 	AdoptwatchMapLineages            = "lineages"
@@ -379,6 +388,7 @@ type AdoptwatchMapSpecs struct {
 	CountProgs      *ebpf.MapSpec `ebpf:"count_progs"`
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
 	ExitChunks      *ebpf.MapSpec `ebpf:"exit_chunks"`
+	ExitPids        *ebpf.MapSpec `ebpf:"exit_pids"`
 	ExitingThreads  *ebpf.MapSpec `ebpf:"exiting_threads"`
 	LineageScratch  *ebpf.MapSpec `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.MapSpec `ebpf:"lineages"`
@@ -445,6 +455,7 @@ type AdoptwatchMaps struct {
 	CountProgs      *ebpf.Map `ebpf:"count_progs"`
 	Counters        *ebpf.Map `ebpf:"counters"`
 	ExitChunks      *ebpf.Map `ebpf:"exit_chunks"`
+	ExitPids        *ebpf.Map `ebpf:"exit_pids"`
 	ExitingThreads  *ebpf.Map `ebpf:"exiting_threads"`
 	LineageScratch  *ebpf.Map `ebpf:"lineage_scratch"`
 	Lineages        *ebpf.Map `ebpf:"lineages"`
@@ -467,6 +478,7 @@ func (m *AdoptwatchMaps) Close() error {
 		m.CountProgs,
 		m.Counters,
 		m.ExitChunks,
+		m.ExitPids,
 		m.ExitingThreads,
 		m.LineageScratch,
 		m.Lineages,

@@ -66,6 +66,31 @@ static __always_inline __u32 pid_ns_inum(struct pid_namespace *ns)
 	return BPF_CORE_READ(ns, ns.inum);
 }
 
+/*
+ * A process's pids as they were when one of its threads exited with children
+ * (phase 1 of the exit-walk hook, bpf/adopt_exit_walk.bpf.h), keyed by that
+ * thread (struct task_struct *) until its final switch has reported them:
+ * its reaper may release it on another CPU, detaching its pids, before the
+ * adoptions that name it as previous parent are sent. Its own pid namespace
+ * and the numbers in it and the EXIT_PID_LEVELS - 1 namespaces above, the
+ * deepest first. An LRU map: an entry whose final switch went unseen ages out.
+ */
+#define EXIT_PID_LEVELS 4
+
+struct exit_pids {
+	__u32 pidns_inum;
+	__u32 count; /* levels filled */
+	__u32 nr[EXIT_PID_LEVELS];
+	__u64 ns[EXIT_PID_LEVELS]; /* struct pid_namespace *, only compared */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct exit_pids);
+} exit_pids SEC(".maps");
+
 /* pid's number as namespace ns sees it (pid_nr_ns()): 0 when it is not
  * visible there, or there is no pid (a process being freed). */
 static __always_inline __u32 pid_nr_in_ns(struct pid *pid, struct pid_namespace *ns)
@@ -77,6 +102,54 @@ static __always_inline __u32 pid_nr_in_ns(struct pid *pid, struct pid_namespace 
 	if (BPF_CORE_READ(pid, numbers[level].ns) != ns)
 		return 0;
 	return BPF_CORE_READ(pid, numbers[level].nr);
+}
+
+/* Remember the pids of task's process before its exit re-parents anything. */
+static __always_inline void remember_exit_pids(struct task_struct *task)
+{
+	struct pid *tgid = BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID]);
+	struct exit_pids v = {};
+	__u64 key = (__u64)task;
+
+	if (!tgid)
+		return;
+	unsigned int level = BPF_CORE_READ(tgid, level);
+	v.pidns_inum = pid_ns_inum(pid_ns_of(task));
+	for (int i = 0; i < EXIT_PID_LEVELS; i++) {
+		if (i > level)
+			break;
+		unsigned int l = (level - i) & (PID_NS_LEVELS - 1);
+		v.ns[i] = (__u64)BPF_CORE_READ(tgid, numbers[l].ns);
+		v.nr[i] = BPF_CORE_READ(tgid, numbers[l].nr);
+		v.count = i + 1;
+	}
+	bpf_map_update_elem(&exit_pids, &key, &v, BPF_ANY);
+}
+
+/* Its final switch is over: nothing will name it as previous parent now. */
+static __always_inline void forget_exit_pids(struct task_struct *task)
+{
+	__u64 key = (__u64)task;
+
+	bpf_map_delete_elem(&exit_pids, &key);
+}
+
+/* The namespace fields of id from what remember_exit_pids kept of task, for
+ * a process already released (its pids detached). */
+static __always_inline void ident_from_exit_pids(struct task_ident *id, struct task_struct *task,
+						 struct pid_namespace *reaper_ns)
+{
+	__u64 key = (__u64)task;
+	struct exit_pids *e = bpf_map_lookup_elem(&exit_pids, &key);
+
+	if (!e || !e->count)
+		return;
+	id->pidns_inum = e->pidns_inum;
+	id->ns_pid = e->nr[0];
+	for (int i = 0; i < EXIT_PID_LEVELS; i++) {
+		if (i < e->count && reaper_ns && e->ns[i] == (__u64)reaper_ns)
+			id->reaper_ns_pid = e->nr[i];
+	}
 }
 
 /*
@@ -105,6 +178,8 @@ static __always_inline void fill_ident_seen_by(struct task_ident *id, struct tas
 	id->ns_pid = pid_nr_in_ns(tgid, ns);
 	id->reaper_ns_pid = reaper_ns ? pid_nr_in_ns(tgid, reaper_ns) : 0;
 	id->pad = 0;
+	if (!tgid) /* released: what its exit left, if one of its threads had children */
+		ident_from_exit_pids(id, task, reaper_ns);
 }
 
 static __always_inline void fill_ident(struct task_ident *id, struct task_struct *task)
