@@ -36,6 +36,11 @@ func (as *Assembler) Assemble(sample []byte) (Record, error) {
 		}
 	case rec.Task != nil:
 		as.table.observeTask(rec.Task)
+	case rec.Adoptee != nil && rec.Adoptee.Kind == KindAdopteeReaped:
+		// Released: no longer anyone's ancestor. Without --all this is the
+		// only exit the table hears of, and it must not keep every daemon
+		// ever adopted (the GC would scan them all, issue 12).
+		as.table.Forget(rec.Adoptee.Process.ID)
 	}
 	return rec, nil
 }

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -140,5 +141,52 @@ func TestTableAncestorsLoop(t *testing.T) {
 	up, complete := tab.Ancestors(procfs.ID{PID: 10, Start: time.Second})
 	if complete || len(up) != 2 || up[0].PID != 12 || up[1].PID != 11 {
 		t.Errorf("ancestors of a loop: %+v complete=%v, want c[12] > b[11], incomplete", up, complete)
+	}
+}
+
+// TestAssembleForgetsReaped: without --all the adoptee's reap is the only exit
+// the table hears of; a table that kept every daemon ever adopted would be
+// scanned by the GC on every cycle (issue 12).
+func TestAssembleForgetsReaped(t *testing.T) {
+	tab := NewTable(100)
+	tab.Put(procfs.Stat{ID: procfs.ID{PID: 100, Start: 2 * time.Second}, PPID: 1, SID: 100, Comm: "bash"})
+	as := NewAssembler(Clock{}, tab)
+	first, err := as.Assemble(encode(t, doubleForkRecord()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon := procfs.ID{PID: 103, Start: 4 * time.Second}
+	if _, ok := tab.Lookup(daemon); !ok {
+		t.Fatal("the adopted process is not in the table")
+	}
+	exit := bpf.AdoptwatchAdopteeRecord{
+		Hdr:     bpf.AdoptwatchRecordHeader{TsNs: 7e9, Kind: uint32(bpf.AdoptwatchRecordKindRECORD_ADOPTEE_EXIT)},
+		Adoptee: ident(103, 50, 102, 4*time.Second, "mydaemon"),
+		Reaper:  ident(50, 1, 50, time.Second, "supervisor"),
+	}
+	if _, err := as.Assemble(encode(t, exit)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tab.Lookup(daemon); !ok {
+		t.Error("an exit alone (a zombie still there) must not forget it")
+	}
+	reaped := exit
+	reaped.Hdr.Kind = uint32(bpf.AdoptwatchRecordKindRECORD_ADOPTEE_REAPED)
+	if _, err := as.Assemble(encode(t, reaped)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tab.Lookup(daemon); ok {
+		t.Error("a reaped adoptee is still in the table")
+	}
+
+	// The walk's buffer is reused: the first adoption's lineage must not change.
+	before := slices.Clone(first.Adoption.Lineage)
+	other := doubleForkRecord()
+	other.Child = ident(203, 50, 202, 5*time.Second, "other")
+	if _, err := as.Assemble(encode(t, other)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(before, first.Adoption.Lineage) {
+		t.Errorf("lineage changed by a later adoption:\n%+v\n%+v", before, first.Adoption.Lineage)
 	}
 }

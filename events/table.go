@@ -13,6 +13,7 @@ type Table struct {
 	procs    map[uint32]procfs.Stat
 	order    []uint32 // insertion order, for eviction
 	Evicted  uint64
+	scratch  []Step // finishAdoption's walk up the table, reused
 }
 
 // NewTable returns an empty table holding at most capacity processes.
@@ -82,9 +83,15 @@ const maxAncestry = 64
 // including the process itself, and whether the walk reached the top (a
 // process whose parent is 0: init or kthreadd).
 func (t *Table) Ancestors(id procfs.ID) (up []Step, complete bool) {
+	return t.appendAncestors(nil, id)
+}
+
+// appendAncestors is Ancestors, built in up (which must be empty): the
+// finished adoption path reuses one buffer for the walk.
+func (t *Table) appendAncestors(up []Step, id procfs.ID) ([]Step, bool) {
 	k, ok := t.Lookup(id)
 	if !ok {
-		return nil, false
+		return up, false
 	}
 	// A loop in the table ends the walk. The walk is short (maxAncestry),
 	// so a scan of what it has found beats a set built for every adoption.
@@ -118,8 +125,12 @@ func (t *Table) Ancestors(id procfs.ID) (up []Step, complete bool) {
 // adoptwatch (preexisting), and remembers the processes the adoption names.
 func (t *Table) finishAdoption(a *Adoption, preexisting bool) {
 	if preexisting && len(a.Lineage) > 0 {
-		above, complete := t.Ancestors(a.Lineage[0].ID)
-		a.Lineage = append(above, a.Lineage...)
+		above, complete := t.appendAncestors(t.scratch[:0], a.Lineage[0].ID)
+		t.scratch = above[:0]
+		// One allocation per adoption, of the final size (issue 12: the
+		// GC's share of the watcher's CPU follows the bytes allocated).
+		lineage := make([]Step, 0, len(above)+len(a.Lineage))
+		a.Lineage = append(append(lineage, above...), a.Lineage...)
 		a.LineageComplete = complete
 		markSetsid(a.Lineage)
 	}

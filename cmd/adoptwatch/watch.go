@@ -19,7 +19,9 @@ import (
 	"github.com/adoptwatch/adoptwatch/internal/losses"
 	"github.com/adoptwatch/adoptwatch/internal/output"
 	"github.com/adoptwatch/adoptwatch/internal/procfs"
+	"github.com/adoptwatch/adoptwatch/internal/reapwatch"
 	"github.com/adoptwatch/adoptwatch/internal/service"
+	"github.com/adoptwatch/adoptwatch/internal/sink"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
 
@@ -284,14 +286,21 @@ func watch(opts watchOptions, stdout, stderr io.Writer) int {
 			p.Warn(output.WarningLine(time.Now(), err.Error()), "%v", err)
 			continue
 		}
-		switch {
-		case rec.Adoption != nil:
-			sinks.Adoption(output.NewAdoption(rec.Adoption))
-		case rec.Task != nil:
-			p.Task(rec.Task)
-		case rec.Adoptee != nil:
-			reap.monitor.Adoptee(rec.Adoptee)
-		}
+		deliver(rec, sinks, p, reap.monitor)
+	}
+}
+
+// deliver hands one finished record to what takes it: adoptions to every
+// sink, task records (--all) to the printer, an adoptee's exit and reap to
+// the reaping monitor.
+func deliver(rec events.Record, sinks sink.Set, p *output.Printer, monitor *reapwatch.Monitor) {
+	switch {
+	case rec.Adoption != nil:
+		sinks.Adoption(output.NewAdoption(rec.Adoption))
+	case rec.Task != nil:
+		p.Task(rec.Task)
+	case rec.Adoptee != nil:
+		monitor.Adoptee(rec.Adoptee)
 	}
 }
 

@@ -16,7 +16,7 @@ type Adoption struct {
 	*events.Adoption
 
 	jsonOnce sync.Once
-	obj      AdoptionJSON
+	obj      *AdoptionJSON // a pointer: a text-only watcher allocates none
 	line     []byte
 
 	textOnce sync.Once
@@ -28,13 +28,14 @@ func NewAdoption(a *events.Adoption) *Adoption { return &Adoption{Adoption: a} }
 
 func (a *Adoption) buildJSON() {
 	a.jsonOnce.Do(func() {
-		a.obj = AdoptionObject(a.Adoption)
-		a.line = line(a.obj)
+		obj := AdoptionObject(a.Adoption)
+		a.obj = &obj
+		a.line = line(obj)
 	})
 }
 
 // Object is the adoption's JSON object.
-func (a *Adoption) Object() AdoptionJSON { a.buildJSON(); return a.obj }
+func (a *Adoption) Object() AdoptionJSON { a.buildJSON(); return *a.obj }
 
 // Line is the --json line, with its newline. Callers must not modify it.
 func (a *Adoption) Line() []byte { a.buildJSON(); return a.line }

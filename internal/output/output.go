@@ -81,7 +81,7 @@ func AdoptionObject(a *events.Adoption) AdoptionJSON {
 		NewParent:  Party{PID: a.NewParent.PID, Comm: a.NewParent.Comm},
 		Reaper:     string(a.Reaper), NSLevel: a.NSLevel,
 		Pattern:         string(events.DaemonPattern(a.Lineage)),
-		Lineage:         []StepJSON{},
+		Lineage:         make([]StepJSON, 0, len(a.Lineage)),
 		LineageComplete: a.LineageComplete,
 		Hook:            string(a.Hook),
 	}

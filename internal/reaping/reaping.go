@@ -396,7 +396,7 @@ func (t *Tracker) OnReaped(id ID, at time.Time) (r Reaped, ok bool) {
 		return Reaped{}, false
 	}
 	rs := t.reapers[reaperID(e.Reaper)]
-	snap := e.snapshot()
+	snap := e.Entry // e goes now: nothing changes its lineage any more (snapshot copies it for the living)
 	t.remove(e)
 	if snap.Exited.IsZero() {
 		t.stats.ExitUnseen++
