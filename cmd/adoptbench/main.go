@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&cfg.quietRate, "quiet-rate", 50, "adoptions per second in the quiet latency test")
 	flag.StringVar(&cfg.memory, "memory", "10000", "watched live processes for the memory test, e.g. 10000,100000 (empty: skip)")
 	flag.IntVar(&cfg.cpu, "cpu", 1, "CPU to pin workloads to (-1: no pinning)")
+	flag.BoolVar(&cfg.highRate, "high-rate", true, "also measure adoptwatch's CPU per adoption with the double fork on every CPU (the highest rate here)")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated configurations to run (default: all available)")
 	flag.StringVar(&cfg.watcher, "adoptwatch", "./adoptwatch", "the adoptwatch binary to measure (make build)")
 	flag.StringVar(&cfg.compare, "compare", "", "another adoptwatch `binary` to measure side by side (e.g. a build from before a change); shown, not judged")

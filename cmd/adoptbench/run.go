@@ -28,6 +28,7 @@ type benchConfig struct {
 	memory    string
 	cpu       int
 	only      string
+	highRate  bool   // adoptwatch's CPU per adoption with the double fork on every CPU
 	watcher   string // the adoptwatch binary measured
 	compare   string // another adoptwatch binary, measured alongside (e.g. before a change)
 }
@@ -156,6 +157,9 @@ func run(cfg benchConfig) error {
 		}
 	}
 	targets, noisy := printComparison(kinds, results)
+	if cfg.highRate {
+		targets = append(targets, runHighRate(exe, cfg, kinds)...)
+	}
 
 	if cfg.storm > 0 {
 		targets = append(targets, runStorm(exe, cfg)...)
@@ -525,15 +529,6 @@ func printComparison(kinds []observerKind, results map[string]map[string][]measu
 			continue
 		}
 		ct.Add(k.name, bench.FormatRate(rate), fmt.Sprintf("%.1f", per.Median/1000), fmt.Sprintf("±%.0f%%", 50*per.Spread()), fmt.Sprintf("%.1f", pooled/1000))
-		if k.judged {
-			targets = append(targets, bench.Target{
-				Name:  fmt.Sprintf("%s: ≤ 10 µs of adoptwatch CPU per adoption at 3,000+ adoptions/s", k.name),
-				Known: rate >= 3000, Pass: pooled <= 10000,
-				Detail: fmt.Sprintf("%.1f µs pooled at %.0f/s", pooled/1000, rate)})
-			if rate < 3000 {
-				targets[len(targets)-1].Detail += ": the workload did not reach 3,000/s here"
-			}
-		}
 	}
 	ct.Write(os.Stdout)
 

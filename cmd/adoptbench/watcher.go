@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -81,9 +82,9 @@ type watcherObserver struct {
 	dir     string
 	stderr  *lockedBuffer
 	cpu0    int64
-	target  atomic.Int64  // workload pid whose adoptions count
-	counted atomic.Uint64 // adoption lines naming target as the new parent
-	lines   atomic.Uint64 // every adoption line
+	targets atomic.Pointer[[]int64] // workload pids whose adoptions count
+	counted atomic.Uint64           // adoption lines naming a target as the new parent
+	lines   atomic.Uint64           // every adoption line
 }
 
 func startWatcher(spec watcherSpec) (*watcherObserver, error) {
@@ -159,18 +160,32 @@ func (o *watcherObserver) count(r io.Reader) {
 		}
 		rest := l[i+len(key):]
 		if j := bytes.IndexByte(rest, ','); j > 0 {
-			if pid, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil && pid == o.target.Load() {
+			if pid, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil && o.isTarget(pid) {
 				o.counted.Add(1)
 			}
 		}
 	}
 }
 
-func (o *watcherObserver) begin(pid int) error {
-	o.target.Store(int64(pid))
+func (o *watcherObserver) begin(pid int) error { return o.beginAll([]int{pid}) }
+
+// beginAll begins a run of several workloads at once (the high-rate run).
+func (o *watcherObserver) beginAll(pids []int) error {
+	targets := make([]int64, len(pids))
+	for i, pid := range pids {
+		targets[i] = int64(pid)
+	}
+	o.targets.Store(&targets)
 	o.counted.Store(0)
 	o.cpu0 = procCPU(o.cmd)
 	return nil
+}
+
+func (o *watcherObserver) isTarget(pid int64) bool {
+	if t := o.targets.Load(); t != nil {
+		return slices.Contains(*t, pid)
+	}
+	return false
 }
 
 func (o *watcherObserver) end(cycles int) (segment, error) {
