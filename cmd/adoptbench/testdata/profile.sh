@@ -15,7 +15,7 @@ csw() { cat /proc/$awpid/task/*/status | awk '/^voluntary_ctxt_switches/ {s+=$2}
 sched() { cat /proc/$awpid/task/*/schedstat | awk '{s+=$1} END {printf "%d\n", s}'; }
 bpftool prog show -j > "$OUT/bpf0-$MODE.json"; grep -h "^prog_id:" /proc/$awpid/fdinfo/* 2>/dev/null | awk '{print $2}' > "$OUT/ids-$MODE"
 c0=$(cpu); s0=$(sched); w0=$(csw)
-res=$(echo go | "$BENCH" __workload double ${SECS}s 1)
+res=$(echo go | "$BENCH" __workload double ${SECS}s 1 0)
 c1=$(cpu); s1=$(sched); w1=$(csw)
 echo "context switches per adoption: $(( (w1-w0) * 100 / $(echo "$res" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cycles"])') ))/100"
 bpftool prog show -j > "$OUT/bpf1-$MODE.json"
