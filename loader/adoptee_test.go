@@ -203,7 +203,10 @@ func eachHookRecordsWith(t *testing.T, opts loader.Options, test func(t *testing
 // full); and none is left in the kernel's adoptees map, whatever was missed.
 // Three copies whatever the kernel: the spares and their count are exercised.
 func TestAdopteeBurst(t *testing.T) {
-	const n = 1000
+	n := 1000
+	if testing.Short() {
+		n = 500 // emulated CPUs (test VMs): as in TestBurst
+	}
 	eachHookRecordsWith(t, loader.Options{Copies: 3}, func(t *testing.T, recs *records) {
 		obs := recs.obs
 		before, err := obs.Counters()

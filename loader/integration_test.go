@@ -354,12 +354,18 @@ func TestGroupExitFromOtherThread(t *testing.T) {
 	})
 }
 
-// TestBurst: at least 1,000 daemonisations; every adoption is reported exactly
-// once, or its loss is counted in the kernel. With three copies of the
+// TestBurst: 1,000 daemonisations; every adoption is reported exactly once,
+// or its loss is counted in the kernel. With three copies of the
 // fork/exec/exit programs, whatever the kernel, so that the spares are
 // exercised where the kernel preempts them (UnseenEvents reads the last).
 func TestBurst(t *testing.T) {
-	const n = 1000
+	n := 1000
+	if testing.Short() {
+		// Emulated CPUs (test VMs): 1,000 took 7 to 14 s per hook there.
+		// Half is still a burst, and where the kernel preempts the
+		// programs (7.x) it ran the spares 18 and 47 times per 1,000.
+		n = 500
+	}
 	eachHook(t, loader.Options{Copies: 3}, func(t *testing.T, obs *loader.Observer, c *collector) {
 		before, err := obs.Counters()
 		if err != nil {

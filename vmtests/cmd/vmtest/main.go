@@ -445,13 +445,15 @@ func (b boot) source() string {
 	return b.Kernel.Source() + " + systemd " + b.Systemd
 }
 
-// bootAll boots each VM, o.parallel at a time, in the given order.
+// bootAll boots each VM, o.parallel at a time, longest first (see
+// startOrder); the results keep the order of boots.
 func bootAll(ctx context.Context, o options, boots []boot) []kernelResult {
 	logDir := filepath.Join(o.cache, "logs")
 	os.MkdirAll(logDir, 0o755)
 	results := make([]kernelResult, len(boots))
 	todo := make(chan int, len(boots))
-	for i, b := range boots {
+	for _, i := range startOrder(boots) {
+		b := boots[i]
 		results[i] = kernelResult{Label: b.Label, Source: b.source(), Systemd: b.Systemd}
 		why := b.Kernel.Skipped
 		if why == "" {
@@ -485,6 +487,25 @@ func bootAll(ctx context.Context, o options, boots []boot) []kernelResult {
 	}
 	wg.Wait()
 	return results
+}
+
+// startOrder is the order in which bootAll starts the boots: the longest
+// first, so that the last one to finish is a short one and no core idles
+// while one VM runs on alone. A boot with vmtest's init runs every test
+// binary and takes minutes; a systemd boot runs one package in about 90 s.
+// Among the former, the newer kernel first (boots lists the matrix oldest
+// first): 7.x took 650 s where 5.10 took 350 s, as it verifies three copies
+// of the programs (it preempts them) and verifying costs more there.
+func startOrder(boots []boot) []int {
+	var order []int
+	for _, systemd := range []bool{false, true} {
+		for i := len(boots) - 1; i >= 0; i-- {
+			if (boots[i].Systemd != "") == systemd {
+				order = append(order, i)
+			}
+		}
+	}
+	return order
 }
 
 // retryCount is how often the second boot runs each failed test: all of

@@ -185,3 +185,18 @@ func TestRetryRun(t *testing.T) {
 		t.Errorf("retryRun made a pattern too long for the kernel command line")
 	}
 }
+
+func TestStartOrder(t *testing.T) {
+	boots := []boot{
+		{Label: "5.10"}, {Label: "6.1"}, {Label: "6.12"}, {Label: "7.x"},
+		{Label: "6.1+systemd", Systemd: "bookworm 252"}, {Label: "6.12+systemd", Systemd: "trixie 257"},
+	}
+	var got []string
+	for _, i := range startOrder(boots) {
+		got = append(got, boots[i].Label)
+	}
+	want := []string{"7.x", "6.12", "6.1", "5.10", "6.12+systemd", "6.1+systemd"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("start order %v, want %v", got, want)
+	}
+}
