@@ -2,7 +2,7 @@
 // Debian kernels (5.10, 6.1, 6.12, 7.x by default), so the BPF side is tested
 // on the kernels users run rather than only on the development machine's.
 //
-//	go run ./vmtests/cmd/vmtest [--kernel /path/to/vmlinuz ...] [--cache DIR] [--timeout 900s] [--json]
+//	go run ./vmtests/cmd/vmtest [--kernel /path/to/vmlinuz ...] [--cache DIR] [--timeout 1200s] [--json]
 //
 // Kernels come from Debian's archive through a private apt configuration in
 // the cache directory; test binaries and the guest's /init are built fresh
@@ -67,7 +67,7 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&o.cache, "cache", defaultCache(), "where kernels, apt lists, builds and logs are kept")
-	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "deadline for each VM, boot to power-off (a bound on hangs: the test binaries run one after another in it)")
+	flag.DurationVar(&o.timeout, "timeout", 1200*time.Second, "deadline for each VM, boot to power-off (a bound on hangs: the test binaries run one after another in it)")
 	flag.BoolVar(&o.json, "json", false, "print results as JSON instead of a table")
 	// Single-threaded TCG keeps one host core busy per VM.
 	flag.BoolVar(&o.retry, "retry", true, "boot a kernel whose tests failed once more, running only the failed tests twice each: all passing, it is reported as flaky, with the first run's failures")
