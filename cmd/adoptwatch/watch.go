@@ -310,8 +310,9 @@ func deliver(rec events.Record, sinks sink.Set, p *output.Printer, monitor *reap
 // environment sets one. The watcher's live heap is a few MB (its tables and
 // caches are bounded), so Go's default (100, with a 4 MB floor) collected
 // every thousand or so adoptions, about 4 µs of CPU per adoption (issue 12);
-// 200 collects half as often. (400 went over the RSS bound of
-// TestSocketAbandonedConnections now and then.)
+// 200 collects half as often. (400 saved more, but left the watcher's RSS
+// after TestSocketAbandonedConnections' flood 14 MB from the test's bound;
+// 200 leaves 24.)
 const gcPercent = 200
 
 // tuneRuntime, once the programs are loaded: the loading's garbage (tens of
