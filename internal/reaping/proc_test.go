@@ -65,7 +65,11 @@ func TestPreexistingFromRealProc(t *testing.T) {
 	}()
 	var nsInit, zombie *Preexisting
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && zombie == nil {
+	// Until the zombie is there and its reaper has exec'd sleep: on a slow
+	// machine the zombie can show while the namespace's init is still
+	// unshare's copy of itself (comm "exe" in the test VMs).
+	for time.Now().Before(deadline) && (zombie == nil || zombie.Reaper.Comm != "sleep") {
+		zombie = nil
 		time.Sleep(20 * time.Millisecond)
 		got, err := PreexistingFromProc()
 		if err != nil {
