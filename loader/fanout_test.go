@@ -32,7 +32,15 @@ func TestManyChildren(t *testing.T) {
 			// exact hook sees each re-parenting on its own, with no
 			// per-exit limit, so 1,000 children already cover it; 5,000
 			// more cost about a minute under emulation.
-			counts = append(counts, loader.ExitWalkMaxChildren, 5000)
+			beyond := 5000
+			if testing.Short() {
+				// The test VMs: 300 past the limit still take two
+				// counting runs (256 each). Starting 5,000 there at times
+				// never finished (6.1 and 7.x, the first run in a boot;
+				// unexplained, see the note of stop 16).
+				beyond = loader.ExitWalkMaxChildren + 300
+			}
+			counts = append(counts, loader.ExitWalkMaxChildren, beyond)
 		}
 		for _, n := range counts {
 			t.Run(fmt.Sprintf("children=%d", n), func(t *testing.T) {
