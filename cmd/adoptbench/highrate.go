@@ -5,7 +5,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 
 	"github.com/adoptwatch/adoptwatch/internal/bench"
 )
@@ -20,12 +19,7 @@ import (
 // (utime+stime), but waits for a CPU add to its latency, which this run does
 // not judge. Configurations alternate within each round, as above.
 func runHighRate(exe string, cfg benchConfig, kinds []observerKind) []bench.Target {
-	var watchers []observerKind
-	for _, k := range kinds {
-		if k.watcher != nil && !strings.Contains(k.name, "other tree") {
-			watchers = append(watchers, k)
-		}
-	}
+	watchers := watchingAll(kinds)
 	if len(watchers) == 0 {
 		return nil
 	}
@@ -45,16 +39,11 @@ func runHighRate(exe string, cfg benchConfig, kinds []observerKind) []bench.Targ
 			results[k.name] = append(results[k.name], m)
 		}
 	}
-	var t bench.Table
-	t.Header = []string{"configuration", "adoptions/s (median)", "µs/adoption (median of rounds)", "spread", "pooled over rounds"}
+	writeWatcherCPU(watchers, results, "adoptions/s (median)")
 	var targets []bench.Target
 	for _, k := range watchers {
 		per, pooled, rate := watcherCPU(results[k.name])
-		if per.N == 0 {
-			continue
-		}
-		t.Add(k.name, bench.FormatRate(rate), fmt.Sprintf("%.1f", per.Median/1000), fmt.Sprintf("±%.0f%%", 50*per.Spread()), fmt.Sprintf("%.1f", pooled/1000))
-		if !k.judged {
+		if per.N == 0 || !k.judged {
 			continue
 		}
 		target := bench.Target{
@@ -66,7 +55,6 @@ func runHighRate(exe string, cfg benchConfig, kinds []observerKind) []bench.Targ
 		}
 		targets = append(targets, target)
 	}
-	t.Write(os.Stdout)
 	return targets
 }
 

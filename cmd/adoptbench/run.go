@@ -447,6 +447,33 @@ func procCPU(cmd *exec.Cmd) int64 {
 	return st.CPU.Nanoseconds()
 }
 
+// watchingAll is the adoptwatch configurations that watch every process:
+// those whose own CPU per adoption the tables show.
+func watchingAll(kinds []observerKind) []observerKind {
+	var out []observerKind
+	for _, k := range kinds {
+		if k.watcher != nil && !strings.Contains(k.name, "other tree") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// writeWatcherCPU prints the table of adoptwatch's own CPU per adoption, one
+// row per configuration in watchers with measurements in ms (by name).
+func writeWatcherCPU(watchers []observerKind, ms map[string][]measurement, rateHeader string) {
+	var t bench.Table
+	t.Header = []string{"configuration", rateHeader, "µs/adoption (median of rounds)", "spread", "pooled over rounds"}
+	for _, k := range watchers {
+		per, pooled, rate := watcherCPU(ms[k.name])
+		if per.N == 0 {
+			continue
+		}
+		t.Add(k.name, bench.FormatRate(rate), fmt.Sprintf("%.1f", per.Median/1000), fmt.Sprintf("±%.0f%%", 50*per.Spread()), fmt.Sprintf("%.1f", pooled/1000))
+	}
+	t.Write(os.Stdout)
+}
+
 // watcherCPU is adoptwatch's own CPU per adoption over one configuration's
 // double-fork runs: per round, and pooled (all CPU over all adoptions).
 func watcherCPU(ms []measurement) (perRound bench.Summary, pooled float64, rate float64) {
@@ -518,19 +545,11 @@ func printComparison(kinds []observerKind, results map[string]map[string][]measu
 	fmt.Println()
 	fmt.Println("adoptwatch's own CPU per adoption, (c) double fork: utime+stime of the adoptwatch process (/proc/PID/stat,")
 	fmt.Println("clock ticks) over each run, divided by the adoptions it reported (JSON: lines counted; text: the workload's cycles)")
-	var ct bench.Table
-	ct.Header = []string{"configuration", "rate (median)", "µs/adoption (median of rounds)", "spread", "pooled over rounds"}
-	for _, k := range kinds {
-		if k.watcher == nil || strings.Contains(k.name, "other tree") {
-			continue
-		}
-		per, pooled, rate := watcherCPU(results[k.name][wlDouble])
-		if per.N == 0 {
-			continue
-		}
-		ct.Add(k.name, bench.FormatRate(rate), fmt.Sprintf("%.1f", per.Median/1000), fmt.Sprintf("±%.0f%%", 50*per.Spread()), fmt.Sprintf("%.1f", pooled/1000))
+	double := map[string][]measurement{}
+	for _, k := range watchingAll(kinds) {
+		double[k.name] = results[k.name][wlDouble]
 	}
-	ct.Write(os.Stdout)
+	writeWatcherCPU(watchingAll(kinds), double, "rate (median)")
 
 	ratioTarget := func(kind, wl string, min float64) {
 		r, ok := ratioOf[kind][wl]
