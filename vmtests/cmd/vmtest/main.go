@@ -55,11 +55,12 @@ type options struct {
 }
 
 // guestMemMB is each VM's memory. loader's TestManyChildren holds 4,096 and
-// then 5,000 live shell children at once (the exit-walk bound and past it),
+// then 4,396 live shell children at once (the exit-walk bound and past it),
 // about 80 KiB each in the kernel; with the initramfs in RAM, 1 GiB ran out
-// (the OOM killer ended loader.test on 5.10 and 6.1). With 2 GiB, 6.1 at
-// times never finished starting the 5,000 (no OOM, no lockup reported):
-// 3 GiB leaves room, and qemu only takes from the host what the guest uses.
+// (the OOM killer ended loader.test on 5.10 and 6.1). 3 GiB was tried
+// against a stall starting 5,000 children on 6.1 and did not stop it (that
+// case now has fewer children in the VMs); the runs since used 3 GiB, and
+// qemu only takes from the host what the guest uses.
 const guestMemMB = 3072
 
 func main() {
