@@ -9,6 +9,7 @@ import (
 
 	"github.com/adoptwatch/adoptwatch/events"
 	"github.com/adoptwatch/adoptwatch/internal/fixture"
+	"github.com/adoptwatch/adoptwatch/internal/procfs"
 	"github.com/adoptwatch/adoptwatch/internal/testsupport"
 	"github.com/adoptwatch/adoptwatch/loader"
 )
@@ -24,7 +25,8 @@ import (
 // stalls for a grace period, which the test cannot force (see
 // fixture.StartExitOrder). Many rounds in one observer, with three copies of
 // the fork/exec/exit programs whatever the kernel; the counters must explain
-// any shortfall.
+// any shortfall, except releases the kernel did without running the release
+// hook at all (releaseHookSkipped: seen in CI on 6.18 under load).
 func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 	testsupport.RequireBPF(t)
 	var cpus unix.CPUSet
@@ -68,7 +70,7 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 	// Each daemon's reaped record comes at its release, an RCU grace period
 	// after its reaping, and is sent without waking the reader.
 	var exits, reaps map[uint32]*events.Adoptee
-	c.records.Wait(30*time.Second, func(all []events.Record, _ bool) bool {
+	c.records.Wait(20*time.Second, func(all []events.Record, _ bool) bool {
 		exits, reaps = map[uint32]*events.Adoptee{}, map[uint32]*events.Adoptee{}
 		for _, r := range all {
 			if a := r.Adoptee; a != nil && isDaemon[a.Process.PID] {
@@ -89,9 +91,11 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 	}
 
 	seen := map[uint32]int{}
+	adopted := map[uint32]*events.Adoption{} // daemon → its adoption
 	zombies := 0
 	for _, a := range got {
 		seen[a.PrevParent.PID]++
+		adopted[a.Child.PID] = a
 		if a.Child.PID != daemonOf[a.PrevParent.PID] {
 			t.Errorf("adoption of %d from middle %d: its daemon is %d", a.Child.PID, a.PrevParent.PID, daemonOf[a.PrevParent.PID])
 		}
@@ -104,7 +108,7 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 			t.Errorf("daemon %d adopted by %d (%s), want the subreaper %d", a.Child.PID, a.NewParent.PID, a.Reaper, tree.Reaper)
 		}
 	}
-	var missing, exitUnseen, reapMissing int
+	var missing, exitUnseen, reapMissing, releaseUnseen int
 	for middle, daemon := range daemonOf {
 		switch k := seen[middle]; {
 		case k == 0:
@@ -133,7 +137,9 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 		switch r := reaps[daemon]; {
 		case r == nil:
 			reapMissing++
-			t.Logf("daemon %d: no adoptee reaped record", daemon)
+			if unseen := releaseHookSkipped(t, obs, adopted[daemon]); unseen {
+				releaseUnseen++
+			}
 		case exits[daemon] == nil && !r.ExitTime.IsZero():
 			t.Errorf("daemon %d: reaped record has an exit time, but no exit record came", daemon)
 		}
@@ -148,9 +154,11 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 		"counter deltas: lost %d, unfollowed %d, stale %d, unseen events %d, adoptions %d, adoptees full %d, lost adoptee records %d",
 		n, len(got), missing, zombies, exitUnseen, reapMissing, lost, unfollowed, stale, unseen,
 		d(after.Adoptions, before.Adoptions), d(after.AdopteesFull, before.AdopteesFull), d(after.LostAdopteeRecords, before.LostAdopteeRecords))
-	// A missing record is acceptable only where the kernel says why.
-	if explained := unseen + d(after.LostAdopteeRecords, before.LostAdopteeRecords) + d(after.AdopteesFull, before.AdopteesFull); uint64(reapMissing) > explained {
-		t.Errorf("%d adoptee reaped records missing, only %d explained by the counters", reapMissing, explained)
+	// A missing record is acceptable only where the kernel says why, or
+	// where its release hook never ran (releaseHookSkipped).
+	if explained := unseen + d(after.LostAdopteeRecords, before.LostAdopteeRecords) + d(after.AdopteesFull, before.AdopteesFull) + uint64(releaseUnseen); uint64(reapMissing) > explained {
+		t.Errorf("%d adoptee reaped records missing, only %d explained by the counters and %d releases the kernel never ran its hook for",
+			reapMissing, explained-uint64(releaseUnseen), releaseUnseen)
 	}
 	if explained := unseen + d(after.LostAdopteeRecords, before.LostAdopteeRecords); uint64(exitUnseen) > explained {
 		t.Errorf("%d daemons' exits unseen, only %d explained by the counters (unseen events, lost adoptee records)", exitUnseen, explained)
@@ -159,4 +167,29 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 		t.Errorf("%d adoptions missing, only %d explained by the counters (lost %d, unfollowed %d, stale %d, unseen events %d)",
 			missing, explained, lost, unfollowed, stale, unseen)
 	}
+}
+
+// releaseHookSkipped tells, for an adopted daemon without a reaped record,
+// whether the kernel released it without running sched_process_free's BPF
+// program: the process is gone (its reaper reaped it) but its entry is still
+// in the adoptees map, which only that program deletes. Measured on 6.18, the
+// kernel skips the program now and then, uncounted (loader.ForgetAdoptee);
+// user space then forgets the entry as the test does here. An entry gone
+// without its record would be a record lost by adoptwatch itself.
+func releaseHookSkipped(t *testing.T, obs *loader.Observer, a *events.Adoption) bool {
+	t.Helper()
+	if st, err := procfs.ReadStat(int(a.Child.PID)); err == nil && st.ID.Same(a.Child.ID) {
+		t.Errorf("daemon %d: not reaped by the subreaper", a.Child.PID)
+		return false
+	}
+	entry, err := obs.ForgetAdoptee(a.Child.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entry {
+		t.Logf("daemon %d: no adoptee reaped record; released without the kernel running its release hook (its entry was still there)", a.Child.PID)
+	} else {
+		t.Logf("daemon %d: no adoptee reaped record, and its entry is gone from the kernel", a.Child.PID)
+	}
+	return entry
 }
