@@ -463,6 +463,12 @@ func (s *supervisor) follow(d Decision, successor bool) {
 		}
 		s.logf("also adopted and still running, not followed: %s", strings.Join(others, ", "))
 	}
+	// Keep its zombie for the manager before the manager hears of it: once
+	// told MAINPID=, the manager (or a test) may stop the daemon at once, and
+	// the reaper would reap an end that came before this store.
+	if !s.cfg.NoSubreaper && os.Getenv("NOTIFY_SOCKET") != "" {
+		s.keep.Store(int32(c.PID))
+	}
 	// The service manager follows the daemon from now on: MAINPID= with READY=1
 	// in one message the first time (see service.Notifier.ReadyMainPID).
 	if successor {
@@ -472,9 +478,6 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	}
 	s.daemon, s.daemonComm = c, c.Comm
 	s.daemonEnded, s.daemonStatus = false, nil
-	if !s.cfg.NoSubreaper && os.Getenv("NOTIFY_SOCKET") != "" {
-		s.keep.Store(int32(c.PID))
-	}
 	s.state = following
 	s.tracker.Follow(c)
 	if s.stopSignal != 0 {
