@@ -58,8 +58,12 @@ static __always_inline __u64 adoption_wakeup(__u64 ts)
 	return by > ts + WAKEUP_MARGIN_NS ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
 }
 
+/* exit_state: the child's, read when it was known to be re-parented (the
+ * exit walk reads it before another program can take the child: read later,
+ * a child that exits right after being adopted would look adopted a zombie). */
 static __always_inline void emit_adoption(struct task_struct *child,
-					  struct task_struct *old_parent, __u32 hook)
+					  struct task_struct *old_parent, __u32 hook,
+					  __u32 exit_state)
 {
 	count(COUNTER_ADOPTIONS);
 	if (!watched(child)) {
@@ -76,7 +80,7 @@ static __always_inline void emit_adoption(struct task_struct *child,
 	fill_header(&rec->hdr, RECORD_ADOPT);
 	rec->hook = hook;
 	rec->reaper_flags = reaper_flags_of(child, new_parent, &rec->ns_level);
-	rec->exit_state = BPF_CORE_READ(child, exit_state);
+	rec->exit_state = exit_state;
 	/* With the pids the reaper itself sees (in a container: the container's). */
 	struct pid_namespace *reaper_ns = pid_ns_of(new_parent);
 	fill_ident_seen_by(&rec->child, child, reaper_ns);
@@ -104,9 +108,9 @@ static __always_inline void emit_adoption(struct task_struct *child,
  * loop the verifier unrolls (5.10 has no bpf_loop). Its arguments are plain
  * numbers, as global functions require: the tasks are only ever probe-read.
  */
-__noinline int report_adoption(__u64 child, __u64 old_parent, __u32 hook)
+__noinline int report_adoption(__u64 child, __u64 old_parent, __u32 hook, __u32 exit_state)
 {
-	emit_adoption((struct task_struct *)child, (struct task_struct *)old_parent, hook);
+	emit_adoption((struct task_struct *)child, (struct task_struct *)old_parent, hook, exit_state);
 	return 0;
 }
 

@@ -386,12 +386,14 @@ static __always_inline bool claim_child(__u32 child_pid, __u32 parent_tid)
 }
 
 /* Report child if it no longer belongs to the dying thread's process.
- * Returns whether a sibling thread took it. */
-static __always_inline bool resolve_child(struct task_struct *child, struct task_struct *dying)
+ * Returns whether a sibling thread took it. exit_state is the child's, read
+ * before its pending entry was taken (see resolve_run). */
+static __always_inline bool resolve_child(struct task_struct *child, struct task_struct *dying,
+					  __u32 exit_state)
 {
 	if (BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
 		return true; /* a sibling thread took it: a threaded re-parent */
-	report_adoption((__u64)child, (__u64)dying, HOOK_EXIT_WALK);
+	report_adoption((__u64)child, (__u64)dying, HOOK_EXIT_WALK, exit_state);
 	return false;
 }
 
@@ -441,9 +443,10 @@ static __always_inline void resolve_pending_child(struct task_struct *child, boo
 	struct task_struct *dying = (struct task_struct *)p->parent_task;
 	if (only_if_moved && BPF_CORE_READ(child, real_parent, tgid) == BPF_CORE_READ(dying, tgid))
 		return;
+	__u32 exit_state = BPF_CORE_READ(child, exit_state);
 	if (bpf_map_delete_elem(&pending_children, &pid))
 		return; /* the final switch took it meanwhile */
-	resolve_child(child, dying);
+	resolve_child(child, dying, exit_state);
 }
 
 /* Phase 2 is over for thread tid: settle the unfollowed children. */
@@ -481,13 +484,19 @@ static __always_inline void resolve_run(void *ctx, struct task_struct *prev, __u
 				__u32 pid = chunk->kids[i].pid;
 				struct task_struct *child = (struct task_struct *)chunk->kids[i].task;
 				follow_before_claim(child, pid, prev);
+				/* Whether it was a zombie when adopted: read while it
+				 * is still pending. Had it exited since its re-parenting,
+				 * its own exit found it moved and pending, and took it
+				 * (resolve_pending_child), so the claim below fails. Read
+				 * after the claim, it could have exited since. */
+				__u32 exit_state = BPF_CORE_READ(child, exit_state);
 				if (!claim_child(pid, tid))
 					continue;
 				if (BPF_CORE_READ(child, pid) != pid) {
 					count(COUNTER_STALE_CHILD);
 					continue;
 				}
-				bool sibling = resolve_child(child, prev);
+				bool sibling = resolve_child(child, prev, exit_state);
 				st->reaper = REAPER_SEEN | (sibling ? REAPER_SIBLING : 0);
 			}
 			bpf_map_delete_elem(&exit_chunks, &key);

@@ -129,7 +129,8 @@ SEC("fentry/kill_orphaned_pgrp")
 int BPF_PROG(adopt_fentry, struct task_struct *child, struct task_struct *old_parent)
 {
 	if (old_parent)
-		report_adoption((__u64)child, (__u64)old_parent, HOOK_EXACT);
+		report_adoption((__u64)child, (__u64)old_parent, HOOK_EXACT,
+				BPF_CORE_READ(child, exit_state));
 	return 0;
 }
 
@@ -138,7 +139,8 @@ SEC("kprobe/kill_orphaned_pgrp")
 int BPF_KPROBE(adopt_kprobe, struct task_struct *child, struct task_struct *old_parent)
 {
 	if (old_parent)
-		report_adoption((__u64)child, (__u64)old_parent, HOOK_EXACT);
+		report_adoption((__u64)child, (__u64)old_parent, HOOK_EXACT,
+				BPF_CORE_READ(child, exit_state));
 	return 0;
 }
 
