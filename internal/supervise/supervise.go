@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -141,7 +142,17 @@ type supervisor struct {
 	unrecordedSince time.Time        // when children without adoption records were first seen (awaitingRecords)
 	stopSignal      unix.Signal      // a stop signal was received (0: none)
 	pending         []unix.Signal    // non-stop signals received before the daemon was known
+
+	// Without a subreaper, the processes the tree forked that have not
+	// exited (fork and exit records), at most maxForked: an adopted one
+	// whose adoption record has not come yet is among them (unrecorded).
+	forked        map[procfs.ID]bool
+	forkedDropped uint64 // forks not kept: the map was full
 }
+
+// maxForked bounds supervisor.forked: a launch tree that keeps more
+// processes alive at once is not waited for beyond that (and says so).
+const maxForked = 4096
 
 // commandEnv is run's environment without NOTIFY_SOCKET: run speaks for the
 // service to its manager, and a daemon that found the socket would announce
@@ -182,6 +193,7 @@ func Run(cfg Config) Exit {
 		done:     make(chan struct{}),
 		pidfds:   map[procfs.ID]int{},
 		statuses: map[procfs.ID]uint32{},
+		forked:   map[procfs.ID]bool{},
 	}
 	defer close(s.done)
 	code := s.run()
@@ -381,11 +393,19 @@ func (s *supervisor) noDaemon() int {
 		return 128 + int(s.stopSignal)
 	}
 	if missed := s.unrecorded(); len(missed) > 0 {
-		// Run's children other than CMD were all adopted by it: the hook
-		// missed their adoption records. Say so rather than blame CMD.
-		s.logf("%s exited with code 0, and run adopted %s without an adoption record (the adoption hook missed it%s): no daemon identified",
-			cmd, strings.Join(missed, ", "), lossesSuffix(s.kernelLosses()))
+		// They were all adopted (unrecorded): the hook missed their
+		// adoption records. Say so rather than blame CMD.
+		who := "run adopted"
+		if s.cfg.NoSubreaper {
+			who = "left alive"
+		}
+		s.logf("%s exited with code 0, and %s %s without an adoption record (the adoption hook missed it%s): no daemon identified",
+			cmd, who, strings.Join(missed, ", "), lossesSuffix(s.kernelLosses()))
 		return ExitFailure
+	}
+	if s.forkedDropped > 0 {
+		s.logf("%d processes of the launch tree were not kept to wait for their adoption records (more than %d alive at once)",
+			s.forkedDropped, maxForked)
 	}
 	if lost, err := s.kernelLosses(); err == nil && len(lost) > 0 {
 		// Perhaps a daemon whose adoption the kernel could not report.
@@ -422,12 +442,33 @@ func lossesSuffix(lost []string, err error) string {
 	return "; the kernel counted: " + strings.Join(lost, "; ")
 }
 
-// unrecorded lists, as "pid=N comm=C", the live children of run (subreaper
-// mode) other than CMD that no adoption record named: orphans of the tree
-// whose adoption the hook did not report.
+// noteForked keeps, without a subreaper, the processes the tree forks until
+// their exit.
+func (s *supervisor) noteForked(t *events.Task) {
+	if !s.cfg.NoSubreaper {
+		return
+	}
+	switch {
+	case t.Kind == events.KindFork && t.Child != nil && !t.Child.ID.Same(s.cmd):
+		if len(s.forked) >= maxForked {
+			s.forkedDropped++
+			return
+		}
+		s.forked[t.Child.ID] = true
+	case t.Kind == events.KindExit && t.ProcessExit:
+		delete(s.forked, t.Process.ID)
+	}
+}
+
+// unrecorded lists, as "pid=N comm=C", the live processes of the tree other
+// than CMD that no adoption record named: orphans of the tree whose adoption
+// the hook did not report, or not yet. With the launcher gone, every live
+// process it left descends from an exited process, so it was adopted, or an
+// ancestor of it was. In subreaper mode they are run's children; without
+// one, the processes the tree forked that are still there.
 func (s *supervisor) unrecorded() []string {
 	if s.cfg.NoSubreaper {
-		return nil
+		return s.unrecordedForked()
 	}
 	var out []string
 	for _, k := range procfs.Children(int(s.self)) {
@@ -436,6 +477,24 @@ func (s *supervisor) unrecorded() []string {
 		}
 		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, output.Escape(k.Comm)))
 	}
+	return out
+}
+
+// unrecordedForked is unrecorded without a subreaper.
+func (s *supervisor) unrecordedForked() []string {
+	var out []string
+	for id := range s.forked {
+		if id.Same(s.cmd) || s.tracker.member(id) != nil || s.isGuardian(int(id.PID)) {
+			continue
+		}
+		k, err := procfs.ReadStat(int(id.PID))
+		if err != nil || !k.ID.Same(id) {
+			delete(s.forked, id) // gone: its exit record was lost or is on its way
+			continue
+		}
+		out = append(out, fmt.Sprintf("pid=%d comm=%s", k.PID, output.Escape(k.Comm)))
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -590,6 +649,7 @@ func (s *supervisor) onRecord(r recordOrErr) {
 		return
 	}
 	id := t.Process.ID
+	s.noteForked(t)
 	switch {
 	case t.Kind == events.KindExit && t.ProcessExit && s.tracker.member(id) != nil:
 		s.statuses[id] = t.ExitStatus
