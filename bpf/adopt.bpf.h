@@ -70,6 +70,11 @@ static __always_inline void emit_adoption(struct task_struct *child,
 		count(COUNTER_UNWATCHED_ADOPTIONS);
 		return;
 	}
+	/* Follow it first: the kernel set its real_parent before this hook ran,
+	 * and a child that sees that and exits on another CPU must find itself
+	 * followed, or its exit goes unseen. Its exit record may then come
+	 * before the adoption: user space keeps it for the adoption. */
+	follow_adoptee(child);
 	struct task_struct *new_parent = BPF_CORE_READ(child, real_parent);
 
 	struct adopt_record *rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
@@ -98,7 +103,6 @@ static __always_inline void emit_adoption(struct task_struct *child,
 		__builtin_memset(rec->lineage, 0, sizeof(rec->lineage));
 	}
 	bpf_ringbuf_submit(rec, adoption_wakeup(rec->hdr.ts_ns));
-	follow_adoptee(child);
 }
 
 /*
