@@ -143,9 +143,10 @@ type supervisor struct {
 	stopSignal      unix.Signal      // a stop signal was received (0: none)
 	pending         []unix.Signal    // non-stop signals received before the daemon was known
 
-	// Without a subreaper, the processes the tree forked that have not
-	// exited (fork and exit records), at most maxForked: an adopted one
-	// whose adoption record has not come yet is among them (unrecorded).
+	// Without a subreaper, while the daemon is looked for, the processes
+	// the tree forked that have not exited (fork and exit records), at most
+	// maxForked: an adopted one whose adoption record has not come yet is
+	// among them (unrecorded).
 	forked        map[procfs.ID]bool
 	forkedDropped uint64 // forks not kept: the map was full
 }
@@ -442,14 +443,16 @@ func lossesSuffix(lost []string, err error) string {
 	return "; the kernel counted: " + strings.Join(lost, "; ")
 }
 
-// noteForked keeps, without a subreaper, the processes the tree forks until
-// their exit.
+// noteForked keeps, without a subreaper and until the daemon is identified,
+// the processes the tree forks (but CMD and the guardian) until their exit.
+// Once a daemon is followed, nothing reads them (follow empties the map), and
+// a daemon's workers need not cost a map update each.
 func (s *supervisor) noteForked(t *events.Task) {
-	if !s.cfg.NoSubreaper {
+	if !s.cfg.NoSubreaper || s.state != launching {
 		return
 	}
 	switch {
-	case t.Kind == events.KindFork && t.Child != nil && !t.Child.ID.Same(s.cmd):
+	case t.Kind == events.KindFork && t.Child != nil && !t.Child.ID.Same(s.cmd) && !s.isGuardian(int(t.Child.PID)):
 		if len(s.forked) >= maxForked {
 			s.forkedDropped++
 			return
@@ -484,7 +487,7 @@ func (s *supervisor) unrecorded() []string {
 func (s *supervisor) unrecordedForked() []string {
 	var out []string
 	for id := range s.forked {
-		if id.Same(s.cmd) || s.tracker.member(id) != nil || s.isGuardian(int(id.PID)) {
+		if s.tracker.member(id) != nil {
 			continue
 		}
 		k, err := procfs.ReadStat(int(id.PID))
@@ -537,6 +540,7 @@ func (s *supervisor) follow(d Decision, successor bool) {
 	}
 	s.daemon, s.daemonComm = c, c.Comm
 	s.daemonEnded, s.daemonStatus = false, nil
+	clear(s.forked) // only the launch reads it (noteForked)
 	s.state = following
 	s.tracker.Follow(c)
 	if s.stopSignal != 0 {

@@ -40,7 +40,7 @@ func exitRecord(id procfs.ID) *events.Task {
 // record can come after the tree settled). Real processes stand for them:
 // a live one no record named is listed until it exits or is adopted; one
 // found gone is dropped; CMD is never listed; past the bound, forks are
-// counted, not kept.
+// counted, not kept; nor are they once a daemon is followed.
 func TestUnrecordedWithoutSubreaper(t *testing.T) {
 	cmdID := startSleeper(t)
 	s := &supervisor{cfg: Config{NoSubreaper: true}, cmd: cmdID, forked: map[procfs.ID]bool{}}
@@ -87,6 +87,14 @@ func TestUnrecordedWithoutSubreaper(t *testing.T) {
 	}
 	if len(s.forked) != maxForked || s.forkedDropped != 5 {
 		t.Errorf("kept %d (bound %d), dropped %d, want 5 dropped", len(s.forked), maxForked, s.forkedDropped)
+	}
+
+	// Once a daemon is followed, forks (its workers) are not kept.
+	clear(s.forked)
+	s.state = following
+	s.noteForked(forkRecord(cmdID, other))
+	if len(s.forked) != 0 {
+		t.Errorf("kept %d forks while following a daemon", len(s.forked))
 	}
 
 	// With a subreaper, forks are not kept at all (run's children tell).
