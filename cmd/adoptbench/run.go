@@ -545,11 +545,12 @@ func printComparison(kinds []observerKind, results map[string]map[string][]measu
 	fmt.Println()
 	fmt.Println("adoptwatch's own CPU per adoption, (c) double fork: utime+stime of the adoptwatch process (/proc/PID/stat,")
 	fmt.Println("clock ticks) over each run, divided by the adoptions it reported (JSON: lines counted; text: the workload's cycles)")
+	watchers := watchingAll(kinds)
 	double := map[string][]measurement{}
-	for _, k := range watchingAll(kinds) {
+	for _, k := range watchers {
 		double[k.name] = results[k.name][wlDouble]
 	}
-	writeWatcherCPU(watchingAll(kinds), double, "rate (median)")
+	writeWatcherCPU(watchers, double, "rate (median)")
 
 	ratioTarget := func(kind, wl string, min float64) {
 		r, ok := ratioOf[kind][wl]
