@@ -91,11 +91,11 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 	}
 
 	seen := map[uint32]int{}
-	adopted := map[uint32]*events.Adoption{} // daemon → its adoption
+	adopted := map[uint32]procfs.ID{} // daemon pid → its identity in the records
 	zombies := 0
 	for _, a := range got {
 		seen[a.PrevParent.PID]++
-		adopted[a.Child.PID] = a
+		adopted[a.Child.PID] = a.Child.ID
 		if a.Child.PID != daemonOf[a.PrevParent.PID] {
 			t.Errorf("adoption of %d from middle %d: its daemon is %d", a.Child.PID, a.PrevParent.PID, daemonOf[a.PrevParent.PID])
 		}
@@ -176,20 +176,20 @@ func TestExitWalkDaemonExitsAsAdopted(t *testing.T) {
 // kernel skips the program now and then, uncounted (loader.ForgetAdoptee);
 // user space then forgets the entry as the test does here. An entry gone
 // without its record would be a record lost by adoptwatch itself.
-func releaseHookSkipped(t *testing.T, obs *loader.Observer, a *events.Adoption) bool {
+func releaseHookSkipped(t *testing.T, obs *loader.Observer, id procfs.ID) bool {
 	t.Helper()
-	if st, err := procfs.ReadStat(int(a.Child.PID)); err == nil && st.ID.Same(a.Child.ID) {
-		t.Errorf("daemon %d: not reaped by the subreaper", a.Child.PID)
+	if st, err := procfs.ReadStat(int(id.PID)); err == nil && st.ID.Same(id) {
+		t.Errorf("daemon %d: not reaped by the subreaper", id.PID)
 		return false
 	}
-	entry, err := obs.ForgetAdoptee(a.Child.ID)
+	entry, err := obs.ForgetAdoptee(id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if entry {
-		t.Logf("daemon %d: no adoptee reaped record; released without the kernel running its release hook (its entry was still there)", a.Child.PID)
+		t.Logf("daemon %d: no adoptee reaped record; released without the kernel running its release hook (its entry was still there)", id.PID)
 	} else {
-		t.Logf("daemon %d: no adoptee reaped record, and its entry is gone from the kernel", a.Child.PID)
+		t.Logf("daemon %d: no adoptee reaped record, and its entry is gone from the kernel", id.PID)
 	}
 	return entry
 }
