@@ -501,6 +501,24 @@ func (s *supervisor) unrecordedForked() []string {
 	return out
 }
 
+// maxOthersNamed bounds the processes othersText names: a launcher that
+// leaves thousands running gets one readable line, with the rest counted.
+const maxOthersNamed = 20
+
+// othersText names the other adopted processes still running, as
+// "PID (comm)", at most maxOthersNamed of them.
+func othersText(others []*Candidate) string {
+	var names []string
+	for _, o := range others[:min(len(others), maxOthersNamed)] {
+		names = append(names, fmt.Sprintf("%d (%s)", o.PID, output.Escape(o.Comm)))
+	}
+	text := strings.Join(names, ", ")
+	if rest := len(others) - len(names); rest > 0 {
+		text += fmt.Sprintf(" and %d more", rest)
+	}
+	return text
+}
+
 // follow makes d.Daemon the daemon and says so.
 func (s *supervisor) follow(d Decision, successor bool) {
 	c := d.Daemon
@@ -519,11 +537,7 @@ func (s *supervisor) follow(d Decision, successor bool) {
 		s.logf("daemon pid=%d comm=%s identified (%s, %s): %s", c.PID, output.Escape(c.Comm), pattern, d.Reason, lineage)
 	}
 	if len(d.Others) > 0 {
-		var others []string
-		for _, o := range d.Others {
-			others = append(others, fmt.Sprintf("%d (%s)", o.PID, output.Escape(o.Comm)))
-		}
-		s.logf("also adopted and still running, not followed: %s", strings.Join(others, ", "))
+		s.logf("also adopted and still running, not followed: %s", othersText(d.Others))
 	}
 	// Keep its zombie for the manager before the manager hears of it: once
 	// told MAINPID=, the manager (or a test) may stop the daemon at once, and

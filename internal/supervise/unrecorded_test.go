@@ -104,3 +104,19 @@ func TestUnrecordedWithoutSubreaper(t *testing.T) {
 		t.Errorf("subreaper mode kept %d forks", len(sub.forked))
 	}
 }
+
+// TestOthersText: the other adopted processes are named, escaped, and at
+// most maxOthersNamed of them; the rest are counted.
+func TestOthersText(t *testing.T) {
+	var others []*Candidate
+	for i := 0; i < 3000; i++ {
+		others = append(others, &Candidate{ID: procfs.ID{PID: uint32(1000 + i)}, Comm: "w\n\x1b[31m"})
+	}
+	if got, want := othersText(others[:2]), `1000 (w\n\x1b[31m), 1001 (w\n\x1b[31m)`; got != want {
+		t.Errorf("othersText of 2 = %q, want %q", got, want)
+	}
+	got := othersText(others)
+	if !strings.HasSuffix(got, " and 2980 more") || strings.Count(got, "(") != maxOthersNamed || strings.ContainsAny(got, "\n\x1b") {
+		t.Errorf("othersText of 3000 = %q", got)
+	}
+}
